@@ -1,0 +1,22 @@
+//! hookbox: an embedded, single-binary webhook gateway.
+//!
+//! The module map (see ARCHITECTURE.md for the data flow and the invariants):
+//! - [`config`]: TOML + `HOOKBOX_*` environment -> a validated [`config::Config`].
+//! - [`model`]: domain types; no I/O.
+//! - [`secrets`]: the master key and the sealing of secrets at rest.
+//! - [`store`]: the only code that touches redb (codec, tables, group-commit writer).
+//! - [`subscriptions`]: the in-memory index of live webhooks used for matching.
+//! - [`api`]: the HTTP API (the only hyper server code).
+//! - [`delivery`]: signing, retry schedule, outbound client, scheduler and workers.
+//! - [`notify`]: failure emails and operational events.
+//! - [`app`]: wires everything together and owns shutdown.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod model;
+pub mod notify;
+pub mod secrets;
+pub mod store;
+pub mod subscriptions;

@@ -1,0 +1,2 @@
+//! The hookbox binary (to be written).
+fn main() {}

@@ -1,0 +1,3 @@
+//! Notifications: failure emails over SMTP and operational events.
+
+pub mod email;

@@ -1,0 +1,3 @@
+//! The store: the only code that imports redb.
+
+pub mod codec;

@@ -1,0 +1,2 @@
+//! Integration tests: the real server on port 0, a real redb file in a temp dir,
+//! real HTTP over loopback.
