@@ -5,7 +5,7 @@
 //! - [`model`]: domain types; no I/O.
 //! - [`secrets`]: the master key and the sealing of secrets at rest.
 //! - [`store`]: the only code that touches redb (codec, tables, group-commit writer).
-//! - [`subscriptions`]: the in-memory index of live webhooks used for matching.
+//! - [`registry`]: the in-memory view of tenants, keys, catalogues and webhooks (matching, auth).
 //! - [`api`]: the HTTP API (the only hyper server code).
 //! - [`delivery`]: signing, retry schedule, outbound client, scheduler and workers.
 //! - [`notify`]: failure emails and operational events.
@@ -19,4 +19,4 @@ pub mod model;
 pub mod notify;
 pub mod secrets;
 pub mod store;
-pub mod subscriptions;
+pub mod registry;

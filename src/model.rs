@@ -278,8 +278,11 @@ pub struct Delivery {
     pub webhook_id: String,
     pub event_type: String,
     pub state: DeliveryState,
-    /// Attempts made so far (scheduled, manual and recover; test events have no delivery).
+    /// Attempts made so far (scheduled and manual; test events have no delivery).
     pub attempts: u32,
+    /// Scheduled attempts made since the delivery was created or last recovered: the
+    /// position in the retry schedule.
+    pub schedule_step: u32,
     /// When the next scheduled attempt is due, while not final.
     pub next_attempt_at: Option<UnixMs>,
     pub last_status: Option<u16>,

@@ -1,3 +1,189 @@
-//! The store: the only code that imports redb.
+//! The store: the only code that imports redb. It owns the data file, the table
+//! layout, the record codec and the single writer thread; it never does HTTP and
+//! never decides policy (what to deliver, when to retry): callers pass decisions in.
 
+mod admin;
 pub mod codec;
+mod deliveries;
+mod events;
+mod tables;
+mod webhooks;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redb::{Database, ReadTransaction, ReadableDatabase};
+
+use crate::secrets::Cipher;
+
+pub use deliveries::{AttemptWrite, DueEntry, Next, RecoverScope};
+pub use events::{IngestItem, IngestOutcome};
+pub use writer::WriterStats;
+
+/// The default page cache: small enough for the RSS goal, large enough for the hot
+/// indexes (due queue, recent deliveries).
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database")]
+    Open(#[source] redb::DatabaseError),
+    #[error("database error")]
+    Database(#[from] redb::Error),
+    #[error("corrupt record in {table}")]
+    Corrupt {
+        table: &'static str,
+        #[source]
+        source: codec::CodecError,
+    },
+    #[error("cannot seal or open a secret record")]
+    Seal(#[source] crate::secrets::SealError),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the store cannot write: {0}")]
+    Unavailable(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The data file and its writer. Cheap to clone; every clone shares one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    writer: std::sync::Mutex<Option<writer::Writer>>,
+    writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    cipher: Cipher,
+    healthy: Arc<AtomicBool>,
+    stats: Arc<WriterStats>,
+}
+
+impl Store {
+    /// Opens (or creates) the data file at `path`, creating every table, and starts
+    /// the writer thread. `cipher` seals webhook records (they hold secrets).
+    pub fn open(path: &Path, cipher: Cipher, cache_bytes: usize) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(StoreError::Open)?;
+        let txn = db.begin_write()?;
+        {
+            use tables::*;
+            txn.open_table(TENANTS)?;
+            txn.open_table(API_KEYS)?;
+            txn.open_table(EVENT_TYPES)?;
+            txn.open_table(WEBHOOKS)?;
+            txn.open_table(TENANT_WEBHOOKS)?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(TENANT_EVENTS)?;
+            txn.open_table(IDEMPOTENCY)?;
+            txn.open_table(DELIVERIES)?;
+            txn.open_table(WEBHOOK_DELIVERIES)?;
+            txn.open_table(EVENT_DELIVERIES)?;
+            txn.open_table(DUE)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(ATTEMPTS)?;
+            txn.open_table(NOTIFY)?;
+        }
+        txn.commit()?;
+        let db = Arc::new(db);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let stats = Arc::new(WriterStats::default());
+        let (writer, thread) = writer::Writer::start(db.clone(), healthy.clone(), stats.clone());
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                writer: std::sync::Mutex::new(Some(writer)),
+                writer_thread: std::sync::Mutex::new(Some(thread)),
+                cipher,
+                healthy,
+                stats,
+            }),
+        })
+    }
+
+    /// Whether the store can still write (false after a failed commit).
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Commit counters of the writer thread.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Stops the writer after it has finished (and fsynced) everything queued.
+    /// Later writes fail with [`StoreError::Closed`]; reads keep working.
+    pub fn close(&self) {
+        let writer = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        drop(writer);
+        let thread = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+
+    async fn write<R, F>(&self, durable: bool, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+    {
+        if !self.is_healthy() {
+            return Err(StoreError::Unavailable(
+                "a previous commit failed (disk full or read-only?)".into(),
+            ));
+        }
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .ok_or(StoreError::Closed)?;
+        writer.submit(durable, f).await
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.inner.db.begin_read()?)
+    }
+
+    /// The size of the data file in bytes, if it can be read.
+    pub fn file_size(path: &Path) -> Option<u64> {
+        std::fs::metadata(path).ok().map(|m| m.len())
+    }
+}
+
+/// Decodes a record, naming its table in the error.
+fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Encodes a record. Encoding our own types cannot fail short of a bincode bug, which
+/// is reported as a corrupt record rather than a panic.
+fn encode<T: serde::Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    codec::encode(value).map_err(|source| StoreError::Corrupt { table, source })
+}

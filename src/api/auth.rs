@@ -1,0 +1,107 @@
+//! Authentication and authorisation: who is calling (an API key or the admin token),
+//! which tenant the call acts on, and whether it holds the scope it needs.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::error::ApiError;
+use crate::model::{ApiKey, Scope};
+use crate::registry::Registry;
+use crate::secrets::{constant_time_eq, hash_key};
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// The admin token: manages tenants and keys, may act for any tenant.
+    Admin,
+    /// A tenant's API key.
+    Key(Arc<ApiKey>),
+}
+
+/// Identifies the caller from `Authorization: Bearer <key>` or the seeds' `API-KEY`.
+pub fn authenticate(
+    headers: &HeaderMap,
+    admin_token: &str,
+    registry: &Registry,
+) -> Result<Principal, ApiError> {
+    let presented = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    if constant_time_eq(presented.as_bytes(), admin_token.as_bytes()) {
+        return Ok(Principal::Admin);
+    }
+    // Keys are looked up by their hash, so no comparison of key text happens here.
+    registry
+        .key_by_hash(&hash_key(presented))
+        .map(Principal::Key)
+        .ok_or_else(ApiError::unauthorized)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?.trim();
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The tenant a call acts on: the key's own, or for the admin the one named by
+/// `X-Tenant-Id` (aliases `organization-id`, `TENANT`), which must exist.
+pub fn tenant_of(
+    principal: &Principal,
+    headers: &HeaderMap,
+    registry: &Registry,
+) -> Result<String, ApiError> {
+    let named = ["x-tenant-id", "organization-id", "tenant"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    match principal {
+        Principal::Key(key) => match named {
+            Some(t) if t != key.tenant => Err(ApiError::forbidden(
+                "this API key belongs to another tenant than the one named",
+            )),
+            _ => Ok(key.tenant.clone()),
+        },
+        Principal::Admin => {
+            let t = named.ok_or_else(|| {
+                ApiError::bad_request(
+                    "the admin token must name a tenant with the X-Tenant-Id header",
+                )
+            })?;
+            if registry.tenant(t).is_none() {
+                return Err(ApiError::not_found(format!("tenant {t}")));
+            }
+            Ok(t.to_owned())
+        }
+    }
+}
+
+/// Fails with 403 unless the caller holds `scope` (the admin holds every scope).
+pub fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
+    match principal {
+        Principal::Admin => Ok(()),
+        Principal::Key(k) if k.scopes.contains(&scope) => Ok(()),
+        Principal::Key(_) => Err(ApiError::forbidden(format!(
+            "Access is denied due to missing scope permissions: {} is required",
+            scope.as_str()
+        ))),
+    }
+}
+
+/// Fails with 403 unless the caller is the admin.
+pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    match principal {
+        Principal::Admin => Ok(()),
+        Principal::Key(_) => Err(ApiError::forbidden("this route needs the admin token")),
+    }
+}

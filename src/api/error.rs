@@ -1,0 +1,150 @@
+//! The one place that turns errors into HTTP responses. Internal causes are logged
+//! with their whole chain and never sent to the client.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::store::StoreError;
+
+/// An error answer: status, machine code, message and every reason.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub reasons: Vec<String>,
+    /// Extra headers (e.g. `Allow` on 405).
+    pub headers: Vec<(header::HeaderName, String)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            reasons: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400 with every validation reason.
+    pub fn invalid(reasons: Vec<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "One or more of the inputs were invalid",
+        );
+        e.reasons = reasons;
+        e
+    }
+
+    /// 400 with one reason.
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::invalid(vec![reason.into()])
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid API key or admin token is required (Authorization: Bearer <key>)",
+        )
+    }
+
+    /// 403 naming what is missing.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{} not found", what.into()))
+    }
+
+    /// 405 with the allowed methods.
+    pub fn method_not_allowed(allow: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("allowed methods: {allow}"),
+        );
+        e.headers.push((header::ALLOW, allow.to_owned()));
+        e
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 413.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 415.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the request body must be application/json",
+        )
+    }
+
+    /// 503: the store cannot write (disk full, read-only) or is shutting down.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+    }
+
+    /// 500 for an internal failure: the cause is logged, the client sees nothing of it.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = cause.to_string();
+        let mut source = cause.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the cause is in the server log",
+        )
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": {"code": self.code, "message": self.message, "reasons": self.reasons}
+        });
+        let mut resp = super::json_response(self.status, &body);
+        for (name, value) in self.headers {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::Unavailable(reason) => ApiError::unavailable(format!(
+                "the store cannot accept writes: {reason}"
+            )),
+            StoreError::Closed => ApiError::unavailable("the server is shutting down"),
+            other => ApiError::internal(&other),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The in-memory view of everything small and hot: tenants, API keys (by hash),
+//! event-type catalogues and live webhooks, indexed for matching. Loaded from the
+//! store at start-up and updated by the API after each successful write; the store
+//! stays the source of truth. Never does I/O.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::model::{ApiKey, EventType, Tenant, Webhook};
+
+/// The registry. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<RwLock<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    tenants: BTreeMap<String, Tenant>,
+    keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    catalogues: HashMap<String, BTreeMap<String, EventType>>,
+    /// Every webhook by id, deleted ones included (tombstones keep 404s cheap).
+    webhooks: HashMap<String, Arc<Webhook>>,
+    /// Per tenant: ids in creation order (ids are time-ordered) for listing.
+    by_tenant: HashMap<String, BTreeMap<String, Arc<Webhook>>>,
+    /// Per tenant: the matching index over live (enabled, not deleted) webhooks.
+    index: HashMap<String, MatchIndex>,
+}
+
+/// Live webhooks of one tenant grouped by how their filters match.
+#[derive(Default)]
+struct MatchIndex {
+    exact: HashMap<String, Vec<Arc<Webhook>>>,
+    /// Webhooks with `*` or `prefix.*` filters; checked one by one.
+    wildcard: Vec<Arc<Webhook>>,
+}
+
+impl MatchIndex {
+    fn build<'a>(webhooks: impl Iterator<Item = &'a Arc<Webhook>>) -> Self {
+        let mut idx = MatchIndex::default();
+        for w in webhooks {
+            if !w.enabled || w.deleted_at.is_some() {
+                continue;
+            }
+            if w.event_types.iter().any(|f| f.ends_with('*')) {
+                idx.wildcard.push(w.clone());
+            } else {
+                for t in &w.event_types {
+                    idx.exact.entry(t.clone()).or_default().push(w.clone());
+                }
+            }
+        }
+        idx
+    }
+}
+
+impl Registry {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // A poisoned lock means a panic while updating plain maps; the maps are still
+        // structurally valid, so keep serving rather than cascading the panic.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds the registry from everything the store holds.
+    pub fn load(
+        tenants: Vec<Tenant>,
+        keys: Vec<ApiKey>,
+        types: Vec<EventType>,
+        webhooks: Vec<Webhook>,
+    ) -> Self {
+        let reg = Registry::default();
+        {
+            let mut s = reg.write();
+            for t in tenants {
+                s.tenants.insert(t.id.clone(), t);
+            }
+            for k in keys {
+                s.keys.insert(k.hash, Arc::new(k));
+            }
+            for et in types {
+                s.catalogues
+                    .entry(et.tenant.clone())
+                    .or_default()
+                    .insert(et.name.clone(), et);
+            }
+            let mut touched = HashSet::new();
+            for w in webhooks {
+                touched.insert(w.tenant.clone());
+                let w = Arc::new(w);
+                s.webhooks.insert(w.id.clone(), w.clone());
+                s.by_tenant
+                    .entry(w.tenant.clone())
+                    .or_default()
+                    .insert(w.id.clone(), w);
+            }
+            for t in touched {
+                reindex(&mut s, &t);
+            }
+        }
+        reg
+    }
+
+    /// A tenant by id.
+    pub fn tenant(&self, id: &str) -> Option<Tenant> {
+        self.read().tenants.get(id).cloned()
+    }
+
+    /// Every tenant, by id.
+    pub fn tenants(&self) -> Vec<Tenant> {
+        self.read().tenants.values().cloned().collect()
+    }
+
+    /// Adds a tenant with its seeded catalogue.
+    pub fn put_tenant(&self, tenant: Tenant, catalogue: Vec<EventType>) {
+        let mut s = self.write();
+        let cat = s.catalogues.entry(tenant.id.clone()).or_default();
+        for et in catalogue {
+            cat.insert(et.name.clone(), et);
+        }
+        s.tenants.insert(tenant.id.clone(), tenant);
+    }
+
+    /// Forgets a tenant, its keys and catalogue, and marks its webhooks deleted.
+    pub fn remove_tenant(&self, id: &str, now: i64) {
+        let mut s = self.write();
+        s.tenants.remove(id);
+        s.keys.retain(|_, k| k.tenant != id);
+        s.catalogues.remove(id);
+        let ids: Vec<String> = s
+            .by_tenant
+            .get(id)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for wid in ids {
+            if let Some(w) = s.webhooks.get(&wid) {
+                let mut w = (**w).clone();
+                if w.deleted_at.is_none() {
+                    w.deleted_at = Some(now);
+                }
+                let w = Arc::new(w);
+                s.webhooks.insert(wid.clone(), w.clone());
+                if let Some(m) = s.by_tenant.get_mut(id) {
+                    m.insert(wid, w);
+                }
+            }
+        }
+        s.index.remove(id);
+    }
+
+    /// The key whose SHA-256 is `hash`.
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<ApiKey>> {
+        self.read().keys.get(hash).cloned()
+    }
+
+    /// A key by id.
+    pub fn key(&self, id: &str) -> Option<Arc<ApiKey>> {
+        self.read().keys.values().find(|k| k.id == id).cloned()
+    }
+
+    /// Every key, by id.
+    pub fn keys(&self) -> Vec<Arc<ApiKey>> {
+        let mut v: Vec<_> = self.read().keys.values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Adds a key.
+    pub fn put_key(&self, key: ApiKey) {
+        self.write().keys.insert(key.hash, Arc::new(key));
+    }
+
+    /// Forgets a key.
+    pub fn remove_key(&self, id: &str) {
+        self.write().keys.retain(|_, k| k.id != id);
+    }
+
+    /// Whether `name` is in the tenant's catalogue.
+    pub fn has_event_type(&self, tenant: &str, name: &str) -> bool {
+        self.read()
+            .catalogues
+            .get(tenant)
+            .is_some_and(|c| c.contains_key(name))
+    }
+
+    /// The tenant's catalogue, by name.
+    pub fn event_types(&self, tenant: &str) -> Vec<EventType> {
+        self.read()
+            .catalogues
+            .get(tenant)
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds or replaces an event type.
+    pub fn put_event_type(&self, et: EventType) {
+        self.write()
+            .catalogues
+            .entry(et.tenant.clone())
+            .or_default()
+            .insert(et.name.clone(), et);
+    }
+
+    /// Removes an event type.
+    pub fn remove_event_type(&self, tenant: &str, name: &str) {
+        if let Some(c) = self.write().catalogues.get_mut(tenant) {
+            c.remove(name);
+        }
+    }
+
+    /// A webhook by id, deleted ones included.
+    pub fn webhook(&self, id: &str) -> Option<Arc<Webhook>> {
+        self.read().webhooks.get(id).cloned()
+    }
+
+    /// Adds or replaces a webhook and rebuilds its tenant's matching index.
+    pub fn put_webhook(&self, webhook: Webhook) {
+        let mut s = self.write();
+        let tenant = webhook.tenant.clone();
+        let w = Arc::new(webhook);
+        s.webhooks.insert(w.id.clone(), w.clone());
+        s.by_tenant
+            .entry(tenant.clone())
+            .or_default()
+            .insert(w.id.clone(), w);
+        reindex(&mut s, &tenant);
+    }
+
+    /// A page of a tenant's webhooks (not deleted) in creation order, after `cursor`.
+    /// Returns the page and the cursor of the next page, if any.
+    pub fn list_webhooks(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Arc<Webhook>>, Option<String>) {
+        let s = self.read();
+        let Some(all) = s.by_tenant.get(tenant) else {
+            return (Vec::new(), None);
+        };
+        let live = all
+            .range::<str, _>((
+                cursor.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(_, w)| w)
+            .filter(|w| w.deleted_at.is_none());
+        let mut page: Vec<Arc<Webhook>> = Vec::with_capacity(limit.min(256));
+        for w in live {
+            if page.len() == limit {
+                let next = page.last().map(|w| w.id.clone());
+                return (page, next);
+            }
+            page.push(w.clone());
+        }
+        (page, None)
+    }
+
+    /// The live webhooks of `tenant` that want an event of `event_type` on `channels`.
+    pub fn matching(&self, tenant: &str, event_type: &str, channels: &[String]) -> Vec<Arc<Webhook>> {
+        let s = self.read();
+        let Some(idx) = s.index.get(tenant) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(ws) = idx.exact.get(event_type) {
+            out.extend(ws.iter().filter(|w| w.matches(event_type, channels)).cloned());
+        }
+        out.extend(
+            idx.wildcard
+                .iter()
+                .filter(|w| w.matches(event_type, channels))
+                .cloned(),
+        );
+        out
+    }
+}
+
+fn reindex(s: &mut State, tenant: &str) {
+    let idx = match s.by_tenant.get(tenant) {
+        Some(m) => MatchIndex::build(m.values()),
+        None => MatchIndex::default(),
+    };
+    s.index.insert(tenant.to_owned(), idx);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wh(id: &str, types: &[&str], channels: &[&str]) -> Webhook {
+        Webhook {
+            id: id.into(),
+            tenant: "t".into(),
+            url: "https://example.com".into(),
+            event_types: types.iter().map(|s| s.to_string()).collect(),
+            channels: channels.iter().map(|s| s.to_string()).collect(),
+            description: None,
+            headers: Default::default(),
+            oauth: None,
+            secrets: vec![],
+            notification_email: None,
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            metadata: Default::default(),
+            rate_limit_per_second: None,
+            created_at: 0,
+            updated_at: 0,
+            deleted_at: None,
+            failing_since: None,
+        }
+    }
+
+    #[test]
+    fn matching_by_type_wildcard_prefix_and_channel() {
+        let reg = Registry::default();
+        reg.put_webhook(wh("wh_1", &["shift.created"], &[]));
+        reg.put_webhook(wh("wh_2", &["*"], &[]));
+        reg.put_webhook(wh("wh_3", &["shift.*"], &["P-1"]));
+        let mut off = wh("wh_4", &["shift.created"], &[]);
+        off.enabled = false;
+        reg.put_webhook(off);
+        let ids = |v: Vec<Arc<Webhook>>| {
+            let mut v: Vec<String> = v.iter().map(|w| w.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(reg.matching("t", "shift.created", &[])), ["wh_1", "wh_2"]);
+        assert_eq!(
+            ids(reg.matching("t", "shift.created", &["P-1".into()])),
+            ["wh_1", "wh_2", "wh_3"]
+        );
+        assert_eq!(ids(reg.matching("t", "other", &[])), ["wh_2"]);
+        assert!(reg.matching("nobody", "shift.created", &[]).is_empty());
+    }
+
+    #[test]
+    fn listing_pages_skip_deleted() {
+        let reg = Registry::default();
+        for i in 0..5 {
+            let mut w = wh(&format!("wh_{i}"), &["*"], &[]);
+            if i == 2 {
+                w.deleted_at = Some(1);
+            }
+            reg.put_webhook(w);
+        }
+        let (p1, c1) = reg.list_webhooks("t", None, 2);
+        assert_eq!(p1.len(), 2);
+        let (p2, c2) = reg.list_webhooks("t", c1.as_deref(), 2);
+        assert_eq!(p2.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["wh_3", "wh_4"]);
+        assert_eq!(c2, None);
+    }
+}

@@ -1,0 +1,409 @@
+//! Store operations on deliveries: the due index the scheduler reads, recording
+//! attempt outcomes (lazily durable: losing one only causes a redelivery), the
+//! delivery log, manual retry, recover, and the retention purge.
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use super::tables::*;
+use super::{Store, StoreError, decode, encode};
+use crate::model::{Attempt, Delivery, DeliveryState, Event, UnixMs};
+
+/// One entry of the due index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DueEntry {
+    /// When it is due (Unix ms).
+    pub due: u64,
+    pub delivery_id: String,
+    pub webhook_id: String,
+}
+
+/// What follows a scheduled attempt, decided by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Delivered.
+    Succeeded,
+    /// Failed; try again at this time.
+    RetryAt(UnixMs),
+    /// Failed; the schedule is used up.
+    Exhausted,
+}
+
+/// The outcome of one scheduled attempt, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptWrite {
+    /// The due entry the attempt was made for; it is the attempt's lease.
+    pub entry: DueEntry,
+    pub attempt: Attempt,
+    pub next: Next,
+}
+
+/// What `recover` re-queues.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoverScope {
+    pub since: UnixMs,
+    pub now: UnixMs,
+}
+
+/// The smallest id with `prefix` generated at or after `ms` (ids are ULIDs, whose
+/// text sorts by time), used as a range bound.
+pub(crate) fn id_floor(prefix: &str, ms: UnixMs) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    format!("{prefix}_{}", ulid::Ulid::from_parts(ms, 0))
+}
+
+impl Store {
+    /// Up to `limit` due entries with a due time at or before `now`, in due order,
+    /// starting strictly after `after` when given.
+    pub fn due_entries(
+        &self,
+        now: UnixMs,
+        after: Option<&(u64, String)>,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(DUE)?;
+        let end = (now.max(0) as u64).saturating_add(1);
+        let range = match after {
+            Some((due, id)) => table.range((*due, id.as_str())..(end, ""))?,
+            None => table.range((0u64, "")..(end, ""))?,
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for row in range {
+            let (k, v) = row?;
+            let (due, id) = k.value();
+            if after.is_some_and(|(d, i)| *d == due && i == id) {
+                continue;
+            }
+            out.push(DueEntry {
+                due,
+                delivery_id: id.to_owned(),
+                webhook_id: v.value().to_owned(),
+            });
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest due time in the index, if any delivery is unfinished.
+    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(DUE)?;
+        Ok(table.first()?.map(|(k, _)| k.value().0))
+    }
+
+    /// How many deliveries are unfinished.
+    pub fn due_count(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        Ok(txn.open_table(DUE)?.len()?)
+    }
+
+    /// A delivery and its event, as the worker needs them for an attempt.
+    pub fn delivery_with_event(&self, id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
+        let txn = self.read()?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let d: Delivery = match deliveries.get(id)? {
+            Some(v) => decode("deliveries", v.value())?,
+            None => return Ok(None),
+        };
+        let events = txn.open_table(EVENTS)?;
+        let e: Event = match events.get(d.event_id.as_str())? {
+            Some(v) => decode("events", v.value())?,
+            None => return Ok(None),
+        };
+        Ok(Some((d, e)))
+    }
+
+    /// A delivery with all its attempts, oldest first.
+    pub fn get_delivery(&self, id: &str) -> Result<Option<(Delivery, Vec<Attempt>)>, StoreError> {
+        let txn = self.read()?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let d: Delivery = match deliveries.get(id)? {
+            Some(v) => decode("deliveries", v.value())?,
+            None => return Ok(None),
+        };
+        let attempts = txn.open_table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for row in attempts.range((id, 0u32)..=(id, u32::MAX))? {
+            let (_, v) = row?;
+            out.push(decode("attempts", v.value())?);
+        }
+        Ok(Some((d, out)))
+    }
+
+    /// A webhook's delivery log, newest first, optionally in one state; `cursor` is
+    /// the last id of the previous page.
+    pub fn list_webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        state: Option<DeliveryState>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<String>), StoreError> {
+        let txn = self.read()?;
+        let index = txn.open_table(WEBHOOK_DELIVERIES)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let range = match cursor {
+            Some(c) => index.range((webhook_id, "")..(webhook_id, c))?,
+            None => index.range((webhook_id, "")..=(webhook_id, "\u{10ffff}"))?,
+        };
+        let mut out: Vec<Delivery> = Vec::new();
+        for row in range.rev() {
+            let (k, _) = row?;
+            let Some(v) = deliveries.get(k.value().1)? else {
+                continue;
+            };
+            let d: Delivery = decode("deliveries", v.value())?;
+            if state.is_some_and(|s| s != d.state) {
+                continue;
+            }
+            if out.len() == limit {
+                let next = out.last().map(|d| d.id.clone());
+                return Ok((out, next));
+            }
+            out.push(d);
+        }
+        Ok((out, None))
+    }
+
+    /// Records scheduled attempts and moves their deliveries on. Lazily durable: a
+    /// crash may lose the record, and then the delivery is simply attempted again.
+    /// Returns the deliveries as updated, in order (`None` when it vanished).
+    pub async fn record_attempts(
+        &self,
+        writes: Vec<AttemptWrite>,
+    ) -> Result<Vec<Option<Delivery>>, StoreError> {
+        self.write(false, move |txn| {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in &writes {
+                out.push(record_one(txn, w)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Records a manual attempt of a delivery. Success finishes it (leaving the due
+    /// index); a failure leaves its state and schedule as they were.
+    pub async fn record_manual(
+        &self,
+        attempt: Attempt,
+        succeeded: bool,
+    ) -> Result<Delivery, StoreError> {
+        self.write(true, move |txn| {
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let id = attempt.delivery_id.clone();
+            let mut d: Delivery = match deliveries.get(id.as_str())? {
+                Some(v) => decode("deliveries", v.value())?,
+                None => return Err(StoreError::NotFound(format!("delivery {id}"))),
+            };
+            let bytes = encode("attempts", &attempt)?;
+            d.attempts += 1;
+            d.last_status = attempt.status;
+            d.last_error = attempt.error.clone();
+            d.updated_at = attempt.at;
+            if succeeded {
+                d.state = DeliveryState::Succeeded;
+                unschedule(txn, &d)?;
+                d.next_attempt_at = None;
+            }
+            let number = d.attempts;
+            let dbytes = encode("deliveries", &d)?;
+            txn.open_table(ATTEMPTS)?
+                .insert((id.as_str(), number), bytes.as_slice())?;
+            deliveries.insert(id.as_str(), dbytes.as_slice())?;
+            Ok(d)
+        })
+        .await
+    }
+
+    /// Re-queues, due at `scope.now`, every failed, exhausted or cancelled delivery of
+    /// a webhook created at or after `scope.since`, restarting its retry schedule.
+    /// Returns how many.
+    pub async fn recover(&self, webhook_id: String, scope: RecoverScope) -> Result<u64, StoreError> {
+        self.write(true, move |txn| {
+            let floor = id_floor("dlv", scope.since);
+            let mut todo = Vec::new();
+            {
+                let index = txn.open_table(WEBHOOK_DELIVERIES)?;
+                let deliveries = txn.open_table(DELIVERIES)?;
+                for row in index.range((webhook_id.as_str(), floor.as_str())..)? {
+                    let (k, _) = row?;
+                    let (wh, id) = k.value();
+                    if wh != webhook_id {
+                        break;
+                    }
+                    let Some(v) = deliveries.get(id)? else { continue };
+                    let d: Delivery = decode("deliveries", v.value())?;
+                    if matches!(
+                        d.state,
+                        DeliveryState::Failed | DeliveryState::Exhausted | DeliveryState::Cancelled
+                    ) {
+                        todo.push(d);
+                    }
+                }
+            }
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut due = txn.open_table(DUE)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let at = scope.now.max(0) as u64;
+            for mut d in todo.iter().cloned() {
+                unschedule_with(&mut due, &mut pending, &d)?;
+                d.state = if d.attempts == 0 {
+                    DeliveryState::Pending
+                } else {
+                    DeliveryState::Failed
+                };
+                d.schedule_step = 0;
+                d.next_attempt_at = Some(scope.now);
+                d.updated_at = scope.now;
+                let bytes = encode("deliveries", &d)?;
+                deliveries.insert(d.id.as_str(), bytes.as_slice())?;
+                due.insert((at, d.id.as_str()), d.webhook_id.as_str())?;
+                pending.insert((d.webhook_id.as_str(), d.id.as_str()), at)?;
+            }
+            Ok(todo.len() as u64)
+        })
+        .await
+    }
+
+    /// Deletes up to `limit` events created before `cutoff` whose deliveries are all
+    /// finished, with their deliveries, attempts and index entries. Returns how many
+    /// events were removed; call again until it returns less than `limit`.
+    pub async fn purge_before(&self, cutoff: UnixMs, limit: usize) -> Result<usize, StoreError> {
+        self.write(false, move |txn| {
+            let ceiling = id_floor("evt", cutoff);
+            let mut victims: Vec<(Event, Vec<(String, String, u32)>)> = Vec::new();
+            {
+                let events = txn.open_table(EVENTS)?;
+                let by_event = txn.open_table(EVENT_DELIVERIES)?;
+                let deliveries = txn.open_table(DELIVERIES)?;
+                'events: for row in events.range("evt_".."evt_0")?.take(limit * 4) {
+                    let (k, v) = row?;
+                    if k.value() >= ceiling.as_str() {
+                        break;
+                    }
+                    let event: Event = decode("events", v.value())?;
+                    let mut ds = Vec::new();
+                    for drow in by_event.range((event.id.as_str(), "")..)? {
+                        let (dk, _) = drow?;
+                        let (evt, dlv) = dk.value();
+                        if evt != event.id {
+                            break;
+                        }
+                        if let Some(dv) = deliveries.get(dlv)? {
+                            let d: Delivery = decode("deliveries", dv.value())?;
+                            if !d.state.is_final() {
+                                continue 'events;
+                            }
+                            ds.push((d.id.clone(), d.webhook_id.clone(), d.attempts));
+                        }
+                    }
+                    victims.push((event, ds));
+                    if victims.len() == limit {
+                        break;
+                    }
+                }
+            }
+            let mut events = txn.open_table(EVENTS)?;
+            let mut tenant_events = txn.open_table(TENANT_EVENTS)?;
+            let mut idem = txn.open_table(IDEMPOTENCY)?;
+            let mut by_event = txn.open_table(EVENT_DELIVERIES)?;
+            let mut by_webhook = txn.open_table(WEBHOOK_DELIVERIES)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut attempts = txn.open_table(ATTEMPTS)?;
+            for (event, ds) in &victims {
+                events.remove(event.id.as_str())?;
+                tenant_events.remove((event.tenant.as_str(), event.id.as_str()))?;
+                if let Some(key) = &event.idempotency_key {
+                    idem.remove((event.tenant.as_str(), key.as_str()))?;
+                }
+                for (dlv, wh, n) in ds {
+                    by_event.remove((event.id.as_str(), dlv.as_str()))?;
+                    by_webhook.remove((wh.as_str(), dlv.as_str()))?;
+                    deliveries.remove(dlv.as_str())?;
+                    for i in 1..=*n {
+                        attempts.remove((dlv.as_str(), i))?;
+                    }
+                }
+            }
+            Ok(victims.len())
+        })
+        .await
+    }
+}
+
+fn record_one(txn: &WriteTransaction, w: &AttemptWrite) -> Result<Option<Delivery>, StoreError> {
+    let id = w.entry.delivery_id.as_str();
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut d: Delivery = match deliveries.get(id)? {
+        Some(v) => decode("deliveries", v.value())?,
+        None => return Ok(None),
+    };
+    let mut pending = txn.open_table(PENDING)?;
+    // The due entry is the attempt's lease: if it is gone or moved (the webhook was
+    // disabled, or the delivery recovered or retried meanwhile), record the attempt
+    // but leave the state and schedule to whoever moved it.
+    let leased = pending
+        .get((w.entry.webhook_id.as_str(), id))?
+        .is_some_and(|due| due.value() == w.entry.due);
+    d.attempts += 1;
+    d.last_status = w.attempt.status;
+    d.last_error = w.attempt.error.clone();
+    d.updated_at = w.attempt.at;
+    let mut attempt = w.attempt.clone();
+    attempt.number = d.attempts;
+    let abytes = encode("attempts", &attempt)?;
+    let mut due = txn.open_table(DUE)?;
+    if leased {
+        d.schedule_step += 1;
+        due.remove((w.entry.due, id))?;
+        match w.next {
+            Next::Succeeded => {
+                d.state = DeliveryState::Succeeded;
+                d.next_attempt_at = None;
+                pending.remove((w.entry.webhook_id.as_str(), id))?;
+            }
+            Next::Exhausted => {
+                d.state = DeliveryState::Exhausted;
+                d.next_attempt_at = None;
+                pending.remove((w.entry.webhook_id.as_str(), id))?;
+            }
+            Next::RetryAt(at) => {
+                let at_key = at.max(0) as u64;
+                d.state = DeliveryState::Failed;
+                d.next_attempt_at = Some(at);
+                due.insert((at_key, id), w.entry.webhook_id.as_str())?;
+                pending.insert((w.entry.webhook_id.as_str(), id), at_key)?;
+            }
+        }
+    } else if w.next == Next::Succeeded && !d.state.is_final() {
+        d.state = DeliveryState::Succeeded;
+        unschedule_with(&mut due, &mut pending, &d)?;
+        d.next_attempt_at = None;
+    }
+    let dbytes = encode("deliveries", &d)?;
+    txn.open_table(ATTEMPTS)?
+        .insert((id, attempt.number), abytes.as_slice())?;
+    deliveries.insert(id, dbytes.as_slice())?;
+    Ok(Some(d))
+}
+
+/// Removes a delivery from the due and pending indexes, wherever it is scheduled.
+fn unschedule(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    let mut due = txn.open_table(DUE)?;
+    let mut pending = txn.open_table(PENDING)?;
+    unschedule_with(&mut due, &mut pending, d)
+}
+
+fn unschedule_with(
+    due: &mut redb::Table<(u64, &'static str), &'static str>,
+    pending: &mut redb::Table<(&'static str, &'static str), u64>,
+    d: &Delivery,
+) -> Result<(), StoreError> {
+    if let Some(at) = pending.remove((d.webhook_id.as_str(), d.id.as_str()))? {
+        due.remove((at.value(), d.id.as_str()))?;
+    }
+    Ok(())
+}
