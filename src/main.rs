@@ -1,2 +1,168 @@
-//! The hookbox binary (to be written).
-fn main() {}
+//! The hookbox binary: command-line parsing, dispatch and exit codes only. It must
+//! never hold application logic; everything it runs lives in the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hookbox::config::{Config, ConfigError, LogFormat};
+use hookbox::delivery::signer;
+
+/// Exit code for an unusable configuration (sysexits' EX_USAGE): distinct from a
+/// runtime failure (1) so a supervisor can stop restarting a process that cannot
+/// start (systemd `RestartPreventExitStatus=64`).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+const EXAMPLES: &str = "\
+Examples:
+  hookbox                                      serve with the built-in defaults
+  hookbox --config /etc/hookbox/hookbox.toml   serve with a config file
+  HOOKBOX_LISTEN=0.0.0.0:8080 hookbox serve    override a setting from the environment
+  hookbox verify --secret whsec_... --id evt_... --timestamp 1614265330 \\
+      --signature 'v1,g0hM9SsE...' < body.json  check a received webhook
+";
+
+/// hookbox: an embedded webhook gateway. Durable ingest, signed Standard Webhooks
+/// delivery with retries, one binary and one data file.
+#[derive(Parser)]
+#[command(name = "hookbox", version, after_help = EXAMPLES)]
+struct Cli {
+    /// TOML configuration file; built-in defaults when omitted.
+    #[arg(long, global = true, env = "HOOKBOX_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Check a webhook signature the way a receiver would; the body is read from stdin.
+    #[command(after_help = "Exit status: 0 when valid, 1 when invalid or the secret is malformed.")]
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The endpoint's signing secret (whsec_...).
+    #[arg(long, env = "HOOKBOX_VERIFY_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The webhook-id header.
+    #[arg(long)]
+    id: String,
+    /// The webhook-timestamp header (Unix seconds).
+    #[arg(long, allow_negative_numbers = true)]
+    timestamp: i64,
+    /// The webhook-signature header (space-separated v1,<base64> entries).
+    #[arg(long)]
+    signature: String,
+    /// Skip the 5-minute timestamp tolerance check (for replaying old messages).
+    #[arg(long)]
+    no_timestamp_check: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Verify(args) => verify(&args),
+    }
+}
+
+async fn serve(path: Option<PathBuf>) -> ExitCode {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(path.as_deref(), &env) {
+        Ok(config) => config,
+        Err(err) => {
+            report_config_error(&err);
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    init_tracing(&config);
+    match hookbox::app::serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hookbox: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report_config_error(err: &ConfigError) {
+    match err {
+        ConfigError::Invalid(reasons) => {
+            eprintln!(
+                "hookbox: invalid configuration ({} problems):",
+                reasons.len()
+            );
+            for reason in reasons {
+                eprintln!("  - {reason}");
+            }
+        }
+        other => {
+            eprintln!("hookbox: {other}");
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the configured level.
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn verify(args: &VerifyArgs) -> ExitCode {
+    let key = match signer::decode_secret(&args.secret) {
+        Ok(key) => key,
+        Err(err) => {
+            eprintln!("invalid: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Blocking read on the runtime thread is fine: nothing else runs in this mode.
+    let mut body = Vec::new();
+    if let Err(err) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("invalid: cannot read the body from stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let tolerance = (!args.no_timestamp_check).then_some(signer::DEFAULT_TOLERANCE);
+    let now = jiff::Timestamp::now().as_second();
+    match signer::verify(
+        &key,
+        &args.id,
+        args.timestamp,
+        &body,
+        &args.signature,
+        now,
+        tolerance,
+    ) {
+        Ok(()) => {
+            println!("valid");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("invalid: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
