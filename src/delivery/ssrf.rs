@@ -12,8 +12,8 @@
 //! fallback to the other address family draws only from the vetted list.
 //! `HttpConnector` skips the resolver for IP-literal hosts, so the wrapper checks
 //! literals itself before connecting, and checks the peer address after connecting
-//! as a second line of defence. A refusal surfaces as [`ConnectError::Refused`], which callers find with
-//! [`find_blocked`] anywhere in an error's source chain.
+//! as a second line of defence. A refusal surfaces as [`ConnectError::Refused`],
+//! which callers find with [`find_blocked`] anywhere in an error's source chain.
 
 use std::error::Error as StdError;
 use std::future::Future;
