@@ -1,2 +1,5 @@
 //! Integration tests: the real server on port 0, a real redb file in a temp dir,
 //! real HTTP over loopback.
+
+mod email;
+mod smtp;
