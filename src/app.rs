@@ -1,1 +1,306 @@
-//! (to be written)
+//! Builds the application from a validated config: data dir, master key, admin
+//! token, store, registry, delivery engine, retention purge and API server. Owns the
+//! one cancellation token and the shutdown order (stop accepting, finish in-flight
+//! attempts, close the store).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiState, server};
+use crate::config::{Config, SmtpTls};
+use crate::delivery::client::{ClientConfig, HttpClient};
+use crate::delivery::schedule::RetryPolicy;
+use crate::delivery::ssrf::Guard;
+use crate::delivery::{Engine, EngineConfig};
+use crate::model::{EventType, Secret, now_ms};
+use crate::notify::Notifier;
+use crate::notify::email::{Mailer, MailerConfig, SmtpTlsMode};
+use crate::registry::Registry;
+use crate::secrets;
+use crate::store::{self, Store};
+
+/// How long in-flight API requests and attempts get to finish on shutdown.
+const GRACE: Duration = Duration::from_secs(10);
+/// The data file's name inside `data_dir`.
+pub const DATA_FILE: &str = "hookbox.redb";
+
+/// A running hookbox.
+pub struct App {
+    /// The address the API listens on (the real port when configured with 0).
+    pub addr: SocketAddr,
+    /// The admin token (from config, the token file, or generated now).
+    pub admin_token: Secret,
+    /// Whether the admin token was generated at this start (print it once).
+    pub admin_token_generated: bool,
+    /// The store (tests and benchmarks read it directly).
+    pub store: Store,
+    /// The delivery engine.
+    pub engine: Engine,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    engine_task: JoinHandle<()>,
+    retention: JoinHandle<()>,
+}
+
+impl App {
+    /// Opens everything and starts serving.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let cipher =
+            secrets::load_or_create_master_key(config.master_key.as_ref(), &config.data_dir)
+                .context("cannot load the master key")?;
+        let (admin_token, admin_token_generated) =
+            secrets::load_or_create_admin_token(config.admin_token.as_ref(), &config.data_dir)
+                .context("cannot load the admin token")?;
+        let path = config.data_dir.join(DATA_FILE);
+        let store_handle = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                Store::open(&path, cipher, store::DEFAULT_CACHE_BYTES)
+            })
+        };
+        let store = store_handle
+            .await
+            .context("store open task failed")?
+            .with_context(|| format!("cannot open {}", path.display()))?;
+
+        let seeds: Vec<(String, Option<String>)> = config
+            .event_types
+            .iter()
+            .map(|s| (s.name.clone(), s.description.clone()))
+            .collect();
+        let registry = load_registry(&store, &seeds).await?;
+
+        let guard = Guard::new(config.security.allow_networks.clone());
+        let client = HttpClient::new(ClientConfig {
+            connect_timeout: config.delivery.connect_timeout,
+            request_timeout: config.delivery.request_timeout,
+            allow_networks: config.security.allow_networks.clone(),
+            extra_ca_file: config.delivery.ca_file.clone(),
+            ..ClientConfig::default()
+        })
+        .context("cannot build the delivery client")?;
+        let policy = RetryPolicy::from_config(&config.delivery).context("invalid retry policy")?;
+        let mailer = match &config.smtp {
+            Some(smtp) => Some(
+                Mailer::new(MailerConfig {
+                    host: smtp.host.clone(),
+                    port: smtp.port,
+                    tls: match smtp.tls {
+                        SmtpTls::Starttls => SmtpTlsMode::Starttls,
+                        SmtpTls::Tls => SmtpTlsMode::Tls,
+                        SmtpTls::None => SmtpTlsMode::None,
+                    },
+                    username: smtp.username.clone(),
+                    password: smtp.password.clone(),
+                    from: smtp.from.clone(),
+                    timeout: Duration::from_secs(30),
+                })
+                .context("invalid [smtp] settings")?,
+            ),
+            None => None,
+        };
+        let notifier = Notifier::new(store.clone(), mailer, config.notify.email_interval);
+        let engine = Engine::new(
+            store.clone(),
+            registry.clone(),
+            client,
+            EngineConfig {
+                max_in_flight: config.delivery.max_in_flight,
+                per_webhook_in_flight: config.delivery.per_webhook_in_flight,
+                policy,
+                disable_after: config.delivery.disable_after,
+            },
+            notifier,
+        );
+
+        let tls = match &config.tls {
+            Some(t) => Some(
+                server::tls_acceptor(&t.cert, &t.key)
+                    .context("cannot load the API TLS certificate")?,
+            ),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr().context("no local address")?;
+
+        let shutdown = CancellationToken::new();
+        let engine_task = engine.start(shutdown.clone(), GRACE);
+        let retention = tokio::spawn(retention_loop(
+            store.clone(),
+            config.retention.events,
+            config.retention.purge_interval,
+            shutdown.clone(),
+        ));
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            registry,
+            admin_token: admin_token.clone(),
+            max_body_bytes: config.max_body_bytes,
+            require_https: config.security.require_https,
+            guard,
+            seed_event_types: seeds,
+            engine: engine.clone(),
+        });
+        let server = tokio::spawn(server::serve(listener, tls, state, shutdown.clone(), GRACE));
+        tracing::info!(%addr, data = %path.display(), "hookbox is serving");
+        Ok(App {
+            addr,
+            admin_token,
+            admin_token_generated,
+            store,
+            engine,
+            shutdown,
+            server,
+            engine_task,
+            retention,
+        })
+    }
+
+    /// The token that stops everything when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight work finish (bounded), and closes the store
+    /// after its last commit is durable.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        let _ = self.engine_task.await;
+        let _ = self.retention.await;
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("hookbox stopped");
+    }
+}
+
+async fn load_registry(
+    store: &Store,
+    seeds: &[(String, Option<String>)],
+) -> anyhow::Result<Registry> {
+    let s = store.clone();
+    let (tenants, keys, types, webhooks) = tokio::task::spawn_blocking(move || {
+        Ok::<_, store::StoreError>((
+            s.list_tenants()?,
+            s.list_api_keys()?,
+            s.list_event_types()?,
+            s.load_webhooks()?,
+        ))
+    })
+    .await
+    .context("registry load task failed")?
+    .context("cannot load the registry from the store")?;
+    // Catalogue entries added to the config since a tenant was created join it now.
+    let now = now_ms();
+    let missing: Vec<EventType> = tenants
+        .iter()
+        .flat_map(|t| {
+            seeds.iter().map(move |(name, description)| EventType {
+                tenant: t.id.clone(),
+                name: name.clone(),
+                description: description.clone(),
+                schema: None,
+                created_at: now,
+            })
+        })
+        .filter(|et| {
+            !types
+                .iter()
+                .any(|x| x.tenant == et.tenant && x.name == et.name)
+        })
+        .collect();
+    let mut types = types;
+    if !missing.is_empty() {
+        store.seed_event_types(missing.clone()).await?;
+        types.extend(missing);
+    }
+    Ok(Registry::load(tenants, keys, types, webhooks))
+}
+
+/// Purges events (with their deliveries and attempts) older than `keep`, every
+/// `interval`, in small transactions so ingest is never blocked for long.
+async fn retention_loop(
+    store: Store,
+    keep: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    const CHUNK: usize = 500;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let cutoff = now_ms() - keep.as_millis() as i64;
+        let mut purged = 0usize;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match store.purge_before(cutoff, CHUNK).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < CHUNK {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "retention purge failed");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "retention purge removed old events");
+        }
+    }
+}
+
+/// Runs hookbox until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    if app.admin_token_generated {
+        // Printed once, on the start that generated it; it is also in the 0600 file.
+        println!(
+            "hookbox: generated admin token (also saved in <data_dir>/admin-token): {}",
+            app.admin_token.expose()
+        );
+    }
+    println!("hookbox: listening on http://{}", app.addr);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -17,6 +17,6 @@ pub mod config;
 pub mod delivery;
 pub mod model;
 pub mod notify;
+pub mod registry;
 pub mod secrets;
 pub mod store;
-pub mod registry;

@@ -25,7 +25,9 @@ pub fn rfc3339(ms: UnixMs) -> String {
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<UnixMs> {
-    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+    s.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 /// Generates a new sortable id: `prefix` + `_` + a ULID (time-ordered, so new keys
@@ -180,7 +182,11 @@ impl Webhook {
         if !self.enabled || self.deleted_at.is_some() {
             return false;
         }
-        if !self.event_types.iter().any(|f| type_filter_matches(f, event_type)) {
+        if !self
+            .event_types
+            .iter()
+            .any(|f| type_filter_matches(f, event_type))
+        {
             return false;
         }
         self.channels.is_empty() || channels.iter().any(|c| self.channels.contains(c))
@@ -341,7 +347,11 @@ mod tests {
             ("PROVIDER_CRED_APPROVED", "PROVIDER_CRED_DENIED", false),
         ];
         for (filter, name, want) in cases {
-            assert_eq!(type_filter_matches(filter, name), want, "{filter} vs {name}");
+            assert_eq!(
+                type_filter_matches(filter, name),
+                want,
+                "{filter} vs {name}"
+            );
         }
     }
 

@@ -260,14 +260,23 @@ impl Registry {
     }
 
     /// The live webhooks of `tenant` that want an event of `event_type` on `channels`.
-    pub fn matching(&self, tenant: &str, event_type: &str, channels: &[String]) -> Vec<Arc<Webhook>> {
+    pub fn matching(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        channels: &[String],
+    ) -> Vec<Arc<Webhook>> {
         let s = self.read();
         let Some(idx) = s.index.get(tenant) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         if let Some(ws) = idx.exact.get(event_type) {
-            out.extend(ws.iter().filter(|w| w.matches(event_type, channels)).cloned());
+            out.extend(
+                ws.iter()
+                    .filter(|w| w.matches(event_type, channels))
+                    .cloned(),
+            );
         }
         out.extend(
             idx.wildcard
@@ -329,7 +338,10 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(ids(reg.matching("t", "shift.created", &[])), ["wh_1", "wh_2"]);
+        assert_eq!(
+            ids(reg.matching("t", "shift.created", &[])),
+            ["wh_1", "wh_2"]
+        );
         assert_eq!(
             ids(reg.matching("t", "shift.created", &["P-1".into()])),
             ["wh_1", "wh_2", "wh_3"]
@@ -351,7 +363,10 @@ mod tests {
         let (p1, c1) = reg.list_webhooks("t", None, 2);
         assert_eq!(p1.len(), 2);
         let (p2, c2) = reg.list_webhooks("t", c1.as_deref(), 2);
-        assert_eq!(p2.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["wh_3", "wh_4"]);
+        assert_eq!(
+            p2.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+            ["wh_3", "wh_4"]
+        );
         assert_eq!(c2, None);
     }
 }

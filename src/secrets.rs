@@ -206,7 +206,10 @@ mod tests {
         #[cfg(unix)]
         for name in ["master.key", "admin-token"] {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
     }

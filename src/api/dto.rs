@@ -158,6 +158,49 @@ pub fn error_json(code: &str, message: &str, reasons: &[String]) -> Value {
     })
 }
 
+/// An event as the API shows it (`data` parsed back into JSON).
+pub fn event_json(e: &model::Event) -> Value {
+    let data: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+    json!({
+        "id": e.id,
+        "type": e.event_type,
+        "data": data,
+        "channels": e.channels,
+        "idempotency_key": e.idempotency_key,
+        "created_at": model::rfc3339(e.created_at),
+    })
+}
+
+/// A delivery as the API shows it.
+pub fn delivery_json(d: &model::Delivery) -> Value {
+    json!({
+        "id": d.id,
+        "event_id": d.event_id,
+        "webhook_id": d.webhook_id,
+        "event_type": d.event_type,
+        "status": d.state.as_str(),
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at.map(model::rfc3339),
+        "last_status_code": d.last_status,
+        "last_error": d.last_error,
+        "created_at": model::rfc3339(d.created_at),
+        "updated_at": model::rfc3339(d.updated_at),
+    })
+}
+
+/// One attempt as the API shows it.
+pub fn attempt_json(a: &model::Attempt) -> Value {
+    json!({
+        "number": a.number,
+        "at": model::rfc3339(a.at),
+        "trigger": a.trigger.as_str(),
+        "status_code": a.status,
+        "error": a.error,
+        "latency_ms": a.latency_ms,
+        "response_body": a.response_body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,11 @@ impl ApiError {
 
     /// 404.
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{} not found", what.into()))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} not found", what.into()),
+        )
     }
 
     /// 405 with the allowed methods.
@@ -122,9 +126,7 @@ impl ApiError {
 
     /// The response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": {"code": self.code, "message": self.message, "reasons": self.reasons}
-        });
+        let body = super::dto::error_json(self.code, &self.message, &self.reasons);
         let mut resp = super::json_response(self.status, &body);
         for (name, value) in self.headers {
             if let Ok(v) = http::HeaderValue::from_str(&value) {
@@ -140,9 +142,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Unavailable(reason) => ApiError::unavailable(format!(
-                "the store cannot accept writes: {reason}"
-            )),
+            StoreError::Unavailable(reason) => {
+                ApiError::unavailable(format!("the store cannot accept writes: {reason}"))
+            }
             StoreError::Closed => ApiError::unavailable("the server is shutting down"),
             other => ApiError::internal(&other),
         }

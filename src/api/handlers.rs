@@ -30,7 +30,9 @@ pub fn operational(state: &Arc<ApiState>, method: &Method, path: &str) -> Option
             }}),
         ),
         "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(state.engine.metrics_text(&state.store))));
+            let mut resp = Response::new(Full::new(Bytes::from(
+                state.engine.metrics_text(&state.store),
+            )));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -72,12 +74,21 @@ pub async fn create_tenant(call: &Call<'_>) -> Reply {
         .create_tenant(tenant.clone(), catalogue.clone())
         .await?;
     call.state.registry.put_tenant(tenant.clone(), catalogue);
-    Ok(json_response(StatusCode::CREATED, &dto::tenant_json(&tenant)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &dto::tenant_json(&tenant),
+    ))
 }
 
 pub fn list_tenants(call: &Call<'_>) -> Reply {
     require_admin(&call.principal)?;
-    let items = call.state.registry.tenants().iter().map(dto::tenant_json).collect();
+    let items = call
+        .state
+        .registry
+        .tenants()
+        .iter()
+        .map(dto::tenant_json)
+        .collect();
     Ok(json_response(StatusCode::OK, &dto::list_json(items, None)))
 }
 
@@ -169,7 +180,10 @@ pub async fn create_event_type(call: &Call<'_>) -> Reply {
     };
     call.state.store.create_event_type(et.clone()).await?;
     call.state.registry.put_event_type(et.clone());
-    Ok(json_response(StatusCode::CREATED, &dto::event_type_json(&et)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &dto::event_type_json(&et),
+    ))
 }
 
 pub fn list_event_types(call: &Call<'_>) -> Reply {

@@ -22,7 +22,7 @@ pub use error::ApiError;
 
 use crate::delivery::Engine;
 use crate::delivery::ssrf::Guard;
-use crate::model::{Secret, Scope};
+use crate::model::{Scope, Secret};
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -89,7 +89,8 @@ impl Call<'_> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| {
                 let v = v.trim();
-                v.eq_ignore_ascii_case("application/json") || v.to_ascii_lowercase().ends_with("+json")
+                v.eq_ignore_ascii_case("application/json")
+                    || v.to_ascii_lowercase().ends_with("+json")
             });
         if ok {
             Ok(())
@@ -120,7 +121,10 @@ impl Call<'_> {
                 }
             },
         };
-        let cursor = self.query("cursor").filter(|c| !c.is_empty()).map(str::to_owned);
+        let cursor = self
+            .query("cursor")
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
         Ok((limit, cursor))
     }
 }

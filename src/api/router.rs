@@ -98,14 +98,15 @@ async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
     }
     // Authenticate before reading the body, so anonymous callers cannot make us
     // buffer megabytes.
-    let principal = auth::authenticate(
-        req.headers(),
-        state.admin_token.expose(),
-        &state.registry,
-    )?;
+    let principal = auth::authenticate(req.headers(), state.admin_token.expose(), &state.registry)?;
     let query = parse_query(req.uri().query().unwrap_or(""));
     let (parts, body) = req.into_parts();
-    let body = read_body(parts.headers.get(http::header::CONTENT_LENGTH), body, state.max_body_bytes).await?;
+    let body = read_body(
+        parts.headers.get(http::header::CONTENT_LENGTH),
+        body,
+        state.max_body_bytes,
+    )
+    .await?;
     let call = Call {
         state,
         principal,
@@ -165,7 +166,9 @@ async fn read_body(
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 

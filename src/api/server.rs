@@ -50,7 +50,8 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError>
         .map_err(read_err(cert))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(read_err(cert))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| ServerError::NoKey(key.display().to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|_| ServerError::NoKey(key.display().to_string()))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -111,19 +112,17 @@ pub async fn serve(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        TLS_HANDSHAKE_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn).await {
                         log_conn_error(peer, &e);
@@ -133,7 +132,10 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some API connections were still open after the grace period");
     }
 }

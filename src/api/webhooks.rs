@@ -42,8 +42,8 @@ pub async fn create(call: &Call<'_>) -> Reply {
     let mut secrets: Vec<SigningSecret> = spec
         .secrets
         .into_iter()
-        .map(|s| SigningSecret {
-            secret: Secret::new(s),
+        .map(|secret| SigningSecret {
+            secret,
             expires_at: None,
         })
         .collect();
@@ -101,8 +101,10 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant_with(Scope::WebhooksWrite)?;
     let current = owned(call, &tenant, id)?;
     let body = call.json()?;
-    let patch = with_ctx(call, &tenant, |ctx| validate::webhook_patch(&body, &current, ctx))
-        .map_err(ApiError::invalid)?;
+    let patch = with_ctx(call, &tenant, |ctx| {
+        validate::webhook_patch(&body, &current, ctx)
+    })
+    .map_err(ApiError::invalid)?;
     let mut next = (*current).clone();
     patch.apply(&mut next, now_ms());
     call.state.store.put_webhook(next.clone()).await?;
@@ -129,7 +131,10 @@ pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
 pub fn secrets(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant_with(Scope::WebhooksWrite)?;
     let w = owned(call, &tenant, id)?;
-    Ok(json_response(StatusCode::OK, &dto::secrets_json(&w, now_ms())))
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::secrets_json(&w, now_ms()),
+    ))
 }
 
 pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
@@ -139,7 +144,7 @@ pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
     let now = now_ms();
     let new = spec
         .secret
-        .unwrap_or_else(|| signer::generate_secret(&mut rand::rng()));
+        .unwrap_or_else(|| Secret::new(signer::generate_secret(&mut rand::rng())));
     // Keep at most two: the new current one and the previous current one, which
     // signs on for the grace period. Older ones are dropped now.
     let previous = w
@@ -148,13 +153,15 @@ pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
         .cloned()
         .filter(|_| spec.grace_seconds > 0);
     w.secrets = vec![SigningSecret {
-        secret: Secret::new(new),
+        secret: new,
         expires_at: None,
     }];
     if let Some(old) = previous {
         w.secrets.push(SigningSecret {
             secret: old,
-            expires_at: Some(now + i64::from(spec.grace_seconds) * 1000),
+            expires_at: Some(
+                now.saturating_add(spec.grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000),
+            ),
         });
     }
     w.updated_at = now;

@@ -15,9 +15,7 @@ use super::recorder::{self, Outcome};
 use super::schedule::RetryPolicy;
 use super::scheduler::{self, Msg};
 use super::worker;
-use crate::model::{
-    Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms,
-};
+use crate::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms};
 use crate::notify::Notifier;
 use crate::registry::Registry;
 use crate::store::{DueEntry, Store, StoreError};
@@ -101,13 +99,12 @@ impl Engine {
     /// Starts the scheduler and recorder. They stop when `shutdown` fires, after
     /// in-flight attempts finish (at most `grace`) and their outcomes are written.
     /// Resolves when both have stopped.
-    pub fn start(&self, shutdown: CancellationToken, grace: Duration) -> tokio::task::JoinHandle<()> {
-        let receivers = self
-            .inner
-            .receivers
-            .lock()
-            .ok()
-            .and_then(|mut r| r.take());
+    pub fn start(
+        &self,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let receivers = self.inner.receivers.lock().ok().and_then(|mut r| r.take());
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let Some(rx) = receivers else {
@@ -129,6 +126,11 @@ impl Engine {
         })
     }
 
+    /// The delay of a new delivery's first attempt, in milliseconds.
+    pub fn first_delay_ms(&self) -> i64 {
+        self.inner.cfg.policy.first_delay().as_millis() as i64
+    }
+
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.inner.stopping.load(Ordering::SeqCst)
@@ -138,7 +140,7 @@ impl Engine {
     /// cannot be taken now stays in the due index and is found by the next sweep.
     pub fn enqueue(&self, work: Vec<Work>) {
         for w in work {
-            let _ = self.inner.to_scheduler.send(Msg::Work(w));
+            let _ = self.inner.to_scheduler.send(Msg::Work(Box::new(w)));
         }
     }
 
@@ -159,7 +161,9 @@ impl Engine {
 
     /// Prometheus text for `/metrics`.
     pub fn metrics_text(&self, store: &Store) -> String {
-        self.inner.metrics.render(store, self.inner.tokens.fetches())
+        self.inner
+            .metrics
+            .render(store, self.inner.tokens.fetches())
     }
 
     /// Sends a test event to `webhook` now, without retries, and records it in the

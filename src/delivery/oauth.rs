@@ -115,7 +115,12 @@ impl TokenCache {
             headers.push((k.as_str(), v.expose()));
         }
         let answer = client
-            .post(&oauth.token_url, &headers, Bytes::from(form), TOKEN_BODY_CAP)
+            .post(
+                &oauth.token_url,
+                &headers,
+                Bytes::from(form),
+                TOKEN_BODY_CAP,
+            )
             .await?;
         if !(200..300).contains(&answer.status) {
             let body = String::from_utf8_lossy(&answer.body);
@@ -124,14 +129,14 @@ impl TokenCache {
                 body: body.chars().take(200).collect(),
             });
         }
-        let parsed: TokenResponse = serde_json::from_slice(&answer.body)
-            .map_err(|e| TokenError::Body(e.to_string()))?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&answer.body).map_err(|e| TokenError::Body(e.to_string()))?;
         if parsed.access_token.is_empty() {
             return Err(TokenError::Body("empty access_token".into()));
         }
-        let lifetime = parsed
-            .expires_in
-            .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs(s.min(86_400 * 365)));
+        let lifetime = parsed.expires_in.map_or(DEFAULT_LIFETIME, |s| {
+            Duration::from_secs(s.min(86_400 * 365))
+        });
         Ok((Secret::new(parsed.access_token), lifetime))
     }
 }

@@ -208,6 +208,11 @@ async fn post(
     headers: Vec<(String, String)>,
     payload: &Bytes,
 ) -> Result<Answer, Failure> {
-    let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Ok(client.post(url, &refs, payload.clone(), RESPONSE_KEEP).await?)
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Ok(client
+        .post(url, &refs, payload.clone(), RESPONSE_KEEP)
+        .await?)
 }

@@ -395,7 +395,7 @@ fn one_line(s: &str, max: usize) -> String {
 
 /// Removes userinfo (`user:pass@`) and query values from a URL. Parsing is manual and
 /// lenient on purpose: a malformed stored URL must still print without its secrets.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),

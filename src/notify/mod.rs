@@ -1,3 +1,99 @@
-//! Notifications: failure emails over SMTP and operational events.
+//! Notifications: failure emails over SMTP, at most one per webhook per interval
+//! (the rest are counted into the next one), with the throttle persisted in the
+//! store so a restart does not reset it. Sending happens off the caller's path.
 
 pub mod email;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use email::{Decision, Mailer, Notification};
+pub use email::{NotificationKind, redact_url};
+
+use crate::model::{Delivery, UnixMs, Webhook};
+use crate::store::Store;
+
+/// Sends failure notifications. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    mailer: Option<Mailer>,
+    interval_ms: i64,
+    /// Serialises throttle decisions so two notifications cannot both pass.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Notifier {
+    /// A notifier; without a mailer (no `[smtp]` in config) emails are skipped.
+    pub fn new(store: Store, mailer: Option<Mailer>, interval: Duration) -> Notifier {
+        Notifier {
+            inner: Arc::new(Inner {
+                store,
+                mailer,
+                interval_ms: interval.as_millis().min(i64::MAX as u128) as i64,
+                lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Emails the webhook's `notification_email` about `kind`, unless one was sent
+    /// for this webhook within the interval (then it is counted for the next one).
+    pub async fn notify(
+        &self,
+        webhook: &Webhook,
+        kind: NotificationKind,
+        reason: &str,
+        delivery: Option<&Delivery>,
+        now: UnixMs,
+    ) {
+        let (Some(mailer), Some(to)) = (&self.inner.mailer, &webhook.notification_email) else {
+            return;
+        };
+        let decision = {
+            let _guard = self.inner.lock.lock().await;
+            let state = self
+                .inner
+                .store
+                .notify_state(&webhook.id)
+                .unwrap_or_default()
+                .unwrap_or_default();
+            let decision = email::decide(&state, now, self.inner.interval_ms);
+            let next = email::after(&state, decision, now);
+            if let Err(e) = self
+                .inner
+                .store
+                .put_notify_state(webhook.id.clone(), next)
+                .await
+            {
+                tracing::error!(error = %e, "cannot save the notification throttle");
+            }
+            decision
+        };
+        let Decision::Send { suppressed } = decision else {
+            return;
+        };
+        let msg = Notification {
+            to: to.clone(),
+            kind,
+            tenant: webhook.tenant.clone(),
+            webhook_id: webhook.id.clone(),
+            webhook_url: webhook.url.clone(),
+            reason: reason.to_owned(),
+            suppressed,
+            at: now,
+            delivery_id: delivery.map(|d| d.id.clone()),
+            event_id: delivery.map(|d| d.event_id.clone()),
+        };
+        let mailer = mailer.clone();
+        // SMTP can take seconds; never hold the delivery path for it.
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&msg).await {
+                tracing::warn!(error = %e, webhook = %msg.webhook_id, "cannot send notification email");
+            }
+        });
+    }
+}

@@ -120,7 +120,8 @@ impl Store {
 
     /// Adds an event type to a tenant's catalogue; `Conflict` if it exists.
     pub async fn create_event_type(&self, et: EventType) -> Result<(), StoreError> {
-        self.write(true, move |txn| insert_event_type(txn, &et)).await
+        self.write(true, move |txn| insert_event_type(txn, &et))
+            .await
     }
 
     /// Adds any of `types` missing from their tenants' catalogues (config seeding at

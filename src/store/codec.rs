@@ -102,7 +102,10 @@ mod tests {
     fn corrupt_bytes_are_errors_not_panics() {
         let good = encode(&event()).unwrap();
         assert!(matches!(decode::<Event>(&[]), Err(CodecError::Empty)));
-        assert!(matches!(decode::<Event>(&[9, 1, 2]), Err(CodecError::Version(9))));
+        assert!(matches!(
+            decode::<Event>(&[9, 1, 2]),
+            Err(CodecError::Version(9))
+        ));
         // Every truncation and every single-byte corruption must fail cleanly or decode.
         for len in 0..good.len() {
             let _ = decode::<Event>(&good[..len]);
@@ -118,6 +121,9 @@ mod tests {
         assert!(decode::<Event>(&huge).is_err());
         let mut trailing = good.clone();
         trailing.push(0);
-        assert!(matches!(decode::<Event>(&trailing), Err(CodecError::Trailing(1))));
+        assert!(matches!(
+            decode::<Event>(&trailing),
+            Err(CodecError::Trailing(1))
+        ));
     }
 }

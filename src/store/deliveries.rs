@@ -37,6 +37,9 @@ pub struct AttemptWrite {
     pub next: Next,
 }
 
+/// A finished delivery about to be purged: (delivery id, webhook id, attempts).
+type Finished = (String, String, u32);
+
 /// What `recover` re-queues.
 #[derive(Debug, Clone, Copy)]
 pub struct RecoverScope {
@@ -221,7 +224,11 @@ impl Store {
     /// Re-queues, due at `scope.now`, every failed, exhausted or cancelled delivery of
     /// a webhook created at or after `scope.since`, restarting its retry schedule.
     /// Returns how many.
-    pub async fn recover(&self, webhook_id: String, scope: RecoverScope) -> Result<u64, StoreError> {
+    pub async fn recover(
+        &self,
+        webhook_id: String,
+        scope: RecoverScope,
+    ) -> Result<u64, StoreError> {
         self.write(true, move |txn| {
             let floor = id_floor("dlv", scope.since);
             let mut todo = Vec::new();
@@ -234,7 +241,9 @@ impl Store {
                     if wh != webhook_id {
                         break;
                     }
-                    let Some(v) = deliveries.get(id)? else { continue };
+                    let Some(v) = deliveries.get(id)? else {
+                        continue;
+                    };
                     let d: Delivery = decode("deliveries", v.value())?;
                     if matches!(
                         d.state,
@@ -274,7 +283,7 @@ impl Store {
     pub async fn purge_before(&self, cutoff: UnixMs, limit: usize) -> Result<usize, StoreError> {
         self.write(false, move |txn| {
             let ceiling = id_floor("evt", cutoff);
-            let mut victims: Vec<(Event, Vec<(String, String, u32)>)> = Vec::new();
+            let mut victims: Vec<(Event, Vec<Finished>)> = Vec::new();
             {
                 let events = txn.open_table(EVENTS)?;
                 let by_event = txn.open_table(EVENT_DELIVERIES)?;
@@ -406,4 +415,121 @@ fn unschedule_with(
         due.remove((at.value(), d.id.as_str()))?;
     }
     Ok(())
+}
+
+impl Store {
+    /// The earliest due time strictly after `now`, if any.
+    pub fn next_due_after(&self, now: UnixMs) -> Result<Option<u64>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(DUE)?;
+        let from = (now.max(0) as u64).saturating_add(1);
+        let mut range = table.range((from, "")..)?;
+        Ok(match range.next() {
+            Some(row) => Some(row?.0.value().0),
+            None => None,
+        })
+    }
+
+    /// Up to `limit` of a webhook's unfinished deliveries that are due by `now`, in
+    /// creation order after `after`; also the cursor to continue from (`None` when
+    /// the end was reached).
+    pub fn pending_due(
+        &self,
+        webhook_id: &str,
+        after: Option<&str>,
+        now: UnixMs,
+        limit: usize,
+    ) -> Result<(Vec<DueEntry>, Option<String>), StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(PENDING)?;
+        let now = now.max(0) as u64;
+        let range = match after {
+            Some(a) => table.range((webhook_id, a)..=(webhook_id, "\u{10ffff}"))?,
+            None => table.range((webhook_id, "")..=(webhook_id, "\u{10ffff}"))?,
+        };
+        let mut out = Vec::new();
+        for row in range {
+            let (k, v) = row?;
+            let (_, id) = k.value();
+            if after == Some(id) {
+                continue;
+            }
+            let due = v.value();
+            if due <= now {
+                out.push(DueEntry {
+                    due,
+                    delivery_id: id.to_owned(),
+                    webhook_id: webhook_id.to_owned(),
+                });
+                if out.len() == limit {
+                    return Ok((out, Some(id.to_owned())));
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Finishes a delivery that can no longer be attempted (its webhook is gone or
+    /// disabled, or its records vanished): out of the due index, state `cancelled`.
+    pub async fn cancel_delivery(&self, entry: DueEntry, now: UnixMs) -> Result<(), StoreError> {
+        self.write(false, move |txn| {
+            let mut due = txn.open_table(DUE)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let updated = match deliveries.get(entry.delivery_id.as_str())? {
+                Some(v) => {
+                    let mut d: Delivery = decode("deliveries", v.value())?;
+                    if d.state.is_final() {
+                        None
+                    } else {
+                        d.state = DeliveryState::Cancelled;
+                        d.next_attempt_at = None;
+                        d.updated_at = now;
+                        Some(encode("deliveries", &d)?)
+                    }
+                }
+                None => None,
+            };
+            due.remove((entry.due, entry.delivery_id.as_str()))?;
+            let leased = pending
+                .get((entry.webhook_id.as_str(), entry.delivery_id.as_str()))?
+                .is_some_and(|d| d.value() == entry.due);
+            if leased {
+                pending.remove((entry.webhook_id.as_str(), entry.delivery_id.as_str()))?;
+            }
+            if let Some(bytes) = updated {
+                deliveries.insert(entry.delivery_id.as_str(), bytes.as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a test event with its one delivery and attempt, for the delivery log.
+    pub async fn record_test(
+        &self,
+        event: Event,
+        delivery: Delivery,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        self.write(true, move |txn| {
+            let e = encode("events", &event)?;
+            let d = encode("deliveries", &delivery)?;
+            let a = encode("attempts", &attempt)?;
+            txn.open_table(EVENTS)?
+                .insert(event.id.as_str(), e.as_slice())?;
+            txn.open_table(TENANT_EVENTS)?
+                .insert((event.tenant.as_str(), event.id.as_str()), ())?;
+            txn.open_table(DELIVERIES)?
+                .insert(delivery.id.as_str(), d.as_slice())?;
+            txn.open_table(WEBHOOK_DELIVERIES)?
+                .insert((delivery.webhook_id.as_str(), delivery.id.as_str()), ())?;
+            txn.open_table(EVENT_DELIVERIES)?
+                .insert((event.id.as_str(), delivery.id.as_str()), ())?;
+            txn.open_table(ATTEMPTS)?
+                .insert((delivery.id.as_str(), attempt.number), a.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
 }

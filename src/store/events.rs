@@ -39,12 +39,36 @@ struct IdempotencyRecord {
 
 impl Store {
     /// Stores events with their deliveries in one durable commit shared with other
-    /// concurrent callers (group commit). Returns after the fsync.
+    /// concurrent callers (group commit); returns after the fsync. Idempotency keys
+    /// are resolved first: if any item conflicts, nothing at all is written.
     pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
         self.write(true, move |txn| {
-            let mut out = Vec::with_capacity(items.len());
+            let mut seen = Vec::with_capacity(items.len());
             for item in &items {
-                out.push(ingest_one(txn, item)?);
+                seen.push(idempotent_answer(txn, item)?);
+            }
+            if seen
+                .iter()
+                .any(|o| matches!(o, Some(IngestOutcome::Conflict { .. })))
+            {
+                return Ok(seen
+                    .into_iter()
+                    .zip(&items)
+                    .map(|(o, item)| {
+                        o.unwrap_or_else(|| IngestOutcome::Created {
+                            event_id: item.event.id.clone(),
+                            deliveries: 0,
+                        })
+                    })
+                    .filter(|o| matches!(o, IngestOutcome::Conflict { .. }))
+                    .collect());
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for (item, answer) in items.iter().zip(seen) {
+                out.push(match answer {
+                    Some(replay) => replay,
+                    None => insert(txn, item)?,
+                });
             }
             Ok(out)
         })
@@ -116,24 +140,36 @@ impl Store {
     }
 }
 
-fn ingest_one(txn: &WriteTransaction, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
+/// The earlier answer when the item's idempotency key was seen before.
+fn idempotent_answer(
+    txn: &WriteTransaction,
+    item: &IngestItem,
+) -> Result<Option<IngestOutcome>, StoreError> {
+    let event = &item.event;
+    let Some(key) = &event.idempotency_key else {
+        return Ok(None);
+    };
+    let idem = txn.open_table(IDEMPOTENCY)?;
+    let Some(v) = idem.get((event.tenant.as_str(), key.as_str()))? else {
+        return Ok(None);
+    };
+    let seen: IdempotencyRecord = decode("idempotency", v.value())?;
+    Ok(Some(if seen.body_hash == item.body_hash {
+        IngestOutcome::Replay {
+            event_id: seen.event_id,
+            deliveries: seen.deliveries,
+        }
+    } else {
+        IngestOutcome::Conflict {
+            event_id: seen.event_id,
+        }
+    }))
+}
+
+/// Writes one new event, its deliveries and their index entries.
+fn insert(txn: &WriteTransaction, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
     let event = &item.event;
     let mut idem = txn.open_table(IDEMPOTENCY)?;
-    if let Some(key) = &event.idempotency_key {
-        if let Some(v) = idem.get((event.tenant.as_str(), key.as_str()))? {
-            let seen: IdempotencyRecord = decode("idempotency", v.value())?;
-            return Ok(if seen.body_hash == item.body_hash {
-                IngestOutcome::Replay {
-                    event_id: seen.event_id,
-                    deliveries: seen.deliveries,
-                }
-            } else {
-                IngestOutcome::Conflict {
-                    event_id: seen.event_id,
-                }
-            });
-        }
-    }
     let count = item.deliveries.len() as u32;
     let event_bytes = encode("events", event)?;
     let mut encoded = Vec::with_capacity(item.deliveries.len());

@@ -6,6 +6,7 @@ mod admin;
 pub mod codec;
 mod deliveries;
 mod events;
+mod notify;
 mod tables;
 mod webhooks;
 mod writer;
@@ -78,6 +79,7 @@ struct Inner {
     writer: std::sync::Mutex<Option<writer::Writer>>,
     writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     cipher: Cipher,
+    path: std::path::PathBuf,
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
 }
@@ -120,6 +122,7 @@ impl Store {
                 writer: std::sync::Mutex::new(Some(writer)),
                 writer_thread: std::sync::Mutex::new(Some(thread)),
                 cipher,
+                path: path.to_owned(),
                 healthy,
                 stats,
             }),
@@ -141,7 +144,12 @@ impl Store {
     pub fn close(&self) {
         let writer = self.inner.writer.lock().ok().and_then(|mut w| w.take());
         drop(writer);
-        let thread = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        let thread = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take());
         if let Some(t) = thread {
             let _ = t.join();
         }
@@ -172,13 +180,16 @@ impl Store {
     }
 
     /// The size of the data file in bytes, if it can be read.
-    pub fn file_size(path: &Path) -> Option<u64> {
-        std::fs::metadata(path).ok().map(|m| m.len())
+    pub fn data_file_size(&self) -> Option<u64> {
+        std::fs::metadata(&self.inner.path).ok().map(|m| m.len())
     }
 }
 
 /// Decodes a record, naming its table in the error.
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|source| StoreError::Corrupt { table, source })
 }
 

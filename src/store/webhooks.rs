@@ -14,7 +14,8 @@ impl Store {
     /// its pending deliveries are cancelled in the same transaction; returns how many.
     pub async fn put_webhook(&self, webhook: Webhook) -> Result<usize, StoreError> {
         let cipher = self.inner.cipher.clone();
-        self.write(true, move |txn| put_in(txn, &cipher, &webhook)).await
+        self.write(true, move |txn| put_in(txn, &cipher, &webhook))
+            .await
     }
 
     /// Every webhook, deleted ones included (they keep their ids reserved), for

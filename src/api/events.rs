@@ -1,0 +1,335 @@
+//! Event and delivery handlers: durable ingest (single and batch) with the fast
+//! path into the engine, event reads, the delivery log, recover and manual retry.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::webhooks::owned;
+use super::{Call, Reply, dto, json_response, validate};
+use crate::delivery::Work;
+use crate::model::{Delivery, DeliveryState, Event, Scope, UnixMs, new_id, now_ms, parse_rfc3339};
+use crate::store::{DueEntry, IngestItem, IngestOutcome, RecoverScope};
+
+/// Builds the event and its deliveries for one validated spec.
+fn prepare(
+    call: &Call<'_>,
+    tenant: &str,
+    spec: validate::EventSpec,
+    body_hash: [u8; 32],
+    now: UnixMs,
+) -> IngestItem {
+    let event = Event {
+        id: new_id("evt"),
+        tenant: tenant.to_owned(),
+        event_type: spec.event_type,
+        payload: spec.data.get().to_owned(),
+        channels: spec.channels,
+        idempotency_key: spec.idempotency_key,
+        created_at: now,
+    };
+    let due = now + call.state.engine.first_delay_ms();
+    let deliveries = call
+        .state
+        .registry
+        .matching(tenant, &event.event_type, &event.channels)
+        .iter()
+        .map(|w| Delivery {
+            id: new_id("dlv"),
+            tenant: tenant.to_owned(),
+            event_id: event.id.clone(),
+            webhook_id: w.id.clone(),
+            event_type: event.event_type.clone(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            schedule_step: 0,
+            next_attempt_at: Some(due),
+            last_status: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    IngestItem {
+        event,
+        deliveries,
+        body_hash,
+    }
+}
+
+/// Reasons for event types missing from the tenant's catalogue.
+fn unknown_types<'a>(
+    call: &Call<'_>,
+    tenant: &str,
+    specs: impl Iterator<Item = (Option<usize>, &'a str)>,
+) -> Vec<String> {
+    specs
+        .filter(|(_, ty)| !call.state.registry.has_event_type(tenant, ty))
+        .map(|(i, ty)| {
+            let prefix = i.map(|i| format!("events[{i}]: ")).unwrap_or_default();
+            format!("{prefix}event type \"{ty}\" is not in the catalogue")
+        })
+        .collect()
+}
+
+/// Hands committed deliveries to the engine without a store read.
+fn fast_path(call: &Call<'_>, item: IngestItem) {
+    if item.deliveries.is_empty() {
+        return;
+    }
+    let event = Arc::new(item.event);
+    let work = item
+        .deliveries
+        .into_iter()
+        .map(|d| Work {
+            entry: DueEntry {
+                due: d.next_attempt_at.unwrap_or(d.created_at).max(0) as u64,
+                delivery_id: d.id.clone(),
+                webhook_id: d.webhook_id.clone(),
+            },
+            loaded: Some((d, event.clone())),
+        })
+        .collect();
+    call.state.engine.enqueue(work);
+}
+
+fn idempotency_header(call: &Call<'_>) -> Result<Option<String>, ApiError> {
+    match call.req.headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII")),
+    }
+}
+
+pub async fn ingest(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant_with(Scope::EventsWrite)?;
+    call.require_json_type()?;
+    let header_key = idempotency_header(call)?;
+    let spec =
+        validate::event_create(&call.req.body, header_key.as_deref()).map_err(ApiError::invalid)?;
+    let reasons = unknown_types(
+        call,
+        &tenant,
+        std::iter::once((None, spec.event_type.as_str())),
+    );
+    if !reasons.is_empty() {
+        return Err(ApiError::invalid(reasons));
+    }
+    let hash: [u8; 32] = Sha256::digest(&call.req.body).into();
+    let item = prepare(call, &tenant, spec, hash, now_ms());
+    let outcome = call.state.store.ingest(vec![item.clone()]).await?;
+    match outcome.into_iter().next() {
+        Some(IngestOutcome::Created {
+            event_id,
+            deliveries,
+        }) => {
+            call.state
+                .engine
+                .metrics()
+                .observe_ingest(&item.event.event_type, 1);
+            fast_path(call, item);
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"id": event_id, "deliveries": deliveries}),
+            ))
+        }
+        Some(IngestOutcome::Replay {
+            event_id,
+            deliveries,
+        }) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"id": event_id, "deliveries": deliveries}),
+        )),
+        Some(IngestOutcome::Conflict { event_id }) => Err(ApiError::conflict(format!(
+            "idempotency key already used for event {event_id} with a different body"
+        ))),
+        None => Err(ApiError::unavailable("the store returned no outcome")),
+    }
+}
+
+pub async fn ingest_batch(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant_with(Scope::EventsWrite)?;
+    call.require_json_type()?;
+    let specs = validate::event_batch(&call.req.body).map_err(ApiError::invalid)?;
+    let reasons = unknown_types(
+        call,
+        &tenant,
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Some(i), s.event_type.as_str())),
+    );
+    if !reasons.is_empty() {
+        return Err(ApiError::invalid(reasons));
+    }
+    let now = now_ms();
+    let items: Vec<IngestItem> = specs
+        .into_iter()
+        .map(|spec| {
+            // Each event's idempotency is judged on its own JSON, not the batch body.
+            let hash: [u8; 32] = Sha256::digest(spec.data.get().as_bytes()).into();
+            prepare(call, &tenant, spec, hash, now)
+        })
+        .collect();
+    let outcomes = call.state.store.ingest(items.clone()).await?;
+    let conflicts: Vec<String> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            IngestOutcome::Conflict { event_id } => Some(format!(
+                "events[{i}]: idempotency key already used for event {event_id} with a different body"
+            )),
+            _ => None,
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        let mut e = ApiError::conflict("idempotency conflict; nothing was stored");
+        e.reasons = conflicts;
+        return Err(e);
+    }
+    let mut data = Vec::with_capacity(outcomes.len());
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        match outcome {
+            IngestOutcome::Created {
+                event_id,
+                deliveries,
+            } => {
+                call.state
+                    .engine
+                    .metrics()
+                    .observe_ingest(&item.event.event_type, 1);
+                fast_path(call, item);
+                data.push(json!({"id": event_id, "deliveries": deliveries, "replayed": false}));
+            }
+            IngestOutcome::Replay {
+                event_id,
+                deliveries,
+            } => {
+                data.push(json!({"id": event_id, "deliveries": deliveries, "replayed": true}));
+            }
+            IngestOutcome::Conflict { .. } => {}
+        }
+    }
+    Ok(json_response(StatusCode::ACCEPTED, &json!({"data": data})))
+}
+
+pub async fn get(call: &Call<'_>, id: &str) -> Reply {
+    let tenant = call.tenant_with(Scope::EventsRead)?;
+    let store = call.state.store.clone();
+    let key = id.to_owned();
+    let found = blocking(move || store.get_event(&key)).await?;
+    let (event, deliveries) = found
+        .filter(|(e, _)| e.tenant == tenant)
+        .ok_or_else(|| ApiError::not_found(format!("event {id}")))?;
+    let mut body = dto::event_json(&event);
+    body["deliveries"] = deliveries.iter().map(dto::delivery_json).collect();
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+pub async fn list(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant_with(Scope::EventsRead)?;
+    let (limit, cursor) = call.page()?;
+    let since = match call.query("since") {
+        None => None,
+        Some(s) => Some(
+            parse_rfc3339(s)
+                .ok_or_else(|| ApiError::bad_request("since must be an RFC 3339 timestamp"))?,
+        ),
+    };
+    let ty = call.query("type").map(str::to_owned);
+    let store = call.state.store.clone();
+    let (events, next) = blocking(move || {
+        store.list_events(&tenant, ty.as_deref(), since, cursor.as_deref(), limit)
+    })
+    .await?;
+    let items = events.iter().map(dto::event_json).collect();
+    Ok(json_response(StatusCode::OK, &dto::list_json(items, next)))
+}
+
+pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
+    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    owned(call, &tenant, id)?;
+    let (limit, cursor) = call.page()?;
+    let state = match call.query("status") {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "status must be one of pending, succeeded, failed, exhausted, cancelled",
+            )
+        })?),
+    };
+    let store = call.state.store.clone();
+    let key = id.to_owned();
+    let (items, next) =
+        blocking(move || store.list_webhook_deliveries(&key, state, cursor.as_deref(), limit))
+            .await?;
+    let items = items.iter().map(dto::delivery_json).collect();
+    Ok(json_response(StatusCode::OK, &dto::list_json(items, next)))
+}
+
+pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
+    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let webhook = owned(call, &tenant, id)?;
+    let since = validate::recover(&call.json()?).map_err(ApiError::invalid)?;
+    if !webhook.enabled {
+        return Err(ApiError::conflict(
+            "the webhook is disabled; enable it (PATCH enabled=true) before recovering",
+        ));
+    }
+    let now = now_ms();
+    let n = call
+        .state
+        .store
+        .recover(webhook.id.clone(), RecoverScope { since, now })
+        .await?;
+    call.state.engine.kick();
+    Ok(json_response(StatusCode::ACCEPTED, &json!({"requeued": n})))
+}
+
+pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
+    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    let store = call.state.store.clone();
+    let key = id.to_owned();
+    let (d, attempts) = blocking(move || store.get_delivery(&key))
+        .await?
+        .filter(|(d, _)| d.tenant == tenant)
+        .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
+    let mut body = dto::delivery_json(&d);
+    body["attempts"] = attempts.iter().map(dto::attempt_json).collect();
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
+    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let store = call.state.store.clone();
+    let key = id.to_owned();
+    let (d, event) = blocking(move || store.delivery_with_event(&key))
+        .await?
+        .filter(|(d, _)| d.tenant == tenant)
+        .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
+    let webhook = owned(call, &tenant, &d.webhook_id)?;
+    if !webhook.enabled {
+        return Err(ApiError::conflict(
+            "the webhook is disabled; enable it (PATCH enabled=true) before retrying",
+        ));
+    }
+    let (attempt, updated) = call.state.engine.retry_now(&webhook, &d, &event).await?;
+    let mut body = dto::delivery_json(&updated);
+    body["attempt"] = dto::attempt_json(&attempt);
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Runs a store read off the async threads.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, crate::store::StoreError> + Send + 'static,
+) -> Result<R, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
