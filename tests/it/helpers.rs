@@ -1,0 +1,290 @@
+//! `TestApp`: the real hookbox (`App::build`) on port 0 with a temporary data dir,
+//! and a small HTTP client to talk to it as a user would.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookbox::app::App;
+use hookbox::config::{Config, EventTypeSeed};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// The event types every test tenant starts with.
+pub const SEED_TYPES: &[&str] = &[
+    "PROVIDER_CRED_APPROVED",
+    "PROVIDER_CRED_DENIED",
+    "PATIENT_CREATED",
+    "shift.created",
+    "shift.report.created",
+    "validation_request.approved",
+    "hookbox.webhook.disabled",
+    "hookbox.delivery.exhausted",
+];
+
+/// A millisecond retry schedule so retry tests finish quickly.
+pub fn fast_schedule() -> Vec<Duration> {
+    [0u64, 20, 40, 60]
+        .iter()
+        .map(|ms| Duration::from_millis(*ms))
+        .collect()
+}
+
+/// The configuration tests start from: loopback allowed, http allowed, fast retries.
+pub fn test_config(dir: PathBuf) -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().expect("literal address");
+    c.data_dir = dir;
+    c.security.require_https = false;
+    c.security.allow_networks = vec![
+        "127.0.0.0/8".parse().expect("literal cidr"),
+        "::1/128".parse().expect("literal cidr"),
+    ];
+    c.delivery.retry_schedule = fast_schedule();
+    c.delivery.jitter = 0.0;
+    c.delivery.connect_timeout = Duration::from_secs(1);
+    c.delivery.request_timeout = Duration::from_secs(2);
+    c.event_types = SEED_TYPES
+        .iter()
+        .filter(|t| !t.starts_with("hookbox."))
+        .map(|t| EventTypeSeed {
+            name: (*t).to_owned(),
+            description: None,
+        })
+        .collect();
+    c
+}
+
+/// A running hookbox for one test.
+pub struct TestApp {
+    pub app: Option<App>,
+    pub base: String,
+    pub admin: String,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A tenant and an API key with every scope.
+pub struct Tenant {
+    pub id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    /// Starts hookbox with the test configuration.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts hookbox with the test configuration changed by `f`.
+    pub async fn spawn_with(f: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path().to_owned());
+        f(&mut config);
+        Self::start(config, dir).await
+    }
+
+    async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
+        let app = App::build(config.clone()).await.expect("hookbox starts");
+        let base = format!("http://{}", app.addr);
+        let admin = app.admin_token.expose().to_owned();
+        TestApp {
+            app: Some(app),
+            base,
+            admin,
+            config,
+            dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Stops hookbox gracefully and starts it again on the same data dir (and port 0).
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        let TestApp { config, dir, .. } = self;
+        Self::start(config, dir).await
+    }
+
+    /// Stops hookbox gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+
+    /// The redb data file.
+    pub fn data_file(&self) -> PathBuf {
+        self.dir.path().join(hookbox::app::DATA_FILE)
+    }
+
+    /// Sends a request with raw body bytes and headers; returns status and JSON (or
+    /// `Value::Null` for an empty or non-JSON body).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid request");
+        let resp = tokio::time::timeout(Duration::from_secs(20), self.client.request(req))
+            .await
+            .expect("answer within 20 s")
+            .expect("request succeeds");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    /// A JSON request with a bearer token and optional extra headers.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let auth = format!("Bearer {token}");
+        let mut h: Vec<(&str, &str)> = vec![("authorization", auth.as_str())];
+        h.extend_from_slice(headers);
+        let bytes = match body {
+            Some(b) => {
+                h.push(("content-type", "application/json"));
+                serde_json::to_vec(&b).expect("json")
+            }
+            None => Vec::new(),
+        };
+        self.raw(method, path, &h, bytes).await
+    }
+
+    /// An admin call.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, &self.admin.clone(), &[], body)
+            .await
+    }
+
+    /// A call with a tenant's key.
+    pub async fn as_tenant(
+        &self,
+        t: &Tenant,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, &t.key, &[], body).await
+    }
+
+    /// Creates a tenant and a key with the given scopes.
+    pub async fn tenant_with_scopes(&self, name: &str, scopes: &[&str]) -> Tenant {
+        let (s, t) = self
+            .admin(Method::POST, "/v1/tenants", Some(json!({"name": name})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        let id = t["id"].as_str().expect("tenant id").to_owned();
+        let (s, k) = self
+            .admin(
+                Method::POST,
+                "/v1/api-keys",
+                Some(json!({"tenant": id, "name": "test", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        Tenant {
+            id,
+            key: k["key"].as_str().expect("key").to_owned(),
+        }
+    }
+
+    /// Creates a tenant and a key with every scope.
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        self.tenant_with_scopes(
+            name,
+            &[
+                "webhooks:read",
+                "webhooks:write",
+                "events:write",
+                "events:read",
+            ],
+        )
+        .await
+    }
+
+    /// Registers a webhook and returns its JSON (with secrets revealed).
+    pub async fn webhook(&self, t: &Tenant, body: Value) -> Value {
+        let (s, w) = self
+            .as_tenant(t, Method::POST, "/v1/webhooks", Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{w}");
+        w
+    }
+
+    /// Ingests one event; asserts 202 and returns the answer.
+    pub async fn event(&self, t: &Tenant, body: Value) -> Value {
+        let (s, e) = self
+            .as_tenant(t, Method::POST, "/v1/events", Some(body))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{e}");
+        e
+    }
+
+    /// Polls a delivery until `pred` holds, waiting on hookbox's own state rather
+    /// than a fixed sleep; fails after `timeout`.
+    pub async fn wait_delivery(
+        &self,
+        t: &Tenant,
+        delivery_id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, d) = self
+                .as_tenant(
+                    t,
+                    Method::GET,
+                    &format!("/v1/deliveries/{delivery_id}"),
+                    None,
+                )
+                .await;
+            if pred(&d) {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "delivery {delivery_id} did not reach the expected state: {d}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The delivery ids of an event.
+    pub async fn deliveries_of(&self, t: &Tenant, event_id: &str) -> Vec<Value> {
+        let (s, e) = self
+            .as_tenant(t, Method::GET, &format!("/v1/events/{event_id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        e["deliveries"].as_array().cloned().unwrap_or_default()
+    }
+}
