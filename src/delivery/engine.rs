@@ -111,7 +111,12 @@ impl Engine {
                 tracing::error!("the delivery engine was started twice");
                 return;
             };
-            let recorder = tokio::spawn(recorder::run(inner.clone(), rx.recorder));
+            let stop_recorder = CancellationToken::new();
+            let recorder = tokio::spawn(recorder::run(
+                inner.clone(),
+                rx.recorder,
+                stop_recorder.clone(),
+            ));
             let stopping = shutdown.clone();
             let flag = inner.clone();
             tokio::spawn(async move {
@@ -120,8 +125,8 @@ impl Engine {
             });
             scheduler::run(inner.clone(), rx.scheduler, shutdown, grace).await;
             // The scheduler has seen every in-flight attempt recorded (or given up
-            // after the grace period); closing our sender lets the recorder finish.
-            drop(inner);
+            // after the grace period): the recorder writes what is queued and stops.
+            stop_recorder.cancel();
             let _ = recorder.await;
         })
     }

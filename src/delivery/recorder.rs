@@ -40,8 +40,25 @@ pub(super) struct Attempted {
     pub event: Arc<Event>,
 }
 
-pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
-    while let Some(first) = rx.recv().await {
+/// Records outcomes until `stop` fires, then records whatever is already queued
+/// and returns.
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            msg = rx.recv() => match msg {
+                Some(m) => m,
+                None => return,
+            },
+            () = stop.cancelled() => match rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

@@ -5,5 +5,7 @@ mod api;
 mod delivery;
 mod email;
 mod helpers;
+mod notify;
 mod receiver;
+mod receiver_auth;
 mod smtp;
