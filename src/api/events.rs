@@ -80,6 +80,11 @@ fn fast_path(call: &Call<'_>, item: IngestItem) {
     if item.deliveries.is_empty() {
         return;
     }
+    if call.state.engine.first_delay_ms() > 0 {
+        // Not due yet: let the scheduler set its timer from the due index.
+        call.state.engine.kick();
+        return;
+    }
     let event = Arc::new(item.event);
     let work = item
         .deliveries

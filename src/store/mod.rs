@@ -74,8 +74,12 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The open database, shared by readers and the writer. `None` only while the
+/// writer reopens it after a failed commit.
+pub(crate) type DbSlot = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
+
 struct Inner {
-    db: Arc<Database>,
+    db: DbSlot,
     writer: std::sync::Mutex<Option<writer::Writer>>,
     writer_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     cipher: Cipher,
@@ -88,10 +92,15 @@ impl Store {
     /// Opens (or creates) the data file at `path`, creating every table, and starts
     /// the writer thread. `cipher` seals webhook records (they hold secrets).
     pub fn open(path: &Path, cipher: Cipher, cache_bytes: usize) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(StoreError::Open)?;
+        let opener = {
+            let path = path.to_owned();
+            move || {
+                Database::builder()
+                    .set_cache_size(cache_bytes)
+                    .create(&path)
+            }
+        };
+        let db = opener().map_err(StoreError::Open)?;
         let txn = db.begin_write()?;
         {
             use tables::*;
@@ -112,10 +121,16 @@ impl Store {
             txn.open_table(NOTIFY)?;
         }
         txn.commit()?;
-        let db = Arc::new(db);
+        let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let healthy = Arc::new(AtomicBool::new(true));
         let stats = Arc::new(WriterStats::default());
-        let (writer, thread) = writer::Writer::start(db.clone(), healthy.clone(), stats.clone());
+        let (writer, thread) = writer::Writer::start(
+            db.clone(),
+            Box::new(opener),
+            path.parent().unwrap_or(Path::new(".")).to_owned(),
+            healthy.clone(),
+            stats.clone(),
+        );
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -162,7 +177,8 @@ impl Store {
     {
         if !self.is_healthy() {
             return Err(StoreError::Unavailable(
-                "a previous commit failed (disk full or read-only?)".into(),
+                "a commit failed (disk full or read-only?); retrying until it can write again"
+                    .into(),
             ));
         }
         let writer = self
@@ -176,7 +192,14 @@ impl Store {
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(self.inner.db.begin_read()?)
+        let db = self
+            .inner
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))?;
+        Ok(db.begin_read()?)
     }
 
     /// The size of the data file in bytes, if it can be read.

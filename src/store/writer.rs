@@ -15,9 +15,17 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, WriteTransaction};
+use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use redb::{Database, DatabaseError, Durability, WriteTransaction};
+
+use super::{DbSlot, StoreError};
+
+/// How often the writer checks whether it can write again after a failed commit.
+const RECOVERY_PROBE: Duration = Duration::from_secs(1);
+
+/// Reopens the database file (after a failed commit).
+pub(crate) type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send>;
 
 /// The most jobs one transaction carries.
 const MAX_BATCH: usize = 4096;
@@ -57,14 +65,24 @@ impl Writer {
     /// Starts the writer thread on `db`. It stops when every handle is dropped,
     /// after finishing what was queued. `healthy` turns false on a failed commit.
     pub(crate) fn start(
-        db: Arc<Database>,
+        slot: DbSlot,
+        opener: Opener,
+        dir: PathBuf,
         healthy: Arc<AtomicBool>,
         stats: Arc<WriterStats>,
     ) -> (Writer, thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Request>();
         let handle = thread::Builder::new()
             .name("hookbox-writer".into())
-            .spawn(move || run(&db, &rx, &healthy, &stats))
+            .spawn(move || {
+                let recovery = Recovery {
+                    slot,
+                    opener,
+                    dir,
+                    healthy,
+                };
+                run(&recovery, &rx, &stats)
+            })
             // Spawning a thread fails only when the OS is out of resources at start-up.
             .expect("spawn the store writer thread");
         (Writer { tx }, handle)
@@ -88,11 +106,93 @@ impl Writer {
         self.tx
             .send(Request { job, durable })
             .map_err(|_| StoreError::Closed)?;
-        done_rx.await.map_err(|_| StoreError::Closed)?
+        // A job dropped without running was refused by a writer that cannot write.
+        done_rx.await.map_err(|_| {
+            StoreError::Unavailable("the write was not committed; the store cannot write".into())
+        })?
     }
 }
 
-fn run(db: &Database, rx: &mpsc::Receiver<Request>, healthy: &AtomicBool, stats: &WriterStats) {
+/// What the writer needs to get back on its feet after a failed commit.
+struct Recovery {
+    slot: DbSlot,
+    opener: Opener,
+    dir: PathBuf,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Recovery {
+    fn current(&self) -> Option<Arc<Database>> {
+        self.slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Refuses writes until the data dir accepts writes again, then reopens the
+    /// database (redb refuses writes after a failed commit until it is reopened).
+    /// Returns false when every handle is gone.
+    fn wait_and_reopen(&self, rx: &mpsc::Receiver<Request>) -> bool {
+        self.healthy.store(false, Ordering::SeqCst);
+        loop {
+            match rx.recv_timeout(RECOVERY_PROBE) {
+                // Dropping the job answers its caller with "unavailable".
+                Ok(request) => drop(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+            if !can_write(&self.dir) {
+                continue;
+            }
+            match self.reopen() {
+                Ok(()) => {
+                    tracing::info!("the store can write again");
+                    self.healthy.store(true, Ordering::SeqCst);
+                    return true;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot reopen the store yet"),
+            }
+        }
+    }
+
+    fn reopen(&self) -> Result<(), DatabaseError> {
+        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slot.take() {
+            // Readers hold the Arc only for the length of one read; wait them out so
+            // the file is closed before it is opened again.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            drop(old);
+        }
+        let db = (self.opener)()?;
+        *slot = Some(Arc::new(db));
+        Ok(())
+    }
+}
+
+/// A failed commit as one line for callers: the root cause and what it likely means.
+fn describe(e: &StoreError) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("commit failed ({cause}); the disk may be full or read-only")
+}
+
+/// Whether a small file can be written and synced in `dir` (free space, not read-only).
+fn can_write(dir: &Path) -> bool {
+    let probe = dir.join(".hookbox-write-probe");
+    let ok = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&probe)?;
+        f.write_all(&[0u8; 64 * 1024])?;
+        f.sync_all()
+    })()
+    .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+fn run(recovery: &Recovery, rx: &mpsc::Receiver<Request>, stats: &WriterStats) {
     let mut lazy_since: Option<Instant> = None;
     loop {
         let first = match lazy_since {
@@ -119,23 +219,36 @@ fn run(db: &Database, rx: &mpsc::Receiver<Request>, healthy: &AtomicBool, stats:
         }
         let overdue = lazy_since.is_some_and(|t| t.elapsed() >= LAZY_FLUSH);
         let durable = overdue || batch.iter().any(|r| r.durable);
-        let result = commit_batch(db, batch, durable, stats);
+        let Some(db) = recovery.current() else {
+            drop(batch);
+            if !recovery.wait_and_reopen(rx) {
+                return;
+            }
+            continue;
+        };
+        let result = commit_batch(&db, batch, durable, stats, &recovery.healthy);
+        drop(db);
         match result {
             Ok(()) if durable => lazy_since = None,
             Ok(()) => {
                 lazy_since.get_or_insert_with(Instant::now);
             }
             Err(e) => {
-                // redb refuses writes after a failed commit until it is reopened:
-                // report unready instead of retrying in a loop.
-                tracing::error!(error = %e, "store commit failed; the store is now read-only");
-                healthy.store(false, Ordering::SeqCst);
+                // Lazily committed work since the last fsync may be lost with the
+                // reopen; it is only attempt outcomes, which are redone (at-least-once).
+                tracing::error!(error = %e, "store commit failed; refusing writes until it can write again");
+                lazy_since = None;
+                if !recovery.wait_and_reopen(rx) {
+                    return;
+                }
             }
         }
     }
     // Make whatever was committed lazily durable before the thread ends.
-    if lazy_since.is_some() {
-        let _ = commit_batch(db, Vec::new(), true, stats);
+    if lazy_since.is_some()
+        && let Some(db) = recovery.current()
+    {
+        let _ = commit_batch(&db, Vec::new(), true, stats, &recovery.healthy);
     }
 }
 
@@ -144,12 +257,14 @@ fn commit_batch(
     batch: Vec<Request>,
     durable: bool,
     stats: &WriterStats,
+    healthy: &AtomicBool,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
             // The jobs never run; dropping them answers their callers with an error.
+            healthy.store(false, Ordering::SeqCst);
             drop(batch);
             return Err(StoreError::from(e));
         }
@@ -165,7 +280,11 @@ fn commit_batch(
     let jobs = batch.len() as u64;
     let completions: Vec<Completion> = batch.into_iter().map(|r| (r.job)(&txn)).collect();
     let result = txn.commit().map_err(StoreError::from);
-    let failure = result.as_ref().err().map(ToString::to_string);
+    let failure = result.as_ref().err().map(describe);
+    if failure.is_some() {
+        // Unready before anyone hears of the failure, so /readyz never lags a 503.
+        healthy.store(false, Ordering::SeqCst);
+    }
     for done in completions {
         done(match &failure {
             None => Ok(()),

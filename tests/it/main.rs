@@ -3,6 +3,7 @@
 
 mod api;
 mod delivery;
+mod disk;
 mod email;
 mod helpers;
 mod notify;
