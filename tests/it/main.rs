@@ -5,6 +5,7 @@ mod api;
 mod delivery;
 mod disk;
 mod email;
+mod faults;
 mod helpers;
 mod notify;
 mod receiver;
