@@ -82,7 +82,7 @@ async fn record(inner: &Arc<Inner>, batch: Vec<Outcome>) {
     let now = now_ms();
     let mut writes = Vec::with_capacity(batch.len());
     let mut followups = Vec::with_capacity(batch.len());
-    let mut released = Vec::with_capacity(batch.len());
+    let mut released: Vec<(DueEntry, Option<i64>)> = Vec::with_capacity(batch.len());
     for outcome in batch {
         match outcome {
             Outcome::Attempted(a) => {
@@ -100,7 +100,11 @@ async fn record(inner: &Arc<Inner>, batch: Vec<Outcome>) {
                     event,
                     reason: tried.attempt.error.clone(),
                 });
-                released.push(entry.clone());
+                let retry_at = match next {
+                    Next::RetryAt(at) => Some(at),
+                    _ => None,
+                };
+                released.push((entry.clone(), retry_at));
                 writes.push(AttemptWrite {
                     entry,
                     attempt: tried.attempt,
@@ -111,9 +115,9 @@ async fn record(inner: &Arc<Inner>, batch: Vec<Outcome>) {
                 if let Err(e) = inner.store.cancel_delivery(entry.clone(), now).await {
                     tracing::error!(error = %e, delivery = %entry.delivery_id, "cannot cancel delivery");
                 }
-                released.push(entry);
+                released.push((entry, None));
             }
-            Outcome::Release { entry } => released.push(entry),
+            Outcome::Release { entry } => released.push((entry, None)),
         }
     }
     let results = if writes.is_empty() {
@@ -123,10 +127,11 @@ async fn record(inner: &Arc<Inner>, batch: Vec<Outcome>) {
     };
     // The outcomes are committed (visible to every later read), so the scheduler
     // may now forget the claims without risking a second concurrent attempt.
-    for entry in released {
+    for (entry, retry_at) in released {
         let _ = inner.to_scheduler.send(Msg::Done {
             delivery_id: entry.delivery_id,
             webhook_id: entry.webhook_id,
+            retry_at,
         });
     }
     let results = match results {

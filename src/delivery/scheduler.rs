@@ -33,10 +33,12 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 pub(super) enum Msg {
     /// Fresh work from the ingest fast path.
     Work(Box<Work>),
-    /// An attempt's outcome is committed (or the attempt was skipped).
+    /// An attempt's outcome is committed (or the attempt was skipped); `retry_at`
+    /// when the delivery was rescheduled.
     Done {
         delivery_id: String,
         webhook_id: String,
+        retry_at: Option<i64>,
     },
     /// Something changed on disk (recover, manual retry): sweep the due index.
     Sweep,
@@ -102,6 +104,9 @@ struct State {
     refill: HashSet<String>,
     /// The earliest moment a rate-limited webhook gets a token back.
     rate_wake: Option<Instant>,
+    /// The earliest future due time known on disk (refreshed after each sweep and
+    /// lowered by reschedules), so idling needs no store read.
+    next_due: Option<i64>,
 }
 
 impl State {
@@ -115,7 +120,11 @@ impl State {
             Msg::Done {
                 delivery_id,
                 webhook_id,
+                retry_at,
             } => {
+                if let Some(at) = retry_at {
+                    self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
+                }
                 self.claimed.remove(&delivery_id);
                 self.in_flight = self.in_flight.saturating_sub(1);
                 if let Some(slot) = self.slots.get_mut(&webhook_id) {
@@ -236,6 +245,13 @@ impl State {
         }
         if !full {
             self.cursor = None;
+            let store = self.inner.store.clone();
+            self.next_due = tokio::task::spawn_blocking(move || store.next_due_after(now))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .map(|d| d as i64);
         }
         full
     }
@@ -277,20 +293,13 @@ impl State {
     }
 
     /// When to look at the due index again if nothing else happens.
-    async fn next_wake(&self) -> Instant {
+    fn next_wake(&self) -> Instant {
         let mut wake = Instant::now() + MAX_IDLE;
         if let Some(at) = self.rate_wake {
             wake = wake.min(at);
         }
-        let store = self.inner.store.clone();
-        let now = now_ms();
-        let next = tokio::task::spawn_blocking(move || store.next_due_after(now))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        if let Some(due) = next {
-            let wait = (due as i64 - now).max(0) as u64;
+        if let Some(due) = self.next_due {
+            let wait = (due - now_ms()).max(0) as u64;
             wake = wake.min(Instant::now() + Duration::from_millis(wait));
         }
         wake
@@ -374,6 +383,7 @@ pub(super) async fn run(
         need_sweep: true,
         refill: HashSet::new(),
         rate_wake: None,
+        next_due: None,
     };
     loop {
         while let Ok(msg) = rx.try_recv() {
@@ -395,7 +405,7 @@ pub(super) async fn run(
             continue;
         }
         s.inner.metrics.set_in_flight(s.in_flight, s.queued);
-        let wake = s.next_wake().await;
+        let wake = s.next_wake();
         s.rate_wake = None;
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -403,7 +413,10 @@ pub(super) async fn run(
                 Some(m) => s.handle(m),
                 None => break,
             },
-            () = tokio::time::sleep_until(wake.into()) => s.need_sweep = true,
+            () = tokio::time::sleep_until(wake.into()) => {
+                s.need_sweep = true;
+                s.next_due = None;
+            }
         }
     }
     // Stop starting work; let what is in flight finish and be recorded.

@@ -67,6 +67,8 @@ async fn serve(fault: Fault, mut s: TcpStream) {
         }
         Fault::NeverAnswers => tokio::time::sleep(Duration::from_secs(30)).await,
         Fault::Reset => {
+            // A zero linger makes the close an immediate RST; it never blocks.
+            #[allow(deprecated)]
             let _ = s.set_linger(Some(Duration::ZERO));
             drop(s);
         }
