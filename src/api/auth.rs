@@ -36,14 +36,19 @@ pub fn authenticate(
         .ok_or_else(ApiError::unauthorized)
 }
 
+/// The presented key: a Bearer token, else the `API-KEY` header. An `Authorization`
+/// header of another scheme (e.g. Basic auth added by a proxy) does not hide
+/// `API-KEY`.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
-        let v = v.to_str().ok()?.trim();
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty());
+    let from_authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    if from_authorization.is_some() {
+        return from_authorization;
     }
     headers
         .get("api-key")

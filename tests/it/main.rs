@@ -2,6 +2,9 @@
 //! real HTTP over loopback.
 
 mod api;
+mod api_persist;
+mod api_seeds;
+mod api_webhooks;
 mod delivery;
 mod disk;
 mod email;
