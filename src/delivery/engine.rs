@@ -111,7 +111,12 @@ impl Engine {
                 tracing::error!("the delivery engine was started twice");
                 return;
             };
-            let recorder = tokio::spawn(recorder::run(inner.clone(), rx.recorder));
+            let recorder_stop = CancellationToken::new();
+            let recorder = tokio::spawn(recorder::run(
+                inner.clone(),
+                rx.recorder,
+                recorder_stop.clone(),
+            ));
             let stopping = shutdown.clone();
             let flag = inner.clone();
             tokio::spawn(async move {
@@ -120,8 +125,10 @@ impl Engine {
             });
             scheduler::run(inner.clone(), rx.scheduler, shutdown, grace).await;
             // The scheduler has seen every in-flight attempt recorded (or given up
-            // after the grace period); closing our sender lets the recorder finish.
+            // after the grace period). The recorder cannot wait for its channel to
+            // close (every `Engine` handle holds a sender), so it is told to stop.
             drop(inner);
+            recorder_stop.cancel();
             let _ = recorder.await;
         })
     }

@@ -3,6 +3,8 @@
 
 mod api;
 mod delivery;
+mod delivery_ops;
+mod delivery_outcomes;
 mod email;
 mod helpers;
 mod receiver;
