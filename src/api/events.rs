@@ -75,6 +75,24 @@ fn unknown_types<'a>(
         .collect()
 }
 
+/// What an idempotency key is bound to: the event's type, data (its exact bytes)
+/// and channels, not the request's envelope. So a retry of the same event matches
+/// whatever the whitespace or field order around `data`, whether the key came as
+/// a header or a field, and whether it came alone or in a batch.
+fn fingerprint(spec: &validate::EventSpec) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(spec.event_type.as_bytes());
+    part(spec.data.get().as_bytes());
+    for c in &spec.channels {
+        part(c.as_bytes());
+    }
+    h.finalize().into()
+}
+
 /// Hands committed deliveries to the engine without a store read.
 fn fast_path(call: &Call<'_>, item: IngestItem) {
     if item.deliveries.is_empty() {
@@ -125,7 +143,7 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
     if !reasons.is_empty() {
         return Err(ApiError::invalid(reasons));
     }
-    let hash: [u8; 32] = Sha256::digest(&call.req.body).into();
+    let hash = fingerprint(&spec);
     let item = prepare(call, &tenant, spec, hash, now_ms());
     let outcome = call.state.store.ingest(vec![item.clone()]).await?;
     match outcome.into_iter().next() {
@@ -153,7 +171,9 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
         Some(IngestOutcome::Conflict { event_id }) => Err(ApiError::conflict(format!(
             "idempotency key already used for event {event_id} with a different body"
         ))),
-        None => Err(ApiError::unavailable("the store returned no outcome")),
+        Some(IngestOutcome::NotStored) | None => {
+            Err(ApiError::unavailable("the store returned no outcome"))
+        }
     }
 }
 
@@ -176,8 +196,7 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
     let items: Vec<IngestItem> = specs
         .into_iter()
         .map(|spec| {
-            // Each event's idempotency is judged on its own JSON, not the batch body.
-            let hash: [u8; 32] = Sha256::digest(spec.data.get().as_bytes()).into();
+            let hash = fingerprint(&spec);
             prepare(call, &tenant, spec, hash, now)
         })
         .collect();
@@ -217,7 +236,7 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
             } => {
                 data.push(json!({"id": event_id, "deliveries": deliveries, "replayed": true}));
             }
-            IngestOutcome::Conflict { .. } => {}
+            IngestOutcome::Conflict { .. } | IngestOutcome::NotStored => {}
         }
     }
     Ok(json_response(StatusCode::ACCEPTED, &json!({"data": data})))

@@ -111,11 +111,11 @@ impl Engine {
                 tracing::error!("the delivery engine was started twice");
                 return;
             };
-            let stop_recorder = CancellationToken::new();
+            let recorder_stop = CancellationToken::new();
             let recorder = tokio::spawn(recorder::run(
                 inner.clone(),
                 rx.recorder,
-                stop_recorder.clone(),
+                recorder_stop.clone(),
             ));
             let stopping = shutdown.clone();
             let flag = inner.clone();
@@ -125,8 +125,10 @@ impl Engine {
             });
             scheduler::run(inner.clone(), rx.scheduler, shutdown, grace).await;
             // The scheduler has seen every in-flight attempt recorded (or given up
-            // after the grace period): the recorder writes what is queued and stops.
-            stop_recorder.cancel();
+            // after the grace period). The recorder cannot wait for its channel to
+            // close (every `Engine` handle holds a sender), so it is told to stop.
+            drop(inner);
+            recorder_stop.cancel();
             let _ = recorder.await;
         })
     }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::engine::{Inner, Work};
 use super::scheduler::Msg;
@@ -40,24 +41,31 @@ pub(super) struct Attempted {
     pub event: Arc<Event>,
 }
 
-/// Records outcomes until `stop` fires, then records whatever is already queued
-/// and returns.
+/// Records outcomes until `stop` fires, then records what is already queued and
+/// returns. (The engine's own handle keeps a sender alive, so the channel never
+/// closes by itself.)
 pub(super) async fn run(
     inner: Arc<Inner>,
     mut rx: mpsc::UnboundedReceiver<Outcome>,
-    stop: tokio_util::sync::CancellationToken,
+    stop: CancellationToken,
 ) {
+    let mut stopping = false;
     loop {
-        let first = tokio::select! {
-            biased;
-            msg = rx.recv() => match msg {
-                Some(m) => m,
-                None => return,
-            },
-            () = stop.cancelled() => match rx.try_recv() {
-                Ok(m) => m,
-                Err(_) => return,
-            },
+        let next = if stopping {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                o = rx.recv() => o,
+                () = stop.cancelled() => {
+                    // Refuse new outcomes; queued ones are still received below.
+                    rx.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = next else {
+            return;
         };
         let mut batch = vec![first];
         while batch.len() < BATCH {

@@ -26,6 +26,8 @@ const SCAN_BATCH: usize = 512;
 const QUEUE_PER_WEBHOOK: usize = 1024;
 /// Claimed-but-waiting deliveries kept in memory in all.
 const QUEUE_TOTAL: usize = 65_536;
+/// Token buckets kept before full ones are pruned.
+const BUCKETS_KEPT: usize = 1024;
 /// The longest the scheduler sleeps without looking at the due index.
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
@@ -52,7 +54,6 @@ struct Slot {
     disk_backlog: bool,
     /// Where the next refill from this webhook's pending index starts.
     refill_cursor: Option<String>,
-    bucket: Option<Bucket>,
 }
 
 /// A token bucket for `rate_limit_per_second` (burst = one second's worth).
@@ -77,6 +78,12 @@ impl Bucket {
         self.at = now;
     }
 
+    /// Whether the bucket is full again, so forgetting it changes nothing.
+    fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.rate.max(1.0)
+    }
+
     /// Takes a token, or says when one will be there.
     fn take(&mut self, now: Instant) -> Result<(), Instant> {
         self.refill(now);
@@ -94,6 +101,11 @@ struct State {
     inner: Arc<Inner>,
     claimed: HashSet<String>,
     slots: HashMap<String, Slot>,
+    /// Rate-limited webhooks' token buckets. Kept apart from `slots`, which are
+    /// dropped whenever a webhook's queue drains: a bucket must outlive that, or
+    /// every event arriving alone would find a full bucket and the limit would
+    /// never apply. Full buckets are forgotten (a new one starts full).
+    buckets: HashMap<String, Bucket>,
     /// Webhooks with queued work, in round-robin order.
     runnable: VecDeque<String>,
     queued: usize,
@@ -135,6 +147,10 @@ impl State {
                     if slot.in_flight == 0 && slot.queue.is_empty() && !slot.disk_backlog {
                         self.slots.remove(&webhook_id);
                     }
+                }
+                if self.buckets.len() > BUCKETS_KEPT {
+                    let now = Instant::now();
+                    self.buckets.retain(|_, b| !b.is_full(now));
                 }
             }
             Msg::Sweep => self.need_sweep = true,
@@ -186,16 +202,25 @@ impl State {
                 .registry
                 .webhook(&wh)
                 .and_then(|w| w.rate_limit_per_second);
-            match (limit, &mut slot.bucket) {
-                (Some(rate), bucket) => {
-                    let b = bucket.get_or_insert_with(|| Bucket::new(rate));
+            match limit {
+                Some(rate) => {
+                    let b = self
+                        .buckets
+                        .entry(wh.clone())
+                        .or_insert_with(|| Bucket::new(rate));
+                    if b.rate != f64::from(rate) {
+                        // The limit was changed through the API.
+                        *b = Bucket::new(rate);
+                    }
                     if let Err(at) = b.take(now) {
                         self.rate_wake = Some(self.rate_wake.map_or(at, |w| w.min(at)));
                         self.runnable.push_back(wh);
                         continue;
                     }
                 }
-                (None, bucket) => *bucket = None,
+                None => {
+                    self.buckets.remove(&wh);
+                }
             }
             let Some(work) = slot.queue.pop_front() else {
                 continue;
@@ -375,6 +400,7 @@ pub(super) async fn run(
         inner,
         claimed: HashSet::new(),
         slots: HashMap::new(),
+        buckets: HashMap::new(),
         runnable: VecDeque::new(),
         queued: 0,
         in_flight: 0,

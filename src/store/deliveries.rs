@@ -195,14 +195,17 @@ impl Store {
         succeeded: bool,
     ) -> Result<Delivery, StoreError> {
         self.write(true, move |txn| {
+            let mut attempt = attempt;
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let id = attempt.delivery_id.clone();
             let mut d: Delivery = match deliveries.get(id.as_str())? {
                 Some(v) => decode("deliveries", v.value())?,
                 None => return Err(StoreError::NotFound(format!("delivery {id}"))),
             };
-            let bytes = encode("attempts", &attempt)?;
             d.attempts += 1;
+            // The stored record carries its number, like scheduled attempts do.
+            attempt.number = d.attempts;
+            let bytes = encode("attempts", &attempt)?;
             d.last_status = attempt.status;
             d.last_error = attempt.error.clone();
             d.updated_at = attempt.at;

@@ -14,7 +14,8 @@ pub struct IngestItem {
     pub event: Event,
     /// Deliveries in state pending, each with `next_attempt_at` set.
     pub deliveries: Vec<Delivery>,
-    /// SHA-256 of the request body, compared when the idempotency key repeats.
+    /// A hash of the event (type, data, channels), compared when the idempotency
+    /// key repeats.
     pub body_hash: [u8; 32],
 }
 
@@ -27,6 +28,8 @@ pub enum IngestOutcome {
     Replay { event_id: String, deliveries: u32 },
     /// The idempotency key was seen with a different body; nothing written.
     Conflict { event_id: String },
+    /// Another item of the same call conflicted, so this one was not written either.
+    NotStored,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,16 +54,13 @@ impl Store {
                 .iter()
                 .any(|o| matches!(o, Some(IngestOutcome::Conflict { .. })))
             {
+                // One answer per item, in order, so callers can say which conflicted.
                 return Ok(seen
                     .into_iter()
-                    .zip(&items)
-                    .map(|(o, item)| {
-                        o.unwrap_or_else(|| IngestOutcome::Created {
-                            event_id: item.event.id.clone(),
-                            deliveries: 0,
-                        })
+                    .map(|o| match o {
+                        Some(c @ IngestOutcome::Conflict { .. }) => c,
+                        _ => IngestOutcome::NotStored,
                     })
-                    .filter(|o| matches!(o, IngestOutcome::Conflict { .. }))
                     .collect());
             }
             let mut out = Vec::with_capacity(items.len());

@@ -36,9 +36,11 @@ pub fn fast_schedule() -> Vec<Duration> {
 
 /// The configuration tests start from: loopback allowed, http allowed, fast retries.
 pub fn test_config(dir: PathBuf) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().expect("literal address");
-    c.data_dir = dir;
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        data_dir: dir,
+        ..Config::default()
+    };
     c.security.require_https = false;
     c.security.allow_networks = vec![
         "127.0.0.0/8".parse().expect("literal cidr"),

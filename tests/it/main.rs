@@ -6,6 +6,8 @@ mod api_persist;
 mod api_seeds;
 mod api_webhooks;
 mod delivery;
+mod delivery_ops;
+mod delivery_outcomes;
 mod disk;
 mod email;
 mod faults;
