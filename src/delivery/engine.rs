@@ -111,7 +111,12 @@ impl Engine {
                 tracing::error!("the delivery engine was started twice");
                 return;
             };
-            let recorder = tokio::spawn(recorder::run(inner.clone(), rx.recorder));
+            let scheduler_done = CancellationToken::new();
+            let recorder = tokio::spawn(recorder::run(
+                inner.clone(),
+                rx.recorder,
+                scheduler_done.clone(),
+            ));
             let stopping = shutdown.clone();
             let flag = inner.clone();
             tokio::spawn(async move {
@@ -120,7 +125,10 @@ impl Engine {
             });
             scheduler::run(inner.clone(), rx.scheduler, shutdown, grace).await;
             // The scheduler has seen every in-flight attempt recorded (or given up
-            // after the grace period); closing our sender lets the recorder finish.
+            // after the grace period). The recorder cannot wait for its channel to
+            // close: every Engine clone (App, ApiState) holds a sender. Tell it to
+            // finish what is queued and stop.
+            scheduler_done.cancel();
             drop(inner);
             let _ = recorder.await;
         })

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::engine::{Inner, Work};
 use super::scheduler::Msg;
@@ -40,8 +41,22 @@ pub(super) struct Attempted {
     pub event: Arc<Event>,
 }
 
-pub(super) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
-    while let Some(first) = rx.recv().await {
+/// Records outcomes until `scheduler_done` fires, then records what is still queued
+/// and returns.
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    scheduler_done: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            o = rx.recv() => o,
+            () = scheduler_done.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(first) = first else {
+            break;
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

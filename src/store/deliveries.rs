@@ -191,7 +191,7 @@ impl Store {
     /// index); a failure leaves its state and schedule as they were.
     pub async fn record_manual(
         &self,
-        attempt: Attempt,
+        mut attempt: Attempt,
         succeeded: bool,
     ) -> Result<Delivery, StoreError> {
         self.write(true, move |txn| {
@@ -201,8 +201,10 @@ impl Store {
                 Some(v) => decode("deliveries", v.value())?,
                 None => return Err(StoreError::NotFound(format!("delivery {id}"))),
             };
-            let bytes = encode("attempts", &attempt)?;
             d.attempts += 1;
+            // The stored attempt carries its number, as scheduled attempts do.
+            attempt.number = d.attempts;
+            let bytes = encode("attempts", &attempt)?;
             d.last_status = attempt.status;
             d.last_error = attempt.error.clone();
             d.updated_at = attempt.at;
