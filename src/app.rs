@@ -200,12 +200,23 @@ async fn load_registry(
     .await
     .context("registry load task failed")?
     .context("cannot load the registry from the store")?;
-    // Catalogue entries added to the config since a tenant was created join it now.
+    // Seeds added to the config since the last start join every tenant now; seeds
+    // applied before are not re-added (a tenant may have deleted them on purpose).
+    let applied = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.applied_seeds())
+            .await
+            .context("seed read task failed")??
+    };
     let now = now_ms();
+    let fresh: Vec<&(String, Option<String>)> = seeds
+        .iter()
+        .filter(|(name, _)| !applied.contains(name))
+        .collect();
     let missing: Vec<EventType> = tenants
         .iter()
         .flat_map(|t| {
-            seeds.iter().map(move |(name, description)| EventType {
+            fresh.iter().map(move |(name, description)| EventType {
                 tenant: t.id.clone(),
                 name: name.clone(),
                 description: description.clone(),
@@ -220,8 +231,9 @@ async fn load_registry(
         })
         .collect();
     let mut types = types;
-    if !missing.is_empty() {
-        store.seed_event_types(missing.clone()).await?;
+    let names: Vec<String> = seeds.iter().map(|(n, _)| n.clone()).collect();
+    if !fresh.is_empty() || names != applied {
+        store.seed_event_types(missing.clone(), names).await?;
         types.extend(missing);
     }
     Ok(Registry::load(tenants, keys, types, webhooks))

@@ -124,10 +124,27 @@ impl Store {
             .await
     }
 
-    /// Adds any of `types` missing from their tenants' catalogues (config seeding at
-    /// start-up); returns how many were added.
-    pub async fn seed_event_types(&self, types: Vec<EventType>) -> Result<usize, StoreError> {
+    /// The config seed names applied by an earlier start.
+    pub fn applied_seeds(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(META)?;
+        match table.get(SEEDS_KEY)? {
+            Some(v) => decode("meta", v.value()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Adds any of `types` missing from their tenants' catalogues (config seeds new
+    /// since the last start) and records `applied` as the seeds now applied, so a
+    /// seeded type a tenant deleted is not added back. Returns how many were added.
+    pub async fn seed_event_types(
+        &self,
+        types: Vec<EventType>,
+        applied: Vec<String>,
+    ) -> Result<usize, StoreError> {
         self.write(true, move |txn| {
+            let seeds = encode("meta", &applied)?;
+            txn.open_table(META)?.insert(SEEDS_KEY, seeds.as_slice())?;
             let mut table = txn.open_table(EVENT_TYPES)?;
             let mut missing = Vec::new();
             for et in &types {
@@ -167,6 +184,9 @@ impl Store {
         .await
     }
 }
+
+/// The META key of the applied config seeds.
+const SEEDS_KEY: &str = "applied_seed_event_types";
 
 fn insert_event_type(txn: &WriteTransaction, et: &EventType) -> Result<(), StoreError> {
     let mut table = txn.open_table(EVENT_TYPES)?;

@@ -119,6 +119,7 @@ impl Store {
             txn.open_table(PENDING)?;
             txn.open_table(ATTEMPTS)?;
             txn.open_table(NOTIFY)?;
+            txn.open_table(META)?;
         }
         txn.commit()?;
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));

@@ -41,3 +41,5 @@ pub(crate) const PENDING: TableDefinition<(&str, &str), u64> = TableDefinition::
 pub(crate) const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts");
 /// `webhook id -> notification state` (failure streak, email throttle).
 pub(crate) const NOTIFY: TableDefinition<&str, &[u8]> = TableDefinition::new("notify");
+/// `name -> value`: small store-wide records (the config seeds already applied).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

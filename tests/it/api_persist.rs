@@ -218,3 +218,26 @@ async fn the_admin_token_file_is_private() {
     let (s, _) = app.admin(Method::GET, "/v1/tenants", None).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_deleted_seeded_event_type_stays_deleted_after_a_restart() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("seeded").await;
+    let (s, _) = app
+        .as_tenant(&t, Method::DELETE, "/v1/event-types/shift.created", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let app = app.restart().await;
+    let (s, list) = app
+        .as_tenant(&t, Method::GET, "/v1/event-types", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"shift.created"), "{names:?}");
+    assert!(names.contains(&"PATIENT_CREATED"), "{names:?}");
+}
