@@ -291,11 +291,10 @@ impl Store {
                 let events = txn.open_table(EVENTS)?;
                 let by_event = txn.open_table(EVENT_DELIVERIES)?;
                 let deliveries = txn.open_table(DELIVERIES)?;
-                'events: for row in events.range("evt_".."evt_0")?.take(limit * 4) {
-                    let (k, v) = row?;
-                    if k.value() >= ceiling.as_str() {
-                        break;
-                    }
+                // Ids sort by creation time, so everything old enough sits below the
+                // ceiling id. Events still being delivered are skipped (bounded scan).
+                'events: for row in events.range("evt_"..ceiling.as_str())?.take(limit * 4) {
+                    let (_, v) = row?;
                     let event: Event = decode("events", v.value())?;
                     let mut ds = Vec::new();
                     for drow in by_event.range((event.id.as_str(), "")..)? {

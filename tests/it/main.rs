@@ -15,4 +15,5 @@ mod helpers;
 mod notify;
 mod receiver;
 mod receiver_auth;
+mod retention;
 mod smtp;
