@@ -5,6 +5,7 @@ mod api;
 mod delivery;
 mod email;
 mod helpers;
+mod metrics;
 mod notify;
 mod receiver;
 mod receiver_auth;
