@@ -10,9 +10,11 @@
 //! - [`delivery`]: signing, retry schedule, outbound client, scheduler and workers.
 //! - [`notify`]: failure emails and operational events.
 //! - [`app`]: wires everything together and owns shutdown.
+//! - [`cli`]: the operator's client commands (HTTP calls to a running server).
 
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod model;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use hookbox::cli;
 use hookbox::config::{Config, ConfigError, LogFormat};
 use hookbox::delivery::signer;
 
@@ -19,8 +20,20 @@ Examples:
   hookbox                                      serve with the built-in defaults
   hookbox --config /etc/hookbox/hookbox.toml   serve with a config file
   HOOKBOX_LISTEN=0.0.0.0:8080 hookbox serve    override a setting from the environment
+  hookbox tenant create --name 'Acme Health' --id acme
+  hookbox key create --tenant acme --name backend --scope events:write
+  hookbox event send --tenant acme --type PATIENT_CREATED --data '{\"id\":\"p_1\"}'
+  hookbox delivery list --tenant acme --webhook wh_01J... --status failed
+  hookbox webhook recover --tenant acme wh_01J... --since 2026-01-31T00:00:00Z
   hookbox verify --secret whsec_... --id evt_... --timestamp 1614265330 \\
       --signature 'v1,g0hM9SsE...' < body.json  check a received webhook
+
+The tenant, key, webhook, event and delivery commands talk to a running server
+(--server, default http://127.0.0.1:8080, env HOOKBOX_SERVER): the data file has a
+single owner, so there is no offline mode. They use the admin token from
+--admin-token, HOOKBOX_ADMIN_TOKEN, the config's admin_token or <data_dir>/admin-token.
+Exit status: 0 ok, 1 the server refused (every reason is printed), 2 bad usage,
+3 cannot connect, 64 invalid configuration.
 ";
 
 /// hookbox: an embedded webhook gateway. Durable ingest, signed Standard Webhooks
@@ -43,6 +56,8 @@ enum Command {
     /// Check a webhook signature the way a receiver would; the body is read from stdin.
     #[command(after_help = "Exit status: 0 when valid, 1 when invalid or the secret is malformed.")]
     Verify(VerifyArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Args)]
@@ -70,6 +85,10 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Verify(args) => verify(&args),
+        Command::Client(cmd) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            ExitCode::from(cli::run(cli.config.as_deref(), &env, cmd).await)
+        }
     }
 }
 

@@ -2,14 +2,17 @@
 //! reading their bodies, and reads bodies within `max_body_bytes`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::{ApiState, Call, Reply, Req, auth, events, handlers, webhooks};
+use crate::model::new_id;
 
 /// Every `/v1` route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +80,66 @@ impl Route {
     }
 }
 
+/// The longest `X-Request-Id` we adopt from a caller.
+const MAX_REQUEST_ID: usize = 64;
+
 /// Answers one request. Never fails: every error becomes a JSON error response.
+///
+/// Every request runs in a span with its method, path (never the query string, which
+/// may carry cursors or other caller data) and request id; the id is the caller's
+/// `X-Request-Id` when it is a sane token, else a fresh one, and is echoed in the
+/// response. One INFO line per request records status and latency; header values
+/// are never logged.
 pub async fn dispatch(state: &Arc<ApiState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match route(state, req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
+    let started = Instant::now();
+    let request_id = request_id(req.headers());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = req.uri().path(),
+        request_id = %request_id,
+    );
+    let mut resp = async {
+        match route(state, req).await {
+            Ok(resp) => resp,
+            // Inside the span, so an internal error's log line carries the request id.
+            Err(e) => e.into_response(),
+        }
     }
+    .instrument(span.clone())
+    .await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            // Microsecond resolution, printed as milliseconds (e.g. 0.295).
+            latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+            "request"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    resp
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's `X-Request-Id` when it is 1..=64 characters of `[A-Za-z0-9._:-]`
+/// (safe to log and to echo), else a new `req_...` id.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_sane_request_id(v))
+        .map_or_else(|| new_id("req"), str::to_owned)
+}
+
+fn is_sane_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
@@ -223,6 +280,30 @@ mod tests {
         assert_eq!(Route::parse("/v1/nope"), None);
         assert_eq!(Route::parse("/v2/webhooks"), None);
         assert_eq!(Route::parse("/v1/webhooks//secrets"), None);
+    }
+
+    #[test]
+    fn request_ids_are_adopted_only_when_sane() {
+        let cases = [
+            ("abc-123", true),
+            ("trace:01H.x_y", true),
+            ("", false),
+            ("has space", false),
+            ("new\nline", false),
+            ("quote\"", false),
+        ];
+        for (id, sane) in cases {
+            assert_eq!(is_sane_request_id(id), sane, "{id:?}");
+        }
+        assert!(is_sane_request_id(&"a".repeat(64)));
+        assert!(!is_sane_request_id(&"a".repeat(65)));
+
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static("given-1"));
+        assert_eq!(request_id(&headers), "given-1");
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static("bad id"));
+        assert!(request_id(&headers).starts_with("req_"));
+        assert!(request_id(&HeaderMap::new()).starts_with("req_"));
     }
 
     #[test]

@@ -38,7 +38,13 @@ impl Metrics {
             .events_by_type
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        *m.entry(event_type.to_owned()).or_default() += n;
+        // Look up before inserting: the common case (a known type) allocates nothing.
+        match m.get_mut(event_type) {
+            Some(count) => *count += n,
+            None => {
+                m.insert(event_type.to_owned(), n);
+            }
+        }
     }
 
     /// Counts one attempt and its latency.
@@ -89,7 +95,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let ty = ty.replace('\\', "\\\\").replace('"', "\\\"");
+            let ty = escape_label(ty);
             let _ = writeln!(out, "hookbox_events_ingested_total{{type=\"{ty}\"}} {n}");
         }
         let _ = writeln!(
@@ -146,25 +152,31 @@ impl Metrics {
             self.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "hookbox_attempt_duration_seconds_count {count}");
-        let gauges = [
+        let singles = [
             (
                 "hookbox_in_flight_requests",
                 "Requests to receivers in flight.",
+                "gauge",
                 self.in_flight.load(Relaxed),
             ),
             (
                 "hookbox_queued_deliveries",
                 "Deliveries claimed in memory, waiting for a slot.",
+                "gauge",
                 self.queued.load(Relaxed),
             ),
             (
                 "hookbox_oauth_token_requests_total",
                 "OAuth token requests made.",
+                "counter",
                 token_fetches,
             ),
         ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        for (name, help, kind, v) in singles {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
         let due = store.due_count().unwrap_or(0);
         let _ = writeln!(
@@ -186,13 +198,15 @@ impl Metrics {
             out,
             "# HELP hookbox_store_commits_total Store commits.\n# TYPE hookbox_store_commits_total counter\nhookbox_store_commits_total {commits}"
         );
+        // Summaries without quantiles: rate(_sum) / rate(_count) is the mean batch
+        // size and the mean commit latency over any window.
         let _ = writeln!(
             out,
-            "# HELP hookbox_store_commit_jobs_total Writes carried by those commits (batch size = jobs / commits).\n# TYPE hookbox_store_commit_jobs_total counter\nhookbox_store_commit_jobs_total {jobs}"
+            "# HELP hookbox_store_commit_batch_size Writes carried by one group commit.\n# TYPE hookbox_store_commit_batch_size summary\nhookbox_store_commit_batch_size_sum {jobs}\nhookbox_store_commit_batch_size_count {commits}"
         );
         let _ = writeln!(
             out,
-            "# HELP hookbox_store_commit_seconds_total Time spent committing.\n# TYPE hookbox_store_commit_seconds_total counter\nhookbox_store_commit_seconds_total {}",
+            "# HELP hookbox_store_commit_duration_seconds Time one group commit takes, fsync included.\n# TYPE hookbox_store_commit_duration_seconds summary\nhookbox_store_commit_duration_seconds_sum {}\nhookbox_store_commit_duration_seconds_count {commits}",
             micros as f64 / 1e6
         );
         if let Some(size) = store.data_file_size() {
@@ -202,5 +216,35 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Escapes a label value for the text exposition format (backslash, quote, newline).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a.b"), "a.b");
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn ingest_counts_add_up_per_type() {
+        let m = Metrics::default();
+        m.observe_ingest("a", 1);
+        m.observe_ingest("a", 2);
+        m.observe_ingest("b", 1);
+        let counts = m.events_by_type.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(counts.get("a"), Some(&3));
+        assert_eq!(counts.get("b"), Some(&1));
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::engine::{Inner, Work};
 use super::recorder::{Attempted, Outcome};
@@ -331,11 +332,23 @@ impl State {
     }
 }
 
+/// Runs one attempt in its own task, inside a DEBUG span naming the delivery, the
+/// webhook and (once loaded) the event. When DEBUG is off the span is disabled and
+/// its fields are never evaluated, so the hot path pays nothing for it.
 fn spawn_attempt(inner: Arc<Inner>, work: Work) {
-    tokio::spawn(async move {
-        let outcome = run_attempt(&inner, work).await;
-        let _ = inner.to_recorder.send(outcome);
-    });
+    let span = tracing::debug_span!(
+        "attempt",
+        delivery_id = %work.entry.delivery_id,
+        webhook_id = %work.entry.webhook_id,
+        event_id = tracing::field::Empty,
+    );
+    tokio::spawn(
+        async move {
+            let outcome = run_attempt(&inner, work).await;
+            let _ = inner.to_recorder.send(outcome);
+        }
+        .instrument(span),
+    );
 }
 
 /// Loads what the attempt needs (unless the fast path brought it), attempts it and
@@ -360,6 +373,7 @@ async fn run_attempt(inner: &Arc<Inner>, work: Work) -> Outcome {
     let Some((delivery, event)) = loaded else {
         return Outcome::Cancel { entry };
     };
+    tracing::Span::current().record("event_id", tracing::field::display(&event.id));
     let webhook = inner
         .registry
         .webhook(&entry.webhook_id)
@@ -380,6 +394,14 @@ async fn run_attempt(inner: &Arc<Inner>, work: Work) -> Outcome {
     )
     .await;
     inner.metrics.observe_attempt(&tried);
+    // The status or the error text, never the URL or any header value.
+    tracing::debug!(
+        status = tried.attempt.status,
+        error = tried.attempt.error.as_deref(),
+        latency_ms = tried.attempt.latency_ms,
+        verdict = ?tried.verdict,
+        "attempt finished"
+    );
     Outcome::Attempted(Box::new(Attempted {
         entry,
         delivery,

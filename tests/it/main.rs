@@ -12,6 +12,7 @@ mod disk;
 mod email;
 mod faults;
 mod helpers;
+mod metrics;
 mod notify;
 mod receiver;
 mod receiver_auth;
