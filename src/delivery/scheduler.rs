@@ -440,6 +440,8 @@ pub(super) async fn run(
         if shutdown.is_cancelled() {
             break;
         }
+        // Two relaxed stores: cheap enough to keep the gauges current under load.
+        s.inner.metrics.set_in_flight(s.in_flight, s.queued);
         for wh in std::mem::take(&mut s.refill) {
             s.refill(wh).await;
         }
@@ -452,7 +454,6 @@ pub(super) async fn run(
             s.pump();
             continue;
         }
-        s.inner.metrics.set_in_flight(s.in_flight, s.queued);
         let wake = s.next_wake();
         s.rate_wake = None;
         tokio::select! {
