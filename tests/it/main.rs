@@ -5,6 +5,8 @@ mod api;
 mod delivery;
 mod email;
 mod helpers;
+mod hostile;
+mod isolation;
 mod notify;
 mod receiver;
 mod receiver_auth;
