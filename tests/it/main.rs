@@ -6,6 +6,7 @@ mod delivery;
 mod email;
 mod helpers;
 mod hostile;
+mod hostile_raw;
 mod isolation;
 mod notify;
 mod receiver;
