@@ -53,6 +53,10 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 /// Longest idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+/// Deepest nesting of arrays and objects accepted in event `data`. Below
+/// serde_json's recursion limit (128) with room for the delivery envelope, so every
+/// payload we accept parses back (event reads, receivers using serde_json).
+pub const MAX_DATA_DEPTH: usize = 100;
 /// Prefix of every signing secret (Standard Webhooks).
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Fewest and most key bytes a signing secret may decode to.
@@ -1327,8 +1331,15 @@ fn check_event(ev: RawEvent, header_key: Option<&str>) -> Result<EventSpec, Vec<
         )),
         Some(_) => {}
     }
-    if ev.data.is_none() {
-        r.push("data is required".to_owned());
+    match &ev.data {
+        None => r.push("data is required".to_owned()),
+        // A raw value is skipped over, not parsed, so serde_json's recursion limit
+        // never saw it: without this check a 100k-deep payload would be stored,
+        // then read back as null and break receivers that parse recursively.
+        Some(data) if nests_deeper_than(data.get(), MAX_DATA_DEPTH) => r.push(format!(
+            "data must not nest arrays and objects more than {MAX_DATA_DEPTH} levels deep"
+        )),
+        Some(_) => {}
     }
     let channels = match &ev.channels {
         Some(cs) => check_channel_list("channels", cs.iter().map(|c| Some(c.as_str())), &mut r),
@@ -1355,6 +1366,37 @@ fn check_event(ev: RawEvent, header_key: Option<&str>) -> Result<EventSpec, Vec<
         }),
         _ => Err(r),
     }
+}
+
+/// Whether the JSON text `json` (known to be valid) nests arrays and objects more
+/// than `max` levels deep. One pass over the bytes, skipping string contents.
+fn nests_deeper_than(json: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Validates one `POST /v1/events` body, keeping `data` byte-for-byte. The
@@ -2324,6 +2366,44 @@ mod tests {
             (ev.data.get(), ev.idempotency_key.as_deref()),
             (r#""\u00e9""#, Some("hk"))
         );
+    }
+
+    #[test]
+    fn event_data_nesting_is_bounded() {
+        let nested = |n: usize| {
+            format!(
+                "{{\"type\":\"t\",\"data\":{}{}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(event_create(nested(MAX_DATA_DEPTH).as_bytes(), None).is_ok());
+        // What is accepted parses back, alone and inside the delivery envelope.
+        let deepest = format!(
+            "{}{}",
+            "[".repeat(MAX_DATA_DEPTH),
+            "]".repeat(MAX_DATA_DEPTH)
+        );
+        assert!(serde_json::from_str::<Value>(&deepest).is_ok());
+        assert!(serde_json::from_str::<Value>(&format!("{{\"data\":{deepest}}}")).is_ok());
+        assert_has(
+            &reasons(event_create(nested(MAX_DATA_DEPTH + 1).as_bytes(), None)),
+            "data must not nest arrays and objects more than 100 levels deep",
+        );
+        assert_has(
+            &reasons(event_create(nested(100_000).as_bytes(), None)),
+            "data must not nest arrays and objects more than 100 levels deep",
+        );
+        // Brackets inside strings (escaped quotes too) do not count.
+        let in_string = format!(
+            "{{\"type\":\"t\",\"data\":{{\"s\":\"\\\"{}\"}}}}",
+            "[".repeat(500)
+        );
+        assert!(
+            event_create(in_string.as_bytes(), None).is_ok(),
+            "{in_string}"
+        );
+        assert!(event_batch(format!("[{}]", &nested(200)[..]).as_bytes()).is_err());
     }
 
     #[test]
