@@ -14,6 +14,7 @@ mod faults;
 mod helpers;
 mod metrics;
 mod notify;
+mod openapi;
 mod receiver;
 mod receiver_auth;
 mod retention;
