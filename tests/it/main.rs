@@ -17,6 +17,7 @@ mod hostile_raw;
 mod isolation;
 mod metrics;
 mod notify;
+mod openapi;
 mod receiver;
 mod receiver_auth;
 mod retention;
