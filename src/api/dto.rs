@@ -140,6 +140,7 @@ fn error_title(code: &str) -> &'static str {
         "unsupported_media_type" => "Unsupported media type",
         "too_many_requests" => "Too many requests",
         "method_not_allowed" => "Method not allowed",
+        "unavailable" => "Service unavailable",
         _ => "Internal server error",
     }
 }
