@@ -2,9 +2,11 @@
 //! instead of crashing, and ingest resumes when the disk can be written again. The
 //! data dir is a real tmpfs of a few MiB (tests run as root, as CI does).
 //!
-//! A read-only data dir takes the same path (the commit fails with EROFS instead of
-//! ENOSPC), but cannot be staged here: Linux refuses to remount a filesystem
-//! read-only while the data file is open for writing (EBUSY).
+//! A data dir that turns read-only while hookbox runs takes the same path (the
+//! commit fails with EROFS instead of ENOSPC) but cannot be staged here: Linux
+//! refuses to remount a filesystem read-only while the data file is open for
+//! writing (EBUSY). What is tested instead is a start on a read-only data dir: it
+//! fails with a clear reason instead of a panic.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,15 @@ impl Tmpfs {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount {mode}");
     }
 }
 
@@ -141,4 +152,20 @@ async fn a_full_disk_gives_503_and_ingest_resumes_when_space_returns() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_start_on_a_read_only_data_dir_fails_with_a_clear_reason() {
+    let fs = Tmpfs::mount("8m");
+    let data = fs.path().join("data");
+    let mut app = TestApp::spawn_with(|c| c.data_dir = data.clone()).await;
+    let config = app.config.clone();
+    app.stop().await;
+    fs.remount("ro");
+    let err = match hookbox::app::App::build(config).await {
+        Ok(_) => panic!("started on a read-only data dir"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.to_lowercase().contains("read-only"), "{err}");
+    fs.remount("rw");
 }
