@@ -4,8 +4,9 @@
 //! sometimes again while it is still reopening the store. After each restart it must
 //! answer /readyz within [`RESTART_BOUND`] with no manual repair, and in the end every
 //! event that got a 202 must have reached the receiver at least once (duplicates are
-//! allowed, counted and reported). A second scenario kills it while secrets are being
-//! rotated and failed deliveries recovered.
+//! allowed, counted and reported). In that scenario a retention purge runs every
+//! 100 ms, so kills also land in the middle of purges. A second scenario kills it
+//! while secrets are being rotated and failed deliveries recovered.
 //!
 //! Under `cargo test --release` this runs the release binary. The kill times come from
 //! a seeded RNG: the seed is printed, and `HOOKBOX_CRASH_SEED=<n>` replays a run.
@@ -129,6 +130,19 @@ impl Drop for Hookbox {
 impl Hookbox {
     /// Writes the config file for a hookbox in `dir`, on a port that was free just now.
     fn new(dir: &Path) -> Hookbox {
+        Self::with_extra(dir, "")
+    }
+
+    /// Like [`Hookbox::new`], with a retention purge running every 100 ms over
+    /// events older than 1 s, so that kills also land in the middle of purges.
+    fn purging(dir: &Path) -> Hookbox {
+        Self::with_extra(
+            dir,
+            "\n[retention]\nevents = \"1s\"\npurge_interval = \"100ms\"\n",
+        )
+    }
+
+    fn with_extra(dir: &Path, extra: &str) -> Hookbox {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
             probe.local_addr().expect("probe address").port()
@@ -155,7 +169,7 @@ request_timeout = "2s"
 
 [[event_types]]
 name = "{EVENT_TYPE}"
-"#,
+{extra}"#,
             data = quoted(&data),
         );
         let path = dir.join("hookbox.toml");
@@ -640,7 +654,8 @@ fn acknowledged_events_survive_repeated_sigkill() {
         let (seed, mut rng) = seeded_rng("crash");
         let dir = tempfile::tempdir().expect("temp dir");
         let rx = Receiver::start().await;
-        let mut hb = Hookbox::new(dir.path());
+        // Purges run throughout, so some kills interrupt a retention purge.
+        let mut hb = Hookbox::purging(dir.path());
         let api = Api::new(&hb.base);
         hb.start();
         hb.wait_ready(&api).await;
