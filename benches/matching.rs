@@ -18,7 +18,7 @@ fn webhook(i: usize, filter: String) -> Webhook {
         tenant: "acme".into(),
         url: format!("https://example.com/hooks/{i}"),
         event_types: vec![filter],
-        channels: if i % 10 == 0 {
+        channels: if i.is_multiple_of(10) {
             vec![format!("P-{}", i % 7)]
         } else {
             Vec::new()

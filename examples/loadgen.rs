@@ -71,10 +71,7 @@ struct Seen {
 /// Reads the number after `"key":` in a JSON body we wrote ourselves.
 fn number_after(body: &[u8], key: &str) -> Option<u64> {
     let pat = format!("\"{key}\":");
-    let at = body
-        .windows(pat.len())
-        .position(|w| w == pat.as_bytes())?
-        + pat.len();
+    let at = body.windows(pat.len()).position(|w| w == pat.as_bytes())? + pat.len();
     let digits: Vec<u8> = body[at..]
         .iter()
         .copied()
@@ -83,7 +80,10 @@ fn number_after(body: &[u8], key: &str) -> Option<u64> {
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
-async fn receive(seen: Arc<Seen>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn receive(
+    seen: Arc<Seen>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = req
         .into_body()
         .collect()
@@ -130,9 +130,11 @@ async fn start_receiver(addr: SocketAddr, seen: Arc<Seen>) -> SocketAddr {
 // ---------------------------------------------------------------- hookbox side
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().expect("literal address");
-    c.data_dir = dir.to_owned();
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
     c.security.require_https = false;
     c.security.allow_networks = vec!["127.0.0.0/8".parse().expect("literal cidr")];
     c.event_types = vec![EventTypeSeed {
@@ -175,7 +177,10 @@ async fn call(
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
         }
         Err(e) => (StatusCode::BAD_GATEWAY, json!(e.to_string())),
     }
@@ -195,7 +200,12 @@ async fn setup(app: &App, webhooks: usize, url: &str, rate_limit: Option<u32>) -
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
-    let scopes = ["webhooks:read", "webhooks:write", "events:write", "events:read"];
+    let scopes = [
+        "webhooks:read",
+        "webhooks:write",
+        "events:write",
+        "events:read",
+    ];
     let (s, k) = call(
         &client,
         Method::POST,
@@ -282,7 +292,9 @@ async fn phase_throughput(fanout: usize, events: u64) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let seen = Arc::new(Seen::default());
     let raddr = start_receiver("127.0.0.1:0".parse().expect("addr"), seen.clone()).await;
-    let app = App::build(config(dir.path())).await.expect("hookbox starts");
+    let app = App::build(config(dir.path()))
+        .await
+        .expect("hookbox starts");
     let api = Arc::new(setup(&app, fanout, &format!("http://{raddr}/hook"), None).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_idle, _) = rss_kib();
@@ -348,7 +360,9 @@ async fn phase_latency(rate: u64, secs: u64) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let seen = Arc::new(Seen::default());
     let raddr = start_receiver("127.0.0.1:0".parse().expect("addr"), seen.clone()).await;
-    let app = App::build(config(dir.path())).await.expect("hookbox starts");
+    let app = App::build(config(dir.path()))
+        .await
+        .expect("hookbox starts");
     let api = Arc::new(setup(&app, 1, &format!("http://{raddr}/hook"), None).await);
     seen.record.store(true, Ordering::Relaxed);
     // The first second warms connections and caches and is not counted.
@@ -535,22 +549,116 @@ fn print_table(mode: &str, results: &[Value]) {
         .unwrap_or(Value::Null);
     let mib = |kib: f64| kib / 1024.0;
     let rows: Vec<(String, String, &str)> = vec![
-        (format!("ingest, 1 sub, {} events (events/s 202)", t1["events"]), format!("{:.0}", f(&t1, "ingest_events_per_s")), ""),
-        ("end to end, 1 sub (events/s delivered)".into(), format!("{:.0}", f(&t1, "end_to_end_events_per_s")), "15,000"),
-        ("drain after last ack, 1 sub (s)".into(), format!("{:.2}", f(&t1, "drain_after_last_ack_s")), ""),
-        (format!("ingest, 10 subs, {} events (events/s 202)", t10["events"]), format!("{:.0}", f(&t10, "ingest_events_per_s")), ""),
-        ("end to end, 10 subs (events/s delivered)".into(), format!("{:.0}", f(&t10, "end_to_end_events_per_s")), "4,000"),
-        ("deliveries/s, 10 subs".into(), format!("{:.0}", f(&t10, "deliveries_per_s")), "40,000"),
-        ("drain after last ack, 10 subs (s)".into(), format!("{:.2}", f(&t10, "drain_after_last_ack_s")), ""),
-        ("latency @50 ev/s p50 / p99 / p99.9 (ms)".into(), format!("{:.2} / {:.2} / {:.2}", f(&l50, "p50_ms"), f(&l50, "p99_ms"), f(&l50, "p999_ms")), "<=1 / <=3"),
-        ("latency @1000 ev/s p50 / p99 / p99.9 (ms)".into(), format!("{:.2} / {:.2} / {:.2}", f(&l1k, "p50_ms"), f(&l1k, "p99_ms"), f(&l1k, "p999_ms")), "p99 <=5"),
-        ("202 ack @50 ev/s p50 / p99 (ms)".into(), format!("{:.2} / {:.2}", f(&l50, "ack_p50_ms"), f(&l50, "ack_p99_ms")), ""),
-        ("RSS idle, process incl. generator (MiB)".into(), format!("{:.1} (generator alone {:.1})", mib(f(&t1, "rss_idle_kib")), mib(f(&t1, "rss_base_kib"))), "<=30"),
-        ("peak RSS, 1 sub / 10 subs run (MiB)".into(), format!("{:.1} / {:.1}", mib(f(&t1, "rss_peak_kib")), mib(f(&t10, "rss_peak_kib"))), ""),
-        (format!("batch ingest, {} events (events/s)", p["events"]), format!("{:.0}", f(&p, "batch_ingest_events_per_s")), "100,000"),
-        (format!("RSS with {} pending (MiB)", p["pending"]), format!("{:.1} (peak {:.1})", mib(f(&p, "rss_pending_kib")), mib(f(&p, "rss_peak_kib"))), "<=100 @1M"),
-        ("data file per million deliveries (MiB)".into(), format!("{:.0}", f(&p, "data_file_mib_per_million")), ""),
-        ("restart: App::build / first delivery (s)".into(), format!("{:.3} / {:.3}", f(&p, "restart_build_s"), f(&p, "restart_first_delivery_s")), "<1 @1M"),
+        (
+            format!("ingest, 1 sub, {} events (events/s 202)", t1["events"]),
+            format!("{:.0}", f(&t1, "ingest_events_per_s")),
+            "",
+        ),
+        (
+            "end to end, 1 sub (events/s delivered)".into(),
+            format!("{:.0}", f(&t1, "end_to_end_events_per_s")),
+            "15,000",
+        ),
+        (
+            "drain after last ack, 1 sub (s)".into(),
+            format!("{:.2}", f(&t1, "drain_after_last_ack_s")),
+            "",
+        ),
+        (
+            format!("ingest, 10 subs, {} events (events/s 202)", t10["events"]),
+            format!("{:.0}", f(&t10, "ingest_events_per_s")),
+            "",
+        ),
+        (
+            "end to end, 10 subs (events/s delivered)".into(),
+            format!("{:.0}", f(&t10, "end_to_end_events_per_s")),
+            "4,000",
+        ),
+        (
+            "deliveries/s, 10 subs".into(),
+            format!("{:.0}", f(&t10, "deliveries_per_s")),
+            "40,000",
+        ),
+        (
+            "drain after last ack, 10 subs (s)".into(),
+            format!("{:.2}", f(&t10, "drain_after_last_ack_s")),
+            "",
+        ),
+        (
+            "latency @50 ev/s p50 / p99 / p99.9 (ms)".into(),
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                f(&l50, "p50_ms"),
+                f(&l50, "p99_ms"),
+                f(&l50, "p999_ms")
+            ),
+            "<=1 / <=3",
+        ),
+        (
+            "latency @1000 ev/s p50 / p99 / p99.9 (ms)".into(),
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                f(&l1k, "p50_ms"),
+                f(&l1k, "p99_ms"),
+                f(&l1k, "p999_ms")
+            ),
+            "p99 <=5",
+        ),
+        (
+            "202 ack @50 ev/s p50 / p99 (ms)".into(),
+            format!(
+                "{:.2} / {:.2}",
+                f(&l50, "ack_p50_ms"),
+                f(&l50, "ack_p99_ms")
+            ),
+            "",
+        ),
+        (
+            "RSS idle, process incl. generator (MiB)".into(),
+            format!(
+                "{:.1} (generator alone {:.1})",
+                mib(f(&t1, "rss_idle_kib")),
+                mib(f(&t1, "rss_base_kib"))
+            ),
+            "<=30",
+        ),
+        (
+            "peak RSS, 1 sub / 10 subs run (MiB)".into(),
+            format!(
+                "{:.1} / {:.1}",
+                mib(f(&t1, "rss_peak_kib")),
+                mib(f(&t10, "rss_peak_kib"))
+            ),
+            "",
+        ),
+        (
+            format!("batch ingest, {} events (events/s)", p["events"]),
+            format!("{:.0}", f(&p, "batch_ingest_events_per_s")),
+            "100,000",
+        ),
+        (
+            format!("RSS with {} pending (MiB)", p["pending"]),
+            format!(
+                "{:.1} (peak {:.1})",
+                mib(f(&p, "rss_pending_kib")),
+                mib(f(&p, "rss_peak_kib"))
+            ),
+            "<=100 @1M",
+        ),
+        (
+            "data file per million deliveries (MiB)".into(),
+            format!("{:.0}", f(&p, "data_file_mib_per_million")),
+            "",
+        ),
+        (
+            "restart: App::build / first delivery (s)".into(),
+            format!(
+                "{:.3} / {:.3}",
+                f(&p, "restart_build_s"),
+                f(&p, "restart_first_delivery_s")
+            ),
+            "<1 @1M",
+        ),
     ];
     println!("\nhookbox loadgen ({mode})\n");
     println!("| metric | measured | target |\n|---|---|---|");
@@ -602,8 +710,7 @@ async fn main() {
     print_table(mode, &results);
     if let Some(path) = arg_value(&args, "--json") {
         let doc = json!({"mode": mode, "results": results});
-        std::fs::write(&path, serde_json::to_vec_pretty(&doc).expect("json"))
-            .expect("write json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&doc).expect("json")).expect("write json");
         eprintln!("loadgen: wrote {path}");
     }
 }
