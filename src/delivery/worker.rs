@@ -154,36 +154,25 @@ async fn send(
     let ts = now.div_euclid(1000);
     let signature = signer::sign(&key_refs, &event.id, ts, payload);
     let ts_text = ts.to_string();
-    let request = |auth: Option<String>| {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(8 + webhook.headers.len());
-        headers.push(("content-type", "application/json"));
-        headers.push(("webhook-id", &event.id));
-        headers.push(("webhook-timestamp", &ts_text));
-        headers.push(("webhook-signature", &signature));
-        for (k, v) in &webhook.headers {
-            headers.push((k.as_str(), v.expose()));
-        }
-        let headers: Vec<(String, String)> = headers
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .chain(auth.map(|a| ("authorization".to_owned(), a)))
-            .collect();
-        headers
-    };
+    // The signed headers are built once and borrowed by every send below; only the
+    // OAuth `authorization` value differs between a first try and a refresh.
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(5 + webhook.headers.len());
+    headers.push(("content-type", "application/json"));
+    headers.push(("webhook-id", &event.id));
+    headers.push(("webhook-timestamp", &ts_text));
+    headers.push(("webhook-signature", &signature));
+    for (k, v) in &webhook.headers {
+        headers.push((k.as_str(), v.expose()));
+    }
     let Some(oauth) = &webhook.oauth else {
-        return post(client, &webhook.url, request(None), payload).await;
+        return post(client, &webhook.url, &mut headers, None, payload).await;
     };
     let token = tokens
         .get(client, &webhook.id, oauth)
         .await
         .map_err(|e| Failure::Token(e.to_string()))?;
-    let answer = post(
-        client,
-        &webhook.url,
-        request(Some(format!("Bearer {}", token.expose()))),
-        payload,
-    )
-    .await?;
+    let bearer = format!("Bearer {}", token.expose());
+    let answer = post(client, &webhook.url, &mut headers, Some(&bearer), payload).await?;
     if answer.status != 401 {
         return Ok(answer);
     }
@@ -193,26 +182,26 @@ async fn send(
         .get(client, &webhook.id, oauth)
         .await
         .map_err(|e| Failure::Token(e.to_string()))?;
-    post(
-        client,
-        &webhook.url,
-        request(Some(format!("Bearer {}", token.expose()))),
-        payload,
-    )
-    .await
+    let bearer = format!("Bearer {}", token.expose());
+    post(client, &webhook.url, &mut headers, Some(&bearer), payload).await
 }
 
-async fn post(
+/// Sends with `headers` plus `authorization` when given (removed again after).
+async fn post<'a>(
     client: &HttpClient,
     url: &str,
-    headers: Vec<(String, String)>,
+    headers: &mut Vec<(&'a str, &'a str)>,
+    authorization: Option<&'a str>,
     payload: &Bytes,
 ) -> Result<Answer, Failure> {
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    Ok(client
-        .post(url, &refs, payload.clone(), RESPONSE_KEEP)
-        .await?)
+    if let Some(a) = authorization {
+        headers.push(("authorization", a));
+    }
+    let result = client
+        .post(url, headers, payload.clone(), RESPONSE_KEEP)
+        .await;
+    if authorization.is_some() {
+        headers.pop();
+    }
+    Ok(result?)
 }
