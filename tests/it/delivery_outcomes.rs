@@ -306,3 +306,37 @@ async fn the_rate_limit_spreads_requests_over_time() {
         assert!(within <= 10, "{within} requests within 1 s");
     }
 }
+
+#[tokio::test]
+async fn the_global_in_flight_bound_holds_across_webhooks() {
+    let app = TestApp::spawn_with(|c| c.delivery.max_in_flight = 2).await;
+    let t = app.tenant("bound").await;
+    let slow = Duration::from_millis(600);
+    let mut receivers = Vec::new();
+    for _ in 0..3 {
+        let rx = TestReceiver::start_with(Reply::status(200).delay(slow)).await;
+        app.webhook(
+            &t,
+            json!({"url": rx.url("/"), "event_types": ["shift.created"]}),
+        )
+        .await;
+        receivers.push(rx);
+    }
+    app.event(&t, json!({"type": "shift.created", "data": {}}))
+        .await;
+    let mut arrivals = Vec::new();
+    for rx in &receivers {
+        arrivals.push(rx.wait_for(1, Duration::from_secs(10)).await[0].at);
+    }
+    arrivals.sort();
+    // Two start together; the third waits until one of them has finished.
+    assert!(
+        arrivals[2] - arrivals[0] >= slow - Duration::from_millis(50),
+        "a third request started while two were in flight: {:?}",
+        arrivals[2] - arrivals[0]
+    );
+    assert!(
+        arrivals[1] - arrivals[0] < slow,
+        "the first two did not run together"
+    );
+}
