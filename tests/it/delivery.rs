@@ -241,3 +241,33 @@ async fn filters_match_exact_types_wildcards_prefixes_and_channels() {
         assert_eq!(paths, want, "{event}");
     }
 }
+
+#[tokio::test]
+async fn a_masked_header_sent_back_in_a_patch_keeps_its_stored_value() {
+    let app = TestApp::spawn().await;
+    let rx = TestReceiver::start().await;
+    let t = app.tenant("mask").await;
+    let w = app
+        .webhook(
+            &t,
+            json!({"url": rx.url("/"), "event_types": ["shift.created"],
+                   "headers": {"X-Api-Key": "abc123", "X-Other": "one"}}),
+        )
+        .await;
+    let id = w["id"].as_str().expect("id");
+    // What a client read back (masked) is sent back unchanged beside a real change.
+    let (s, body) = app
+        .as_tenant(
+            &t,
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(json!({"headers": {"X-Api-Key": "****", "X-Other": "two"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    app.event(&t, json!({"type": "shift.created", "data": {}}))
+        .await;
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("x-api-key"), Some("abc123"));
+    assert_eq!(got[0].header("x-other"), Some("two"));
+}
