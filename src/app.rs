@@ -84,6 +84,9 @@ impl App {
             request_timeout: config.delivery.request_timeout,
             allow_networks: config.security.allow_networks.clone(),
             extra_ca_file: config.delivery.ca_file.clone(),
+            // Keep as many idle connections as can be in use at once, or a busy
+            // receiver sees a fresh connection for every attempt above the pool size.
+            max_idle_per_host: config.delivery.max_in_flight,
             ..ClientConfig::default()
         })
         .context("cannot build the delivery client")?;

@@ -5,8 +5,12 @@
 //!
 //! Invariants: a delivery is "claimed" from the moment it is queued or dispatched
 //! until the recorder has committed its outcome (`Msg::Done`), so it is never
-//! attempted twice at once; a slow webhook only ever occupies its own slots and
-//! queue, so other webhooks keep flowing. No locks: all state lives in this task.
+//! attempted twice at once. Its in-flight slot is freed earlier, when the HTTP
+//! exchange ends (`Msg::Finished`): the bounds are on concurrent requests, and the
+//! next attempt to the same webhook need not wait for the outcome's commit (which may
+//! share an fsync with durable ingest). Outcomes waiting to be committed are bounded
+//! too ([`State::max_recording`]). A slow webhook only ever occupies its own slots
+//! and queue, so other webhooks keep flowing. No locks: all state lives in this task.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -36,6 +40,9 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 pub(super) enum Msg {
     /// Fresh work from the ingest fast path.
     Work(Box<Work>),
+    /// An attempt's HTTP exchange ended (or it was skipped): its slot is free. The
+    /// delivery stays claimed until `Done`.
+    Finished { webhook_id: String },
     /// An attempt's outcome is committed (or the attempt was skipped); `retry_at`
     /// when the delivery was rescheduled.
     Done {
@@ -111,6 +118,8 @@ struct State {
     runnable: VecDeque<String>,
     queued: usize,
     in_flight: usize,
+    /// Attempts that finished and whose outcome is not committed yet.
+    recording: usize,
     cursor: Option<(u64, String)>,
     need_sweep: bool,
     /// Webhooks whose queue ran low while more of their work waits on disk.
@@ -127,9 +136,25 @@ impl State {
         self.inner.cfg.max_in_flight
     }
 
+    /// The most finished attempts whose outcomes may wait for the recorder at once;
+    /// beyond it, no new attempt starts (it bounds the memory outcomes hold).
+    fn max_recording(&self) -> usize {
+        self.max().saturating_mul(4).max(64)
+    }
+
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Work(w) => self.offer(*w),
+            Msg::Finished { webhook_id } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.recording += 1;
+                if let Some(slot) = self.slots.get_mut(&webhook_id) {
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
+                    if slot.in_flight == 0 && slot.queue.is_empty() && !slot.disk_backlog {
+                        self.slots.remove(&webhook_id);
+                    }
+                }
+            }
             Msg::Done {
                 delivery_id,
                 webhook_id,
@@ -139,15 +164,12 @@ impl State {
                     self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
                 }
                 self.claimed.remove(&delivery_id);
-                self.in_flight = self.in_flight.saturating_sub(1);
-                if let Some(slot) = self.slots.get_mut(&webhook_id) {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    if slot.disk_backlog && slot.queue.len() < QUEUE_PER_WEBHOOK / 2 {
-                        self.refill.insert(webhook_id.clone());
-                    }
-                    if slot.in_flight == 0 && slot.queue.is_empty() && !slot.disk_backlog {
-                        self.slots.remove(&webhook_id);
-                    }
+                self.recording = self.recording.saturating_sub(1);
+                if let Some(slot) = self.slots.get(&webhook_id)
+                    && slot.disk_backlog
+                    && slot.queue.len() < QUEUE_PER_WEBHOOK / 2
+                {
+                    self.refill.insert(webhook_id);
                 }
                 if self.buckets.len() > BUCKETS_KEPT {
                     let now = Instant::now();
@@ -182,7 +204,7 @@ impl State {
         let now = Instant::now();
         let per = self.inner.cfg.per_webhook_in_flight;
         let mut rounds = self.runnable.len();
-        while self.in_flight < self.max() && rounds > 0 {
+        while self.in_flight < self.max() && self.recording < self.max_recording() && rounds > 0 {
             rounds -= 1;
             let Some(wh) = self.runnable.pop_front() else {
                 break;
@@ -344,7 +366,11 @@ fn spawn_attempt(inner: Arc<Inner>, work: Work) {
     );
     tokio::spawn(
         async move {
+            let webhook_id = work.entry.webhook_id.clone();
             let outcome = run_attempt(&inner, work).await;
+            // `Finished` is sent before the outcome reaches the recorder, so the
+            // recorder's `Done` for it always comes later on the same queue.
+            let _ = inner.to_scheduler.send(Msg::Finished { webhook_id });
             let _ = inner.to_recorder.send(outcome);
         }
         .instrument(span),
@@ -426,6 +452,7 @@ pub(super) async fn run(
         runnable: VecDeque::new(),
         queued: 0,
         in_flight: 0,
+        recording: 0,
         cursor: None,
         // Start-up: everything due or in flight before a crash resumes from disk.
         need_sweep: true,
@@ -470,10 +497,10 @@ pub(super) async fn run(
     }
     // Stop starting work; let what is in flight finish and be recorded.
     let deadline = Instant::now() + grace;
-    while s.in_flight > 0 {
+    while s.in_flight + s.recording > 0 {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(Msg::Done { .. }) => s.in_flight -= 1,
+                Some(m @ (Msg::Finished { .. } | Msg::Done { .. })) => s.handle(m),
                 Some(_) => {}
                 None => break,
             },
