@@ -334,6 +334,11 @@ async fn phase_throughput(fanout: usize, events: u64) -> Value {
     let (_, hwm) = rss_kib();
     let delivered = seen.count.load(Ordering::Acquire);
     let secs = |us: u64| us as f64 / 1e6;
+    let stats = app.store.writer_stats();
+    let commits = stats.commits.load(Ordering::Relaxed);
+    let jobs = stats.jobs.load(Ordering::Relaxed);
+    let commit_us = stats.commit_micros.load(Ordering::Relaxed);
+    let job_us = stats.job_micros.load(Ordering::Relaxed);
     let out = json!({
         "phase": "throughput",
         "fanout": fanout,
@@ -346,6 +351,10 @@ async fn phase_throughput(fanout: usize, events: u64) -> Value {
         "end_to_end_events_per_s": events as f64 / secs(last - start),
         "drain_after_last_ack_s": secs(last - acked),
         "data_file_bytes": app.store.data_file_size(),
+        "commits": commits,
+        "jobs_per_commit": jobs as f64 / commits.max(1) as f64,
+        "commit_ms_mean": commit_us as f64 / 1000.0 / commits.max(1) as f64,
+        "jobs_ms_mean": job_us as f64 / 1000.0 / commits.max(1) as f64,
         "rss_base_kib": rss_base,
         "rss_idle_kib": rss_idle,
         "rss_peak_kib": hwm,

@@ -178,9 +178,10 @@ impl Store {
         writes: Vec<AttemptWrite>,
     ) -> Result<Vec<Option<Delivery>>, StoreError> {
         self.write(false, move |txn| {
+            let mut tables = AttemptTables::open(txn)?;
             let mut out = Vec::with_capacity(writes.len());
             for w in &writes {
-                out.push(record_one(txn, w)?);
+                out.push(record_one(&mut tables, w)?);
             }
             Ok(out)
         })
@@ -345,18 +346,36 @@ impl Store {
     }
 }
 
-fn record_one(txn: &WriteTransaction, w: &AttemptWrite) -> Result<Option<Delivery>, StoreError> {
+/// The tables recording an attempt touches, opened once for a whole batch.
+struct AttemptTables<'t> {
+    deliveries: redb::Table<'t, &'static str, &'static [u8]>,
+    pending: redb::Table<'t, (&'static str, &'static str), u64>,
+    due: redb::Table<'t, (u64, &'static str), &'static str>,
+    attempts: redb::Table<'t, (&'static str, u32), &'static [u8]>,
+}
+
+impl<'t> AttemptTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(AttemptTables {
+            deliveries: txn.open_table(DELIVERIES)?,
+            pending: txn.open_table(PENDING)?,
+            due: txn.open_table(DUE)?,
+            attempts: txn.open_table(ATTEMPTS)?,
+        })
+    }
+}
+
+fn record_one(t: &mut AttemptTables, w: &AttemptWrite) -> Result<Option<Delivery>, StoreError> {
     let id = w.entry.delivery_id.as_str();
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let mut d: Delivery = match deliveries.get(id)? {
+    let mut d: Delivery = match t.deliveries.get(id)? {
         Some(v) => decode("deliveries", v.value())?,
         None => return Ok(None),
     };
-    let mut pending = txn.open_table(PENDING)?;
     // The due entry is the attempt's lease: if it is gone or moved (the webhook was
     // disabled, or the delivery recovered or retried meanwhile), record the attempt
     // but leave the state and schedule to whoever moved it.
-    let leased = pending
+    let leased = t
+        .pending
         .get((w.entry.webhook_id.as_str(), id))?
         .is_some_and(|due| due.value() == w.entry.due);
     d.attempts += 1;
@@ -366,38 +385,37 @@ fn record_one(txn: &WriteTransaction, w: &AttemptWrite) -> Result<Option<Deliver
     let mut attempt = w.attempt.clone();
     attempt.number = d.attempts;
     let abytes = encode("attempts", &attempt)?;
-    let mut due = txn.open_table(DUE)?;
     if leased {
         d.schedule_step += 1;
-        due.remove((w.entry.due, id))?;
+        t.due.remove((w.entry.due, id))?;
         match w.next {
             Next::Succeeded => {
                 d.state = DeliveryState::Succeeded;
                 d.next_attempt_at = None;
-                pending.remove((w.entry.webhook_id.as_str(), id))?;
+                t.pending.remove((w.entry.webhook_id.as_str(), id))?;
             }
             Next::Exhausted => {
                 d.state = DeliveryState::Exhausted;
                 d.next_attempt_at = None;
-                pending.remove((w.entry.webhook_id.as_str(), id))?;
+                t.pending.remove((w.entry.webhook_id.as_str(), id))?;
             }
             Next::RetryAt(at) => {
                 let at_key = at.max(0) as u64;
                 d.state = DeliveryState::Failed;
                 d.next_attempt_at = Some(at);
-                due.insert((at_key, id), w.entry.webhook_id.as_str())?;
-                pending.insert((w.entry.webhook_id.as_str(), id), at_key)?;
+                t.due.insert((at_key, id), w.entry.webhook_id.as_str())?;
+                t.pending
+                    .insert((w.entry.webhook_id.as_str(), id), at_key)?;
             }
         }
     } else if w.next == Next::Succeeded && !d.state.is_final() {
         d.state = DeliveryState::Succeeded;
-        unschedule_with(&mut due, &mut pending, &d)?;
+        unschedule_with(&mut t.due, &mut t.pending, &d)?;
         d.next_attempt_at = None;
     }
     let dbytes = encode("deliveries", &d)?;
-    txn.open_table(ATTEMPTS)?
-        .insert((id, attempt.number), abytes.as_slice())?;
-    deliveries.insert(id, dbytes.as_slice())?;
+    t.attempts.insert((id, attempt.number), abytes.as_slice())?;
+    t.deliveries.insert(id, dbytes.as_slice())?;
     Ok(Some(d))
 }
 

@@ -40,39 +40,88 @@ struct IdempotencyRecord {
     created_at: UnixMs,
 }
 
+/// What one `ingest` call waits for.
+type IngestReply = tokio::sync::oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>;
+
+/// Ingest calls waiting for the writer. Concurrent calls are combined into one
+/// writer job (flat combining): the first caller submits the job, later callers only
+/// join the queue, and the job takes everything queued when it runs. The tables are
+/// then opened once per commit instead of once per call.
+#[derive(Default)]
+pub(super) struct IngestQueue {
+    calls: Vec<(Vec<IngestItem>, IngestReply)>,
+    /// A job that will take `calls` is in the writer's queue.
+    submitted: bool,
+}
+
+/// Answers the calls of a job that never ran (the writer refused it), so that none
+/// waits forever and the next call submits a new job.
+struct DrainOnDrop {
+    queue: std::sync::Arc<std::sync::Mutex<IngestQueue>>,
+    armed: bool,
+}
+
+impl DrainOnDrop {
+    fn take(mut self) -> Vec<(Vec<IngestItem>, IngestReply)> {
+        self.armed = false;
+        take_calls(&self.queue)
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            for (_, reply) in take_calls(&self.queue) {
+                let _ = reply.send(Err(StoreError::Unavailable(
+                    "the write was not committed; the store cannot write".into(),
+                )));
+            }
+        }
+    }
+}
+
+fn take_calls(queue: &std::sync::Mutex<IngestQueue>) -> Vec<(Vec<IngestItem>, IngestReply)> {
+    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+    q.submitted = false;
+    std::mem::take(&mut q.calls)
+}
+
 impl Store {
     /// Stores events with their deliveries in one durable commit shared with other
     /// concurrent callers (group commit); returns after the fsync. Idempotency keys
-    /// are resolved first: if any item conflicts, nothing at all is written.
+    /// are resolved first: if any item of this call conflicts, nothing of it is
+    /// written.
     pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
-        self.write(true, move |txn| {
-            let mut seen = Vec::with_capacity(items.len());
-            for item in &items {
-                seen.push(idempotent_answer(txn, item)?);
-            }
-            if seen
-                .iter()
-                .any(|o| matches!(o, Some(IngestOutcome::Conflict { .. })))
-            {
-                // One answer per item, in order, so callers can say which conflicted.
-                return Ok(seen
-                    .into_iter()
-                    .map(|o| match o {
-                        Some(c @ IngestOutcome::Conflict { .. }) => c,
-                        _ => IngestOutcome::NotStored,
-                    })
-                    .collect());
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (item, answer) in items.iter().zip(seen) {
-                out.push(match answer {
-                    Some(replay) => replay,
-                    None => insert(txn, item)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        let writer = self.writer()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queue = self.inner.ingest_queue.clone();
+        let submit = {
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.calls.push((items, reply));
+            !std::mem::replace(&mut q.submitted, true)
+        };
+        if submit {
+            let guard = DrainOnDrop { queue, armed: true };
+            let job: super::writer::Job = Box::new(move |txn| {
+                let calls = guard.take();
+                let results = ingest_calls(txn, &calls);
+                Box::new(move |commit: Result<(), StoreError>| {
+                    let failure = commit.err().map(|e| match e {
+                        StoreError::Unavailable(msg) => msg,
+                        other => other.to_string(),
+                    });
+                    for ((_, reply), result) in calls.into_iter().zip(results) {
+                        let _ = reply.send(match &failure {
+                            Some(msg) => Err(StoreError::Unavailable(msg.clone())),
+                            None => result,
+                        });
+                    }
+                })
+            });
+            // A refused job is dropped, and its guard answers everyone queued.
+            writer.send(true, job);
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// An event with its deliveries, if it exists.
@@ -140,17 +189,96 @@ impl Store {
     }
 }
 
+/// The tables an ingest writes, opened once per commit.
+struct IngestTables<'t> {
+    idempotency: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    events: redb::Table<'t, &'static str, &'static [u8]>,
+    tenant_events: redb::Table<'t, (&'static str, &'static str), ()>,
+    deliveries: redb::Table<'t, &'static str, &'static [u8]>,
+    by_webhook: redb::Table<'t, (&'static str, &'static str), ()>,
+    by_event: redb::Table<'t, (&'static str, &'static str), ()>,
+    due: redb::Table<'t, (u64, &'static str), &'static str>,
+    pending: redb::Table<'t, (&'static str, &'static str), u64>,
+}
+
+impl<'t> IngestTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(IngestTables {
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            events: txn.open_table(EVENTS)?,
+            tenant_events: txn.open_table(TENANT_EVENTS)?,
+            deliveries: txn.open_table(DELIVERIES)?,
+            by_webhook: txn.open_table(WEBHOOK_DELIVERIES)?,
+            by_event: txn.open_table(EVENT_DELIVERIES)?,
+            due: txn.open_table(DUE)?,
+            pending: txn.open_table(PENDING)?,
+        })
+    }
+}
+
+/// Runs every queued call in order; one result per call.
+fn ingest_calls(
+    txn: &WriteTransaction,
+    calls: &[(Vec<IngestItem>, IngestReply)],
+) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
+    let mut tables = match IngestTables::open(txn) {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = e.to_string();
+            return calls
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(msg.clone())))
+                .collect();
+        }
+    };
+    calls
+        .iter()
+        .map(|(items, _)| ingest_call(&mut tables, items))
+        .collect()
+}
+
+/// One call: all-or-nothing on idempotency conflicts.
+fn ingest_call(
+    t: &mut IngestTables,
+    items: &[IngestItem],
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut seen = Vec::with_capacity(items.len());
+    for item in items {
+        seen.push(idempotent_answer(t, item)?);
+    }
+    if seen
+        .iter()
+        .any(|o| matches!(o, Some(IngestOutcome::Conflict { .. })))
+    {
+        // One answer per item, in order, so callers can say which conflicted.
+        return Ok(seen
+            .into_iter()
+            .map(|o| match o {
+                Some(c @ IngestOutcome::Conflict { .. }) => c,
+                _ => IngestOutcome::NotStored,
+            })
+            .collect());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (item, answer) in items.iter().zip(seen) {
+        out.push(match answer {
+            Some(replay) => replay,
+            None => insert(t, item)?,
+        });
+    }
+    Ok(out)
+}
+
 /// The earlier answer when the item's idempotency key was seen before.
 fn idempotent_answer(
-    txn: &WriteTransaction,
+    t: &IngestTables,
     item: &IngestItem,
 ) -> Result<Option<IngestOutcome>, StoreError> {
     let event = &item.event;
     let Some(key) = &event.idempotency_key else {
         return Ok(None);
     };
-    let idem = txn.open_table(IDEMPOTENCY)?;
-    let Some(v) = idem.get((event.tenant.as_str(), key.as_str()))? else {
+    let Some(v) = t.idempotency.get((event.tenant.as_str(), key.as_str()))? else {
         return Ok(None);
     };
     let seen: IdempotencyRecord = decode("idempotency", v.value())?;
@@ -167,17 +295,16 @@ fn idempotent_answer(
 }
 
 /// Writes one new event, its deliveries and their index entries.
-fn insert(txn: &WriteTransaction, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
+fn insert(t: &mut IngestTables, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
     let event = &item.event;
-    let mut idem = txn.open_table(IDEMPOTENCY)?;
     let count = item.deliveries.len() as u32;
     let event_bytes = encode("events", event)?;
     let mut encoded = Vec::with_capacity(item.deliveries.len());
     for d in &item.deliveries {
         encoded.push(encode("deliveries", d)?);
     }
-    let idem_bytes = match &event.idempotency_key {
-        Some(_) => Some(encode(
+    if let Some(key) = &event.idempotency_key {
+        let bytes = encode(
             "idempotency",
             &IdempotencyRecord {
                 body_hash: item.body_hash,
@@ -185,31 +312,22 @@ fn insert(txn: &WriteTransaction, item: &IngestItem) -> Result<IngestOutcome, St
                 deliveries: count,
                 created_at: event.created_at,
             },
-        )?),
-        None => None,
-    };
-
-    txn.open_table(EVENTS)?
-        .insert(event.id.as_str(), event_bytes.as_slice())?;
-    txn.open_table(TENANT_EVENTS)?
-        .insert((event.tenant.as_str(), event.id.as_str()), ())?;
-    if let (Some(key), Some(bytes)) = (&event.idempotency_key, &idem_bytes) {
-        idem.insert((event.tenant.as_str(), key.as_str()), bytes.as_slice())?;
+        )?;
+        t.idempotency
+            .insert((event.tenant.as_str(), key.as_str()), bytes.as_slice())?;
     }
-    if !item.deliveries.is_empty() {
-        let mut deliveries = txn.open_table(DELIVERIES)?;
-        let mut by_webhook = txn.open_table(WEBHOOK_DELIVERIES)?;
-        let mut by_event = txn.open_table(EVENT_DELIVERIES)?;
-        let mut due = txn.open_table(DUE)?;
-        let mut pending = txn.open_table(PENDING)?;
-        for (d, bytes) in item.deliveries.iter().zip(&encoded) {
-            let at = d.next_attempt_at.unwrap_or(d.created_at).max(0) as u64;
-            deliveries.insert(d.id.as_str(), bytes.as_slice())?;
-            by_webhook.insert((d.webhook_id.as_str(), d.id.as_str()), ())?;
-            by_event.insert((event.id.as_str(), d.id.as_str()), ())?;
-            due.insert((at, d.id.as_str()), d.webhook_id.as_str())?;
-            pending.insert((d.webhook_id.as_str(), d.id.as_str()), at)?;
-        }
+    t.events.insert(event.id.as_str(), event_bytes.as_slice())?;
+    t.tenant_events
+        .insert((event.tenant.as_str(), event.id.as_str()), ())?;
+    for (d, bytes) in item.deliveries.iter().zip(&encoded) {
+        let at = d.next_attempt_at.unwrap_or(d.created_at).max(0) as u64;
+        t.deliveries.insert(d.id.as_str(), bytes.as_slice())?;
+        t.by_webhook
+            .insert((d.webhook_id.as_str(), d.id.as_str()), ())?;
+        t.by_event.insert((event.id.as_str(), d.id.as_str()), ())?;
+        t.due.insert((at, d.id.as_str()), d.webhook_id.as_str())?;
+        t.pending
+            .insert((d.webhook_id.as_str(), d.id.as_str()), at)?;
     }
     Ok(IngestOutcome::Created {
         event_id: event.id.clone(),

@@ -86,6 +86,7 @@ struct Inner {
     path: std::path::PathBuf,
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
+    ingest_queue: Arc<std::sync::Mutex<events::IngestQueue>>,
 }
 
 impl Store {
@@ -141,6 +142,7 @@ impl Store {
                 path: path.to_owned(),
                 healthy,
                 stats,
+                ingest_queue: Arc::default(),
             }),
         })
     }
@@ -176,20 +178,23 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&redb::WriteTransaction) -> Result<R, StoreError> + Send + 'static,
     {
+        self.writer()?.submit(durable, f).await
+    }
+
+    /// The writer's handle, unless the store is closed or cannot write.
+    fn writer(&self) -> Result<writer::Writer, StoreError> {
         if !self.is_healthy() {
             return Err(StoreError::Unavailable(
                 "a commit failed (disk full or read-only?); retrying until it can write again"
                     .into(),
             ));
         }
-        let writer = self
-            .inner
+        self.inner
             .writer
             .lock()
             .ok()
             .and_then(|w| w.clone())
-            .ok_or(StoreError::Closed)?;
-        writer.submit(durable, f).await
+            .ok_or(StoreError::Closed)
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
