@@ -478,6 +478,11 @@ async fn phase_pending(count: u64) -> Value {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pending = app.store.due_count().unwrap_or(0);
     let (rss_pending, hwm) = rss_kib();
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().to_owned()))
+        .unwrap_or_default();
     let file = app.store.data_file_size().unwrap_or(0);
 
     let t0 = Instant::now();
@@ -500,6 +505,7 @@ async fn phase_pending(count: u64) -> Value {
         "rss_idle_kib": rss_idle,
         "rss_pending_kib": rss_pending,
         "rss_peak_kib": hwm,
+        "threads": threads,
         "data_file_bytes": file,
         "data_file_mib_per_million": file as f64 / 1048576.0 * 1e6 / pending.max(1) as f64,
         "shutdown_s": shutdown_s,

@@ -62,9 +62,7 @@ impl App {
         let path = config.data_dir.join(DATA_FILE);
         let store_handle = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || {
-                Store::open(&path, cipher, store::DEFAULT_CACHE_BYTES)
-            })
+            tokio::task::spawn_blocking(move || Store::open(&path, cipher, config.cache_mib << 20))
         };
         let store = store_handle
             .await

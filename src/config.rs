@@ -29,6 +29,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_ADMIN_TOKEN", "admin_token"),
     ("HOOKBOX_MASTER_KEY", "master_key"),
     ("HOOKBOX_MAX_BODY_BYTES", "max_body_bytes"),
+    ("HOOKBOX_CACHE_MIB", "cache_mib"),
     ("HOOKBOX_LOG_FORMAT", "log.format"),
     ("HOOKBOX_LOG_LEVEL", "log.level"),
     ("HOOKBOX_REQUIRE_HTTPS", "security.require_https"),
@@ -50,6 +51,9 @@ pub struct Config {
     pub master_key: Option<Secret>,
     /// Largest accepted request body, 1 KiB..=64 MiB.
     pub max_body_bytes: usize,
+    /// The store's page cache in MiB, 4..=65536 (`cache_mib`). Most of the memory
+    /// hookbox holds beyond a few MiB; raise it for very large backlogs.
+    pub cache_mib: usize,
     /// Logging.
     pub log: LogConfig,
     /// TLS for the API; plain HTTP when absent.
@@ -287,6 +291,7 @@ impl Default for Config {
             admin_token: None,
             master_key: None,
             max_body_bytes: 1024 * 1024,
+            cache_mib: 16,
             log: LogConfig::default(),
             tls: None,
             security: SecurityConfig::default(),

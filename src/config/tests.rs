@@ -111,6 +111,7 @@ fn example_file_loads() {
     assert_eq!(config.log, d.log);
     assert_eq!((config.listen, &config.data_dir), (d.listen, &d.data_dir));
     assert_eq!(config.max_body_bytes, d.max_body_bytes);
+    assert_eq!(config.cache_mib, 16);
     assert_eq!((config.smtp, config.tls), (None, None));
 }
 
@@ -122,6 +123,7 @@ fn full_file_round_trip() {
         admin_token = "adm-0123456789abcdef"
         master_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
         max_body_bytes = 2048
+        cache_mib = 64
         [log]
         format = "json"
         level = "info,hookbox=debug"
@@ -159,6 +161,7 @@ fn full_file_round_trip() {
     let c = Config::from_toml(toml, &[]).expect("valid");
     assert_eq!(c.listen.port(), 9000);
     assert_eq!(c.max_body_bytes, 2048);
+    assert_eq!(c.cache_mib, 64);
     assert_eq!(c.master_key_bytes().map(|k| k[31]), Some(31));
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(
@@ -195,6 +198,7 @@ fn env_overrides_the_file() {
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ),
         ("HOOKBOX_MAX_BODY_BYTES", "4096"),
+        ("HOOKBOX_CACHE_MIB", "8"),
         ("HOOKBOX_LOG_FORMAT", "json"),
         ("HOOKBOX_LOG_LEVEL", "debug"),
         ("HOOKBOX_REQUIRE_HTTPS", "false"),
@@ -209,6 +213,7 @@ fn env_overrides_the_file() {
     assert_eq!(c.admin_token, Some(Secret::new("tok")));
     assert!(c.master_key_bytes().is_some());
     assert_eq!(c.max_body_bytes, 4096);
+    assert_eq!(c.cache_mib, 8);
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.log.level, "debug");
     assert!(!c.security.require_https);
@@ -232,6 +237,7 @@ fn every_problem_is_reported_at_once() {
         listen = "localhost"
         master_key = "c2hvcnQ="
         max_body_bytes = 10
+        cache_mib = 1
         [log]
         format = "yaml"
         [tls]
@@ -253,6 +259,7 @@ fn every_problem_is_reported_at_once() {
         "listen:",
         "master_key:",
         "max_body_bytes:",
+        "cache_mib:",
         "log.format:",
         "tls.key:",
         "security.allow_networks:",
@@ -285,6 +292,14 @@ fn single_problems_name_their_key() {
         ("max_body_bytes = 67108865", &[], "max_body_bytes: 67108865"),
         ("max_body_bytes = 67108864", &[], ""),
         ("max_body_bytes = 1024", &[], ""),
+        (
+            "cache_mib = 3",
+            &[],
+            "cache_mib: 3 is out of range 4..=65536",
+        ),
+        ("cache_mib = 65537", &[], "cache_mib: 65537 is out of range"),
+        ("cache_mib = 4", &[], ""),
+        ("", &[("HOOKBOX_CACHE_MIB", "lots")], "cache_mib"),
         (
             "[delivery]\nretry_schedule = []",
             &[],

@@ -20,6 +20,8 @@ use crate::model::Secret;
 const MIN_BODY_BYTES: i64 = 1024;
 /// Largest accepted `max_body_bytes`: bodies are held in memory and in one record.
 const MAX_BODY_BYTES: i64 = 64 * 1024 * 1024;
+/// The accepted range of `cache_mib`.
+const CACHE_MIB: (i64, i64) = (4, 65536);
 
 /// Parses `text`, applies the overrides in `env`, and validates the result.
 pub(super) fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
@@ -53,6 +55,7 @@ struct RawConfig {
     admin_token: Option<Secret>,
     master_key: Option<Secret>,
     max_body_bytes: Option<i64>,
+    cache_mib: Option<i64>,
     log: RawLog,
     tls: Option<RawTls>,
     security: RawSecurity,
@@ -194,6 +197,10 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
                 Ok(n) => raw.max_body_bytes = Some(n),
                 Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
             },
+            "HOOKBOX_CACHE_MIB" => match value.trim().parse() {
+                Ok(n) => raw.cache_mib = Some(n),
+                Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
+            },
             "HOOKBOX_LOG_FORMAT" => raw.log.format = Some(value.clone()),
             "HOOKBOX_LOG_LEVEL" => raw.log.level = Some(value.clone()),
             "HOOKBOX_REQUIRE_HTTPS" => match parse_bool(value) {
@@ -274,6 +281,13 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
         MAX_BODY_BYTES,
         d.max_body_bytes,
     );
+    let cache_mib = p.int_in(
+        "cache_mib",
+        raw.cache_mib,
+        CACHE_MIB.0,
+        CACHE_MIB.1,
+        d.cache_mib,
+    );
 
     Config {
         listen,
@@ -281,6 +295,7 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
         admin_token: raw.admin_token,
         master_key: raw.master_key,
         max_body_bytes,
+        cache_mib,
         log: build_log(raw.log, d.log, p),
         tls: build_tls(raw.tls, p),
         security: build_security(raw.security, d.security, p),

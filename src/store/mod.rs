@@ -23,9 +23,9 @@ pub use deliveries::{AttemptWrite, DueEntry, Next, RecoverScope};
 pub use events::{IngestItem, IngestOutcome};
 pub use writer::WriterStats;
 
-/// The default page cache: small enough for the RSS goal, large enough for the hot
-/// indexes (due queue, recent deliveries).
-pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// The default page cache (`cache_mib`): small enough for the RSS goal, large enough
+/// for the hot indexes (due queue, recent deliveries).
+pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
