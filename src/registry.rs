@@ -27,7 +27,9 @@ struct State {
     index: HashMap<String, MatchIndex>,
 }
 
-/// Live webhooks of one tenant grouped by how their filters match.
+/// Live webhooks of one tenant grouped by how their filters match. Every list is
+/// sorted by webhook id (creation order), so matches come out in a stable order and
+/// one webhook is added or removed with a binary search.
 #[derive(Default)]
 struct MatchIndex {
     exact: HashMap<String, Vec<Arc<Webhook>>>,
@@ -39,18 +41,56 @@ impl MatchIndex {
     fn build<'a>(webhooks: impl Iterator<Item = &'a Arc<Webhook>>) -> Self {
         let mut idx = MatchIndex::default();
         for w in webhooks {
-            if !w.enabled || w.deleted_at.is_some() {
-                continue;
+            idx.insert(w);
+        }
+        idx
+    }
+
+    fn is_wildcard(w: &Webhook) -> bool {
+        w.event_types.iter().any(|f| f.ends_with('*'))
+    }
+
+    /// Adds `w` (or replaces the entry with its id) if it is live.
+    fn insert(&mut self, w: &Arc<Webhook>) {
+        if !w.enabled || w.deleted_at.is_some() {
+            return;
+        }
+        if Self::is_wildcard(w) {
+            insert_sorted(&mut self.wildcard, w.clone());
+        } else {
+            for t in &w.event_types {
+                insert_sorted(self.exact.entry(t.clone()).or_default(), w.clone());
             }
-            if w.event_types.iter().any(|f| f.ends_with('*')) {
-                idx.wildcard.push(w.clone());
-            } else {
-                for t in &w.event_types {
-                    idx.exact.entry(t.clone()).or_default().push(w.clone());
+        }
+    }
+
+    /// Removes what [`MatchIndex::insert`] added for this version of the webhook.
+    fn remove(&mut self, w: &Webhook) {
+        if Self::is_wildcard(w) {
+            remove_sorted(&mut self.wildcard, &w.id);
+        } else {
+            for t in &w.event_types {
+                if let Some(list) = self.exact.get_mut(t) {
+                    remove_sorted(list, &w.id);
+                    if list.is_empty() {
+                        self.exact.remove(t);
+                    }
                 }
             }
         }
-        idx
+    }
+}
+
+fn insert_sorted(list: &mut Vec<Arc<Webhook>>, w: Arc<Webhook>) {
+    match list.binary_search_by(|x| x.id.as_str().cmp(&w.id)) {
+        Ok(i) => list[i] = w,
+        Err(i) => list.insert(i, w),
+    }
+}
+
+fn remove_sorted(list: &mut Vec<Arc<Webhook>>, id: &str) {
+    if let Ok(i) = list.binary_search_by(|x| x.id.as_str().cmp(id)) {
+        list.remove(i);
     }
 }
 
@@ -216,17 +256,22 @@ impl Registry {
         self.read().webhooks.get(id).cloned()
     }
 
-    /// Adds or replaces a webhook and rebuilds its tenant's matching index.
+    /// Adds or replaces a webhook and updates its tenant's matching index (removing
+    /// the old version's entries, adding the new one's).
     pub fn put_webhook(&self, webhook: Webhook) {
         let mut s = self.write();
         let tenant = webhook.tenant.clone();
         let w = Arc::new(webhook);
-        s.webhooks.insert(w.id.clone(), w.clone());
+        let old = s.webhooks.insert(w.id.clone(), w.clone());
         s.by_tenant
             .entry(tenant.clone())
             .or_default()
-            .insert(w.id.clone(), w);
-        reindex(&mut s, &tenant);
+            .insert(w.id.clone(), w.clone());
+        let idx = s.index.entry(tenant).or_default();
+        if let Some(old) = old {
+            idx.remove(&old);
+        }
+        idx.insert(&w);
     }
 
     /// A page of a tenant's webhooks (not deleted) in creation order, after `cursor`.
@@ -348,6 +393,43 @@ mod tests {
         );
         assert_eq!(ids(reg.matching("t", "other", &[])), ["wh_2"]);
         assert!(reg.matching("nobody", "shift.created", &[]).is_empty());
+    }
+
+    #[test]
+    fn updates_keep_the_index_equal_to_a_full_rebuild() {
+        // Many puts of the same few ids with changing filters, channels and states:
+        // after each, every lookup matches what a rebuilt index answers, in order.
+        let reg = Registry::default();
+        let pool = ["a.created", "a.deleted", "b.created", "a.*", "*"];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % n
+        };
+        let ids = |v: Vec<Arc<Webhook>>| v.iter().map(|w| w.id.clone()).collect::<Vec<_>>();
+        for _ in 0..400 {
+            let types: Vec<&str> = (0..1 + next(2))
+                .map(|_| pool[next(pool.len() as u64) as usize])
+                .collect();
+            let channels: &[&str] = if next(3) == 0 { &["c1"] } else { &[] };
+            let mut w = wh(&format!("wh_{:02}", next(12)), &types, channels);
+            w.enabled = next(5) != 0;
+            w.deleted_at = (next(8) == 0).then_some(1);
+            reg.put_webhook(w);
+            let s = reg.read();
+            let rebuilt = MatchIndex::build(s.by_tenant["t"].values());
+            drop(s);
+            for ty in ["a.created", "a.deleted", "b.created", "c.x"] {
+                for ch in [vec![], vec!["c1".to_owned()]] {
+                    let got = ids(reg.matching("t", ty, &ch));
+                    let mut want: Vec<Arc<Webhook>> = Vec::new();
+                    want.extend(rebuilt.exact.get(ty).into_iter().flatten().cloned());
+                    want.extend(rebuilt.wildcard.iter().cloned());
+                    want.retain(|w| w.matches(ty, &ch));
+                    assert_eq!(got, ids(want), "type {ty} channels {ch:?}");
+                }
+            }
+        }
     }
 
     #[test]
