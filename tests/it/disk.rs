@@ -111,11 +111,9 @@ async fn ingest_until_accepted(app: &TestApp, t: &Tenant) -> Value {
     }
 }
 
-#[tokio::test]
-async fn a_full_disk_gives_503_and_ingest_resumes_when_space_returns() {
-    let fs = Tmpfs::mount("12m");
-    let data = fs.path().join("data");
-    let app = TestApp::spawn_with(|c| c.data_dir = data.clone()).await;
+/// hookbox on `data`, with a tenant and a webhook to a test receiver.
+async fn serve_from(data: PathBuf) -> (TestApp, TestReceiver, Tenant) {
+    let app = TestApp::spawn_with(|c| c.data_dir = data).await;
     let rx = TestReceiver::start().await;
     let t = app.tenant("acme").await;
     app.webhook(
@@ -123,6 +121,13 @@ async fn a_full_disk_gives_503_and_ingest_resumes_when_space_returns() {
         json!({"url": rx.url("/"), "event_types": ["shift.created"]}),
     )
     .await;
+    (app, rx, t)
+}
+
+#[tokio::test]
+async fn a_full_disk_gives_503_and_ingest_resumes_when_space_returns() {
+    let fs = Tmpfs::mount("12m");
+    let (app, rx, t) = serve_from(fs.path().join("data")).await;
 
     // Full disk.
     let filler = fill(fs.path());
@@ -280,15 +285,7 @@ async fn wait_delivered(rx: &TestReceiver, id: &str) {
 #[tokio::test]
 async fn a_data_dir_turning_read_only_gives_503_and_ingest_resumes_after_repair() {
     let mut fs = LoopExt4::create();
-    let data = fs.mnt().join("data");
-    let app = TestApp::spawn_with(|c| c.data_dir = data.clone()).await;
-    let rx = TestReceiver::start().await;
-    let t = app.tenant("acme").await;
-    app.webhook(
-        &t,
-        json!({"url": rx.url("/"), "event_types": ["shift.created"]}),
-    )
-    .await;
+    let (app, rx, t) = serve_from(fs.mnt().join("data")).await;
     let mut acked = Vec::new();
     for n in 0..5 {
         let (s, body) = ingest(&app, &t, n).await;
