@@ -30,10 +30,20 @@ pub fn parse_rfc3339(s: &str) -> Option<UnixMs> {
         .map(|t| t.as_millisecond())
 }
 
-/// Generates a new sortable id: `prefix` + `_` + a ULID (time-ordered, so new keys
-/// append at the end of redb's B-trees).
+/// Generates a new sortable id: `prefix` + `_` + a ULID. Ids are strictly increasing
+/// within this process, even within one millisecond, so lists ordered by id are in
+/// creation order and new keys append at the end of redb's B-trees.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new())
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let next = GENERATOR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .generate()
+        // Only when 2^80 ids were made in one millisecond: a random one still sorts
+        // by time.
+        .unwrap_or_else(|_| ulid::Ulid::new());
+    format!("{prefix}_{next}")
 }
 
 /// A secret string (signing secret, OAuth client secret, header value) whose Debug
@@ -335,6 +345,20 @@ pub struct Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_in_a_burst_are_strictly_increasing() {
+        // Thousands of ids fall in the same millisecond; a plain random ULID would
+        // order them randomly within it.
+        let ids: Vec<String> = (0..5000).map(|_| new_id("evt")).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+        assert!(
+            ids.iter()
+                .all(|id| id.starts_with("evt_") && id.len() == 30)
+        );
+    }
 
     #[test]
     fn type_filters() {
