@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hookbox::model::{Attempt, Delivery, DeliveryState, Event, Trigger, new_id, now_ms};
 use hookbox::secrets::Cipher;
-use hookbox::store::{AttemptWrite, DEFAULT_CACHE_BYTES, IngestItem, Next, Store};
+use hookbox::store::{AttemptWrite, IngestItem, Next, Store};
 
 /// One event with a ~200 B payload fanned out to `fanout` webhooks, due now.
 fn item(fanout: usize) -> IngestItem {
@@ -52,7 +52,8 @@ fn open() -> (tempfile::TempDir, Store) {
     let store = Store::open(
         &dir.path().join("bench.redb"),
         Cipher::new(&[7; 32]),
-        DEFAULT_CACHE_BYTES,
+        // The page cache the server uses by default (`cache_mib`).
+        hookbox::config::Config::default().cache_mib << 20,
     )
     .expect("store opens");
     (dir, store)

@@ -291,6 +291,8 @@ impl Default for Config {
             admin_token: None,
             master_key: None,
             max_body_bytes: 1024 * 1024,
+            // Small enough for the RSS goal (under 100 MB with 1M pending), large
+            // enough for the hot indexes (BENCHMARKS.md).
             cache_mib: 16,
             log: LogConfig::default(),
             tls: None,

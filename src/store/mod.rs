@@ -23,10 +23,6 @@ pub use deliveries::{AttemptWrite, DueEntry, Next, RecoverScope};
 pub use events::{IngestItem, IngestOutcome};
 pub use writer::WriterStats;
 
-/// The default page cache (`cache_mib`): small enough for the RSS goal, large enough
-/// for the hot indexes (due queue, recent deliveries).
-pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
-
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
