@@ -248,14 +248,21 @@ async fn tenant(api: &ApiClient, cmd: TenantCmd, json: bool) -> Result<String, C
         }
         TenantCmd::Delete { id } => {
             let path = format!("/v1/tenants/{}", seg(&id));
-            let a = api.call(Method::DELETE, &path, None, None).await?;
-            Ok(if json {
-                a.raw()
-            } else {
-                format!("deleted tenant {}\n", printable(&id))
-            })
+            delete(
+                api,
+                &path,
+                json,
+                &format!("deleted tenant {}", printable(&id)),
+            )
+            .await
         }
     }
+}
+
+/// `DELETE path`; prints the server's answer with `--json`, else `done`.
+async fn delete(api: &ApiClient, path: &str, json: bool, done: &str) -> Result<String, CliError> {
+    let a = api.call(Method::DELETE, path, None, None).await?;
+    Ok(if json { a.raw() } else { format!("{done}\n") })
 }
 
 async fn key(api: &ApiClient, cmd: KeyCmd, json: bool) -> Result<String, CliError> {
@@ -310,12 +317,13 @@ async fn key(api: &ApiClient, cmd: KeyCmd, json: bool) -> Result<String, CliErro
         }
         KeyCmd::Revoke { id } => {
             let path = format!("/v1/api-keys/{}", seg(&id));
-            let a = api.call(Method::DELETE, &path, None, None).await?;
-            Ok(if json {
-                a.raw()
-            } else {
-                format!("revoked API key {}\n", printable(&id))
-            })
+            delete(
+                api,
+                &path,
+                json,
+                &format!("revoked API key {}", printable(&id)),
+            )
+            .await
         }
     }
 }
