@@ -145,12 +145,15 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
     }
     let hash = fingerprint(&spec);
     let item = prepare(call, &tenant, spec, hash, now_ms());
-    let outcome = call.state.store.ingest(vec![item.clone()]).await?;
-    match outcome.into_iter().next() {
-        Some(IngestOutcome::Created {
-            event_id,
-            deliveries,
-        }) => {
+    let mut answered = call.state.store.ingest(vec![item]).await?;
+    match answered.pop() {
+        Some((
+            IngestOutcome::Created {
+                event_id,
+                deliveries,
+            },
+            item,
+        )) => {
             call.state
                 .engine
                 .metrics()
@@ -161,17 +164,20 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
                 &json!({"id": event_id, "deliveries": deliveries}),
             ))
         }
-        Some(IngestOutcome::Replay {
-            event_id,
-            deliveries,
-        }) => Ok(json_response(
+        Some((
+            IngestOutcome::Replay {
+                event_id,
+                deliveries,
+            },
+            _,
+        )) => Ok(json_response(
             StatusCode::OK,
             &json!({"id": event_id, "deliveries": deliveries}),
         )),
-        Some(IngestOutcome::Conflict { event_id }) => Err(ApiError::conflict(format!(
+        Some((IngestOutcome::Conflict { event_id }, _)) => Err(ApiError::conflict(format!(
             "idempotency key already used for event {event_id} with a different body"
         ))),
-        Some(IngestOutcome::NotStored) | None => {
+        Some((IngestOutcome::NotStored, _)) | None => {
             Err(ApiError::unavailable("the store returned no outcome"))
         }
     }
@@ -200,11 +206,11 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
             prepare(call, &tenant, spec, hash, now)
         })
         .collect();
-    let outcomes = call.state.store.ingest(items.clone()).await?;
-    let conflicts: Vec<String> = outcomes
+    let answered = call.state.store.ingest(items).await?;
+    let conflicts: Vec<String> = answered
         .iter()
         .enumerate()
-        .filter_map(|(i, o)| match o {
+        .filter_map(|(i, (o, _))| match o {
             IngestOutcome::Conflict { event_id } => Some(format!(
                 "events[{i}]: idempotency key already used for event {event_id} with a different body"
             )),
@@ -216,8 +222,8 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
         e.reasons = conflicts;
         return Err(e);
     }
-    let mut data = Vec::with_capacity(outcomes.len());
-    for (item, outcome) in items.into_iter().zip(outcomes) {
+    let mut data = Vec::with_capacity(answered.len());
+    for (outcome, item) in answered {
         match outcome {
             IngestOutcome::Created {
                 event_id,

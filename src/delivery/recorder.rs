@@ -339,14 +339,18 @@ async fn emit(
         })
         .collect();
     let item = IngestItem {
-        event: event.clone(),
-        deliveries: deliveries.clone(),
+        event,
+        deliveries,
         body_hash: [0; 32],
     };
     match inner.store.ingest(vec![item]).await {
-        Ok(outcomes) if matches!(outcomes.first(), Some(IngestOutcome::Created { .. })) => {
-            let event = Arc::new(event);
-            for d in deliveries {
+        Ok(mut answered) => {
+            // Only a newly stored event has deliveries to hand to the scheduler.
+            let Some((IngestOutcome::Created { .. }, stored)) = answered.pop() else {
+                return;
+            };
+            let event = Arc::new(stored.event);
+            for d in stored.deliveries {
                 let _ = inner.to_scheduler.send(Msg::Work(Box::new(Work {
                     entry: DueEntry {
                         due: due.max(0) as u64,
@@ -357,7 +361,6 @@ async fn emit(
                 })));
             }
         }
-        Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot emit operational event {event_type}"),
     }
 }

@@ -40,8 +40,11 @@ struct IdempotencyRecord {
     created_at: UnixMs,
 }
 
+/// Each item's outcome, with the item handed back (so callers need not clone it).
+pub type Ingested = Vec<(IngestOutcome, IngestItem)>;
+
 /// What one `ingest` call waits for.
-type IngestReply = tokio::sync::oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>;
+type IngestReply = tokio::sync::oneshot::Sender<Result<Ingested, StoreError>>;
 
 /// Ingest calls waiting for the writer. Concurrent calls are combined into one
 /// writer job (flat combining): the first caller submits the job, later callers only
@@ -90,8 +93,8 @@ impl Store {
     /// Stores events with their deliveries in one durable commit shared with other
     /// concurrent callers (group commit); returns after the fsync. Idempotency keys
     /// are resolved first: if any item of this call conflicts, nothing of it is
-    /// written.
-    pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+    /// written. Answers one outcome per item, in order, with the item itself.
+    pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<Ingested, StoreError> {
         let writer = self.writer()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queue = self.inner.ingest_queue.clone();
@@ -110,10 +113,12 @@ impl Store {
                         StoreError::Unavailable(msg) => msg,
                         other => other.to_string(),
                     });
-                    for ((_, reply), result) in calls.into_iter().zip(results) {
+                    for ((items, reply), result) in calls.into_iter().zip(results) {
                         let _ = reply.send(match &failure {
                             Some(msg) => Err(StoreError::Unavailable(msg.clone())),
-                            None => result,
+                            None => {
+                                result.map(|outcomes| outcomes.into_iter().zip(items).collect())
+                            }
                         });
                     }
                 })

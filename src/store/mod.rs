@@ -20,7 +20,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 use crate::secrets::Cipher;
 
 pub use deliveries::{AttemptWrite, DueEntry, Next, RecoverScope};
-pub use events::{IngestItem, IngestOutcome};
+pub use events::{IngestItem, IngestOutcome, Ingested};
 pub use writer::WriterStats;
 
 /// Why a store operation failed.
