@@ -1,383 +1,608 @@
-//! Response bodies: domain model in, JSON out. Pure code; it must never reveal a
-//! secret (header value, OAuth client secret, signing secret) unless the caller
-//! asked for it on purpose (`reveal`, `secrets_json`), and never do I/O.
+//! Response wire types: the domain model in, typed `Serialize` structs out, with
+//! their OpenAPI schemas derived (`ToSchema`), so a field added here is in
+//! `/openapi.json` by construction. Pure code; it must never reveal a secret
+//! (header value, OAuth client secret, signing secret) unless the caller asked for
+//! it on purpose (`reveal`, [`WebhookSecrets`]), and never do I/O.
 //!
 //! Shapes follow DESIGN.md section 2: single objects bare, lists as
 //! `{"data": [...], "next_cursor": ...}`, timestamps RFC 3339 UTC, errors as
-//! `{"error": {"code", "title", "message", "reasons"}}`.
+//! `{"error": {"code", "title", "message", "reasons"}}`. Structs borrow from the
+//! model, so a list answer copies no strings before serializing.
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
-use crate::model::{self, ApiKey, EventType, OAuthConfig, Secret, Tenant, UnixMs, Webhook};
+use crate::model::{self, OAuthConfig, Secret, UnixMs};
 
 /// What reads show instead of a secret value. A PATCH that sends it back for a
 /// header or the OAuth client secret keeps the stored value.
 pub const MASK: &str = "****";
 
+/// Any JSON value (event payloads).
+pub(crate) fn any_json() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .description(Some("Any JSON value"))
+        .build()
+}
+
+/// An RFC 3339 UTC timestamp, always with milliseconds.
+fn timestamp() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::DateTime,
+        )))
+        .build()
+}
+
+/// [`timestamp`] or `null`.
+fn timestamp_or_null() -> Object {
+    let mut t = timestamp();
+    t.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    t
+}
+
 /// A map of secret header values, masked unless `reveal`.
-fn headers_json(headers: &BTreeMap<String, Secret>, reveal: bool) -> Value {
-    let map: Map<String, Value> = headers
+fn headers(headers: &BTreeMap<String, Secret>, reveal: bool) -> BTreeMap<&str, &str> {
+    headers
         .iter()
-        .map(|(name, value)| {
-            let shown = if reveal { value.expose() } else { MASK };
-            (name.clone(), Value::from(shown))
-        })
-        .collect();
-    Value::Object(map)
+        .map(|(name, value)| (name.as_str(), if reveal { value.expose() } else { MASK }))
+        .collect()
 }
 
-fn oauth_json(o: &OAuthConfig, reveal: bool) -> Value {
-    json!({
-        "token_url": o.token_url,
-        "client_id": o.client_id,
-        "client_secret": if reveal { o.client_secret.expose() } else { MASK },
-        "scope": o.scope,
-        "headers": headers_json(&o.headers, reveal),
-    })
+/// A webhook's OAuth client-credentials settings.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth<'a> {
+    pub token_url: &'a str,
+    pub client_id: &'a str,
+    /// `"****"` except in the create answer.
+    pub client_secret: &'a str,
+    #[schema(required = true)]
+    pub scope: Option<&'a str>,
+    /// Values are `"****"` except in the create answer.
+    pub headers: BTreeMap<&'a str, &'a str>,
 }
 
-/// The webhook as the API shows it, with the secrets active now. `reveal` (create
-/// only) shows header values, the OAuth client secret and the signing secrets;
-/// otherwise each is `"****"`.
-pub fn webhook_json(w: &Webhook, reveal: bool) -> Value {
-    webhook_json_at(w, reveal, model::now_ms())
+impl<'a> OAuth<'a> {
+    fn new(o: &'a OAuthConfig, reveal: bool) -> Self {
+        OAuth {
+            token_url: &o.token_url,
+            client_id: &o.client_id,
+            client_secret: if reveal {
+                o.client_secret.expose()
+            } else {
+                MASK
+            },
+            scope: o.scope.as_deref(),
+            headers: headers(&o.headers, reveal),
+        }
+    }
 }
 
-/// [`webhook_json`] with an explicit clock, which decides which secrets are
-/// still active (an old secret past its grace period is not listed).
-pub fn webhook_json_at(w: &Webhook, reveal: bool, now: UnixMs) -> Value {
-    let secrets: Vec<&str> = w
-        .active_secrets(now)
-        .map(|s| if reveal { s.expose() } else { MASK })
-        .collect();
-    json!({
-        "id": w.id,
-        "tenant": w.tenant,
-        "url": w.url,
-        "event_types": w.event_types,
-        "channels": w.channels,
-        "description": w.description,
-        "headers": headers_json(&w.headers, reveal),
-        "oauth": w.oauth.as_ref().map(|o| oauth_json(o, reveal)),
-        "secrets": secrets,
-        "notification_email": w.notification_email,
-        "enabled": w.enabled,
-        "disabled_reason": w.disabled_reason,
-        "disabled_at": w.disabled_at.map(model::rfc3339),
-        "metadata": w.metadata,
-        "rate_limit_per_second": w.rate_limit_per_second,
-        "created_at": model::rfc3339(w.created_at),
-        "updated_at": model::rfc3339(w.updated_at),
-    })
+/// A webhook as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook<'a> {
+    pub id: &'a str,
+    pub tenant: &'a str,
+    pub url: &'a str,
+    pub event_types: &'a [String],
+    pub channels: &'a [String],
+    #[schema(required = true)]
+    pub description: Option<&'a str>,
+    /// Values are `"****"` except in the create answer.
+    pub headers: BTreeMap<&'a str, &'a str>,
+    #[schema(required = true)]
+    pub oauth: Option<OAuth<'a>>,
+    /// Active signing secrets, current first; `"****"` except in the create answer.
+    pub secrets: Vec<&'a str>,
+    #[schema(required = true)]
+    pub notification_email: Option<&'a str>,
+    pub enabled: bool,
+    #[schema(required = true)]
+    pub disabled_reason: Option<&'a str>,
+    #[schema(required = true, schema_with = timestamp_or_null)]
+    pub disabled_at: Option<String>,
+    pub metadata: &'a BTreeMap<String, String>,
+    #[schema(required = true, minimum = 1)]
+    pub rate_limit_per_second: Option<u32>,
+    #[schema(schema_with = timestamp)]
+    pub created_at: String,
+    #[schema(schema_with = timestamp)]
+    pub updated_at: String,
 }
 
-/// `GET /v1/webhooks/{id}/secrets`: the plain secrets active at `now`, current
-/// first, as `{"secrets": ["whsec_...", ...]}`.
-pub fn secrets_json(w: &Webhook, now: UnixMs) -> Value {
-    let secrets: Vec<&str> = w.active_secrets(now).map(Secret::expose).collect();
-    json!({ "secrets": secrets })
+impl<'a> Webhook<'a> {
+    /// The webhook with the secrets active now. `reveal` (create only) shows header
+    /// values, the OAuth client secret and the signing secrets; otherwise each is
+    /// `"****"`.
+    pub fn new(w: &'a model::Webhook, reveal: bool) -> Self {
+        Self::at(w, reveal, model::now_ms())
+    }
+
+    /// [`Webhook::new`] with an explicit clock, which decides which secrets are
+    /// still active (an old secret past its grace period is not listed).
+    pub fn at(w: &'a model::Webhook, reveal: bool, now: UnixMs) -> Self {
+        Webhook {
+            id: &w.id,
+            tenant: &w.tenant,
+            url: &w.url,
+            event_types: &w.event_types,
+            channels: &w.channels,
+            description: w.description.as_deref(),
+            headers: headers(&w.headers, reveal),
+            oauth: w.oauth.as_ref().map(|o| OAuth::new(o, reveal)),
+            secrets: w
+                .active_secrets(now)
+                .map(|s| if reveal { s.expose() } else { MASK })
+                .collect(),
+            notification_email: w.notification_email.as_deref(),
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason.as_deref(),
+            disabled_at: w.disabled_at.map(model::rfc3339),
+            metadata: &w.metadata,
+            rate_limit_per_second: w.rate_limit_per_second,
+            created_at: model::rfc3339(w.created_at),
+            updated_at: model::rfc3339(w.updated_at),
+        }
+    }
 }
 
-/// A tenant: `{id, name, created_at}`.
-pub fn tenant_json(t: &Tenant) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "created_at": model::rfc3339(t.created_at),
-    })
+/// `GET /v1/webhooks/{id}/secrets` and rotation: the plain secrets active now,
+/// current first.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets<'a> {
+    pub secrets: Vec<&'a str>,
+}
+
+impl<'a> WebhookSecrets<'a> {
+    /// The secrets of `w` active at `now`.
+    pub fn at(w: &'a model::Webhook, now: UnixMs) -> Self {
+        WebhookSecrets {
+            secrets: w.active_secrets(now).map(Secret::expose).collect(),
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    #[schema(schema_with = timestamp)]
+    pub created_at: String,
+}
+
+impl<'a> Tenant<'a> {
+    /// The tenant's wire form.
+    pub fn new(t: &'a model::Tenant) -> Self {
+        Tenant {
+            id: &t.id,
+            name: &t.name,
+            created_at: model::rfc3339(t.created_at),
+        }
+    }
 }
 
 /// An API key record. `key` is the full key, given only in the creation answer
 /// (it is never stored, so it cannot be shown again).
-pub fn api_key_json(k: &ApiKey, key: Option<&str>) -> Value {
-    let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-    let mut v = json!({
-        "id": k.id,
-        "tenant": k.tenant,
-        "name": k.name,
-        "prefix": k.prefix,
-        "scopes": scopes,
-        "created_at": model::rfc3339(k.created_at),
-    });
-    if let (Some(key), Some(obj)) = (key, v.as_object_mut()) {
-        obj.insert("key".to_owned(), Value::from(key));
-    }
-    v
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey<'a> {
+    pub id: &'a str,
+    pub tenant: &'a str,
+    pub name: &'a str,
+    /// The key's first 8 characters.
+    pub prefix: &'a str,
+    #[schema(value_type = Vec<crate::api::requests::ScopeName>)]
+    pub scopes: Vec<&'static str>,
+    #[schema(schema_with = timestamp)]
+    pub created_at: String,
+    /// The full key; only in the creation answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
 }
 
-/// A catalogue entry: `{name, description, schema, created_at}`. The schema was
-/// validated as a JSON object on the way in; if stored text ever fails to parse
-/// it is shown as `null` rather than failing the whole answer.
-pub fn event_type_json(e: &EventType) -> Value {
-    let schema = e
-        .schema
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<Value>(s).ok());
-    json!({
-        "name": e.name,
-        "description": e.description,
-        "schema": schema,
-        "created_at": model::rfc3339(e.created_at),
-    })
-}
-
-/// A page of a list: `{"data": [...], "next_cursor": "..." | null}`.
-pub fn list_json(items: Vec<Value>, next_cursor: Option<String>) -> Value {
-    json!({ "data": items, "next_cursor": next_cursor })
-}
-
-/// The human title of an error code (seed 003 shows one next to the code).
-fn error_title(code: &str) -> &'static str {
-    match code {
-        "bad_request" => "Bad request",
-        "unauthorized" => "Unauthorized",
-        "forbidden" => "Forbidden",
-        "not_found" => "Not found",
-        "conflict" => "Conflict",
-        "payload_too_large" => "Payload too large",
-        "unsupported_media_type" => "Unsupported media type",
-        "too_many_requests" => "Too many requests",
-        "method_not_allowed" => "Method not allowed",
-        "unavailable" => "Service unavailable",
-        _ => "Internal server error",
-    }
-}
-
-/// An error body: `{"error": {"code", "title", "message", "reasons"}}`. `reasons`
-/// is always present (an empty array when there is nothing to list), so clients
-/// can read it without checking for its absence.
-pub fn error_json(code: &str, message: &str, reasons: &[String]) -> Value {
-    json!({
-        "error": {
-            "code": code,
-            "title": error_title(code),
-            "message": message,
-            "reasons": reasons,
+impl<'a> ApiKey<'a> {
+    /// The key's wire form; `key` only when it was just created.
+    pub fn new(k: &'a model::ApiKey, key: Option<&'a str>) -> Self {
+        ApiKey {
+            id: &k.id,
+            tenant: &k.tenant,
+            name: &k.name,
+            prefix: &k.prefix,
+            scopes: k.scopes.iter().map(|s| s.as_str()).collect(),
+            created_at: model::rfc3339(k.created_at),
+            key,
         }
-    })
+    }
 }
 
-/// An event as the API shows it (`data` parsed back into JSON).
-pub fn event_json(e: &model::Event) -> Value {
-    let data: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-    json!({
-        "id": e.id,
-        "type": e.event_type,
-        "data": data,
-        "channels": e.channels,
-        "idempotency_key": e.idempotency_key,
-        "created_at": model::rfc3339(e.created_at),
-    })
+/// A catalogue entry. The schema was validated as a JSON object on the way in; if
+/// stored text ever fails to parse it is shown as `null` rather than failing the
+/// whole answer.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventType<'a> {
+    pub name: &'a str,
+    #[schema(required = true)]
+    pub description: Option<&'a str>,
+    /// A JSON Schema for the event's `data`, or `null`.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub schema: Option<&'a RawValue>,
+    #[schema(schema_with = timestamp)]
+    pub created_at: String,
 }
 
-/// A delivery as the API shows it.
-pub fn delivery_json(d: &model::Delivery) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "webhook_id": d.webhook_id,
-        "event_type": d.event_type,
-        "status": d.state.as_str(),
-        "attempts": d.attempts,
-        "next_attempt_at": d.next_attempt_at.map(model::rfc3339),
-        "last_status_code": d.last_status,
-        "last_error": d.last_error,
-        "created_at": model::rfc3339(d.created_at),
-        "updated_at": model::rfc3339(d.updated_at),
-    })
+impl<'a> EventType<'a> {
+    /// The entry's wire form.
+    pub fn new(e: &'a model::EventType) -> Self {
+        EventType {
+            name: &e.name,
+            description: e.description.as_deref(),
+            schema: e
+                .schema
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<&RawValue>(s).ok()),
+            created_at: model::rfc3339(e.created_at),
+        }
+    }
+}
+
+/// An event as the API shows it; `data` is the stored payload byte-for-byte.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Event<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    #[schema(schema_with = any_json)]
+    pub data: Option<&'a RawValue>,
+    pub channels: &'a [String],
+    #[schema(required = true)]
+    pub idempotency_key: Option<&'a str>,
+    #[schema(schema_with = timestamp)]
+    pub created_at: String,
+}
+
+impl<'a> Event<'a> {
+    /// The event's wire form.
+    pub fn new(e: &'a model::Event) -> Self {
+        Event {
+            id: &e.id,
+            event_type: &e.event_type,
+            data: serde_json::from_str::<&RawValue>(&e.payload).ok(),
+            channels: &e.channels,
+            idempotency_key: e.idempotency_key.as_deref(),
+            created_at: model::rfc3339(e.created_at),
+        }
+    }
+}
+
+/// An event with its deliveries.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventDetail<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    #[schema(schema_with = any_json)]
+    pub data: Option<&'a RawValue>,
+    pub channels: &'a [String],
+    #[schema(required = true)]
+    pub idempotency_key: Option<&'a str>,
+    #[schema(schema_with = timestamp)]
+    pub created_at: String,
+    pub deliveries: Vec<Delivery<'a>>,
+}
+
+impl<'a> EventDetail<'a> {
+    /// The event and its deliveries.
+    pub fn new(e: &'a model::Event, deliveries: &'a [model::Delivery]) -> Self {
+        let Event {
+            id,
+            event_type,
+            data,
+            channels,
+            idempotency_key,
+            created_at,
+        } = Event::new(e);
+        EventDetail {
+            id,
+            event_type,
+            data,
+            channels,
+            idempotency_key,
+            created_at,
+            deliveries: deliveries.iter().map(Delivery::new).collect(),
+        }
+    }
+}
+
+/// The delivery states, as the API names them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Exhausted,
+    Cancelled,
+}
+
+/// The fields every delivery answer has, in one place.
+macro_rules! delivery_type {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* }) => {
+        $(#[$doc])*
+        #[derive(Serialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name<'a> {
+            pub id: &'a str,
+            pub event_id: &'a str,
+            pub webhook_id: &'a str,
+            pub event_type: &'a str,
+            #[schema(value_type = DeliveryStatus)]
+            pub status: &'static str,
+            #[schema(required = true, schema_with = timestamp_or_null)]
+            pub next_attempt_at: Option<String>,
+            #[schema(required = true)]
+            pub last_status_code: Option<u16>,
+            #[schema(required = true)]
+            pub last_error: Option<&'a str>,
+            #[schema(schema_with = timestamp)]
+            pub created_at: String,
+            #[schema(schema_with = timestamp)]
+            pub updated_at: String,
+            $($(#[$fdoc])* pub $field: $ty),*
+        }
+
+        impl<'a> $name<'a> {
+            fn base(d: &'a model::Delivery, $($field: $ty),*) -> Self {
+                $name {
+                    id: &d.id,
+                    event_id: &d.event_id,
+                    webhook_id: &d.webhook_id,
+                    event_type: &d.event_type,
+                    status: d.state.as_str(),
+                    next_attempt_at: d.next_attempt_at.map(model::rfc3339),
+                    last_status_code: d.last_status,
+                    last_error: d.last_error.as_deref(),
+                    created_at: model::rfc3339(d.created_at),
+                    updated_at: model::rfc3339(d.updated_at),
+                    $($field),*
+                }
+            }
+        }
+    };
+}
+
+delivery_type!(
+    /// A delivery in a list or an event: `attempts` is how many were made.
+    Delivery { attempts: u32 }
+);
+delivery_type!(
+    /// A delivery with all its attempts.
+    DeliveryDetail { attempts: Vec<Attempt<'a>> }
+);
+delivery_type!(
+    /// The answer of a manual retry: the delivery and the attempt just made.
+    DeliveryRetried { attempts: u32, attempt: Attempt<'a> }
+);
+
+impl<'a> Delivery<'a> {
+    /// The delivery's wire form.
+    pub fn new(d: &'a model::Delivery) -> Self {
+        Self::base(d, d.attempts)
+    }
+}
+
+impl<'a> DeliveryDetail<'a> {
+    /// The delivery with its attempts.
+    pub fn new(d: &'a model::Delivery, attempts: &'a [model::Attempt]) -> Self {
+        Self::base(d, attempts.iter().map(Attempt::new).collect())
+    }
+}
+
+impl<'a> DeliveryRetried<'a> {
+    /// The delivery after a manual retry, with that attempt.
+    pub fn new(d: &'a model::Delivery, attempt: &'a model::Attempt) -> Self {
+        Self::base(d, d.attempts, Attempt::new(attempt))
+    }
+}
+
+/// What started an attempt.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptTrigger {
+    Scheduled,
+    Manual,
+    Test,
 }
 
 /// One attempt as the API shows it.
-pub fn attempt_json(a: &model::Attempt) -> Value {
-    json!({
-        "number": a.number,
-        "at": model::rfc3339(a.at),
-        "trigger": a.trigger.as_str(),
-        "status_code": a.status,
-        "error": a.error,
-        "latency_ms": a.latency_ms,
-        "response_body": a.response_body,
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt<'a> {
+    #[schema(minimum = 1)]
+    pub number: u32,
+    #[schema(schema_with = timestamp)]
+    pub at: String,
+    #[schema(value_type = AttemptTrigger)]
+    pub trigger: &'static str,
+    #[schema(required = true)]
+    pub status_code: Option<u16>,
+    #[schema(required = true)]
+    pub error: Option<&'a str>,
+    pub latency_ms: u64,
+    /// The first 4 KiB of the receiver's answer.
+    pub response_body: &'a str,
+}
+
+impl<'a> Attempt<'a> {
+    /// The attempt's wire form.
+    pub fn new(a: &'a model::Attempt) -> Self {
+        Attempt {
+            number: a.number,
+            at: model::rfc3339(a.at),
+            trigger: a.trigger.as_str(),
+            status_code: a.status,
+            error: a.error.as_deref(),
+            latency_ms: a.latency_ms,
+            response_body: &a.response_body,
+        }
+    }
+}
+
+/// Concrete list types (one schema name each): `{"data": [...], "next_cursor"}`.
+macro_rules! list_type {
+    ($name:ident, $item:ident) => {
+        #[doc = concat!("A page of ", stringify!($item), "s.")]
+        #[derive(Serialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name<'a> {
+            pub data: Vec<$item<'a>>,
+            /// Pass as `cursor` for the next page; `null` on the last page.
+            #[schema(required = true)]
+            pub next_cursor: Option<String>,
+        }
+    };
+}
+
+list_type!(TenantList, Tenant);
+list_type!(ApiKeyList, ApiKey);
+list_type!(EventTypeList, EventType);
+list_type!(WebhookList, Webhook);
+list_type!(EventList, Event);
+list_type!(DeliveryList, Delivery);
+
+/// The answer to one ingested event (202, or 200 for an idempotent replay).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestAccepted {
+    pub id: String,
+    /// How many deliveries were created.
+    pub deliveries: u32,
+}
+
+/// One event of a batch answer.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchItem {
+    pub id: String,
+    pub deliveries: u32,
+    /// True when the idempotency key matched a stored event.
+    pub replayed: bool,
+}
+
+/// The answer to a batch, in the order sent.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAccepted {
+    pub data: Vec<BatchItem>,
+}
+
+/// How many deliveries a recover re-queued.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recovered {
+    pub requeued: u64,
+}
+
+/// `/healthz`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[schema(value_type = String, pattern = "^ok$")]
+    pub status: &'static str,
+}
+
+/// `/readyz`: `ready`, or `unready` with the reason.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ready {
+    #[schema(value_type = String, pattern = "^(ready|unready)$")]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// An OpenAPI 3.1 document (this one).
+#[derive(Serialize, ToSchema)]
+pub struct OpenApiDocument {
+    pub openapi: String,
+}
+
+/// The error codes, one per status.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unavailable,
+    Internal,
+}
+
+/// The inside of an error body.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail<'a> {
+    #[schema(value_type = ErrorCode)]
+    pub code: &'a str,
+    pub title: &'static str,
+    pub message: &'a str,
+    /// Every problem found; empty when there is none to list.
+    pub reasons: &'a [String],
+}
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Error<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+impl<'a> Error<'a> {
+    /// An error body. `reasons` is always present (an empty array when there is
+    /// nothing to list), so clients can read it without checking for its absence.
+    pub fn new(code: &'a str, message: &'a str, reasons: &'a [String]) -> Self {
+        let title = match code {
+            "bad_request" => "Bad request",
+            "unauthorized" => "Unauthorized",
+            "forbidden" => "Forbidden",
+            "not_found" => "Not found",
+            "conflict" => "Conflict",
+            "payload_too_large" => "Payload too large",
+            "unsupported_media_type" => "Unsupported media type",
+            "too_many_requests" => "Too many requests",
+            "method_not_allowed" => "Method not allowed",
+            "unavailable" => "Service unavailable",
+            _ => "Internal server error",
+        };
+        Error {
+            error: ErrorDetail {
+                code,
+                title,
+                message,
+                reasons,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Scope, SigningSecret};
-
-    const SIGNING: &str = "whsec_c0RWMWFLcWl0Q0xDbEkxMm03VVBGYkFB";
-    const OLD_SIGNING: &str = "whsec_bXJ5ZWZnSFBCVkhKd3V4MG8zQllXN2hQ";
-    const NOW: UnixMs = 1_763_790_000_000;
-
-    fn webhook() -> Webhook {
-        Webhook {
-            id: "wh_1".to_owned(),
-            tenant: "acme".to_owned(),
-            url: "https://example.com/hook".to_owned(),
-            event_types: vec!["IN_PROGRESS".to_owned()],
-            channels: vec![],
-            description: Some("Provider Created Webhook".to_owned()),
-            headers: BTreeMap::from([("X-Api-Key".to_owned(), Secret::new("abcdef123456"))]),
-            oauth: Some(OAuthConfig {
-                token_url: "https://auth.example.com/oauth/token".to_owned(),
-                client_id: "my-client-id".to_owned(),
-                client_secret: Secret::new("my-client-secret"),
-                scope: Some("resource.read".to_owned()),
-                headers: BTreeMap::from([(
-                    "X-Domain-Name".to_owned(),
-                    Secret::new("tokenheadervalue"),
-                )]),
-            }),
-            secrets: vec![
-                SigningSecret {
-                    secret: Secret::new(SIGNING),
-                    expires_at: None,
-                },
-                SigningSecret {
-                    secret: Secret::new(OLD_SIGNING),
-                    expires_at: Some(NOW + 1000),
-                },
-            ],
-            notification_email: Some("ops@example.com".to_owned()),
-            enabled: false,
-            disabled_reason: Some("disabled by API".to_owned()),
-            disabled_at: Some(NOW),
-            metadata: BTreeMap::from([("team".to_owned(), "billing".to_owned())]),
-            rate_limit_per_second: Some(10),
-            created_at: NOW - 5000,
-            updated_at: NOW,
-            deleted_at: None,
-            failing_since: None,
-        }
-    }
-
-    #[test]
-    fn masked_webhook_hides_every_secret() {
-        let v = webhook_json_at(&webhook(), false, NOW);
-        assert_eq!(v["headers"]["X-Api-Key"], "****");
-        assert_eq!(v["oauth"]["client_secret"], "****");
-        assert_eq!(v["oauth"]["headers"]["X-Domain-Name"], "****");
-        assert_eq!(v["oauth"]["client_id"], "my-client-id");
-        assert_eq!(v["secrets"], json!(["****", "****"]));
-        let text = v.to_string();
-        for secret in [
-            "abcdef123456",
-            "my-client-secret",
-            "tokenheadervalue",
-            SIGNING,
-            OLD_SIGNING,
-        ] {
-            assert!(!text.contains(secret), "{secret} leaked in {text}");
-        }
-    }
-
-    #[test]
-    fn revealed_webhook_shows_secrets_current_first() {
-        let v = webhook_json_at(&webhook(), true, NOW);
-        assert_eq!(v["headers"]["X-Api-Key"], "abcdef123456");
-        assert_eq!(v["oauth"]["client_secret"], "my-client-secret");
-        assert_eq!(v["secrets"], json!([SIGNING, OLD_SIGNING]));
-    }
-
-    #[test]
-    fn webhook_fields_and_timestamps() {
-        let v = webhook_json_at(&webhook(), false, NOW);
-        let keys: Vec<&str> = v
-            .as_object()
-            .map(|o| o.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        for k in [
-            "id",
-            "url",
-            "event_types",
-            "channels",
-            "description",
-            "headers",
-            "oauth",
-            "secrets",
-            "notification_email",
-            "enabled",
-            "disabled_reason",
-            "disabled_at",
-            "metadata",
-            "rate_limit_per_second",
-            "created_at",
-            "updated_at",
-        ] {
-            assert!(keys.contains(&k), "missing {k}");
-        }
-        assert_eq!(v["disabled_at"], model::rfc3339(NOW));
-        assert_eq!(v["created_at"], "2025-11-22T05:39:55.000Z");
-        assert_eq!(v["metadata"]["team"], "billing");
-        let mut w = webhook();
-        w.oauth = None;
-        assert_eq!(webhook_json_at(&w, false, NOW)["oauth"], Value::Null);
-    }
-
-    #[test]
-    fn expired_secret_is_not_listed() {
-        let w = webhook();
-        assert_eq!(
-            webhook_json_at(&w, false, NOW + 1000)["secrets"],
-            json!(["****"])
-        );
-        assert_eq!(
-            secrets_json(&w, NOW),
-            json!({ "secrets": [SIGNING, OLD_SIGNING] })
-        );
-        assert_eq!(
-            secrets_json(&w, NOW + 1000),
-            json!({ "secrets": [SIGNING] })
-        );
-    }
-
-    #[test]
-    fn api_key_shows_key_only_when_given() {
-        let k = ApiKey {
-            id: "key_1".to_owned(),
-            tenant: "acme".to_owned(),
-            name: "ci".to_owned(),
-            scopes: vec![Scope::WebhooksRead, Scope::EventsWrite],
-            hash: [0; 32],
-            prefix: "hbk_ab12".to_owned(),
-            created_at: NOW,
-        };
-        let listed = api_key_json(&k, None);
-        assert!(listed.get("key").is_none());
-        assert!(listed.get("hash").is_none());
-        assert_eq!(listed["scopes"], json!(["webhooks:read", "events:write"]));
-        assert_eq!(api_key_json(&k, Some("hbk_secret"))["key"], "hbk_secret");
-    }
-
-    #[test]
-    fn small_shapes() {
-        let t = Tenant {
-            id: "acme".to_owned(),
-            name: "Acme".to_owned(),
-            created_at: NOW,
-        };
-        assert_eq!(
-            tenant_json(&t),
-            json!({"id": "acme", "name": "Acme", "created_at": model::rfc3339(NOW)})
-        );
-        let e = EventType {
-            tenant: "acme".to_owned(),
-            name: "shift.created".to_owned(),
-            description: None,
-            schema: Some(r#"{"type":"object"}"#.to_owned()),
-            created_at: NOW,
-        };
-        assert_eq!(event_type_json(&e)["schema"], json!({"type": "object"}));
-        assert_eq!(
-            list_json(vec![json!(1)], None),
-            json!({"data": [1], "next_cursor": null})
-        );
-        assert_eq!(
-            error_json("bad_request", "invalid input", &[]),
-            json!({"error": {"code": "bad_request", "title": "Bad request",
-                "message": "invalid input", "reasons": []}})
-        );
-    }
-}
+#[path = "dto_tests.rs"]
+mod tests;

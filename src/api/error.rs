@@ -126,7 +126,7 @@ impl ApiError {
 
     /// The response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = super::dto::error_json(self.code, &self.message, &self.reasons);
+        let body = super::dto::Error::new(self.code, &self.message, &self.reasons);
         let mut resp = super::json_response(self.status, &body);
         for (name, value) in self.headers {
             if let Ok(v) = http::HeaderValue::from_str(&value) {

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::webhooks::owned;
 use super::{Call, Reply, dto, json_response, validate};
 use crate::delivery::Work;
-use crate::model::{Delivery, DeliveryState, Event, Scope, UnixMs, new_id, now_ms, parse_rfc3339};
+use crate::model::{Delivery, DeliveryState, Event, UnixMs, new_id, now_ms, parse_rfc3339};
 use crate::store::{DueEntry, IngestItem, IngestOutcome, RecoverScope};
 
 /// Builds the event and its deliveries for one validated spec.
@@ -130,7 +129,7 @@ fn idempotency_header(call: &Call<'_>) -> Result<Option<String>, ApiError> {
 }
 
 pub async fn ingest(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::EventsWrite)?;
+    let tenant = call.tenant()?;
     call.require_json_type()?;
     let header_key = idempotency_header(call)?;
     let spec =
@@ -161,7 +160,10 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
             fast_path(call, item);
             Ok(json_response(
                 StatusCode::ACCEPTED,
-                &json!({"id": event_id, "deliveries": deliveries}),
+                &dto::IngestAccepted {
+                    id: event_id,
+                    deliveries,
+                },
             ))
         }
         Some((
@@ -172,7 +174,10 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
             _,
         )) => Ok(json_response(
             StatusCode::OK,
-            &json!({"id": event_id, "deliveries": deliveries}),
+            &dto::IngestAccepted {
+                id: event_id,
+                deliveries,
+            },
         )),
         Some((IngestOutcome::Conflict { event_id }, _)) => Err(ApiError::conflict(format!(
             "idempotency key already used for event {event_id} with a different body"
@@ -184,7 +189,7 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
 }
 
 pub async fn ingest_batch(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::EventsWrite)?;
+    let tenant = call.tenant()?;
     call.require_json_type()?;
     let specs = validate::event_batch(&call.req.body).map_err(ApiError::invalid)?;
     let reasons = unknown_types(
@@ -234,35 +239,47 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
                     .metrics()
                     .observe_ingest(&item.event.event_type, 1);
                 fast_path(call, item);
-                data.push(json!({"id": event_id, "deliveries": deliveries, "replayed": false}));
+                data.push(dto::BatchItem {
+                    id: event_id,
+                    deliveries,
+                    replayed: false,
+                });
             }
             IngestOutcome::Replay {
                 event_id,
                 deliveries,
             } => {
-                data.push(json!({"id": event_id, "deliveries": deliveries, "replayed": true}));
+                data.push(dto::BatchItem {
+                    id: event_id,
+                    deliveries,
+                    replayed: true,
+                });
             }
             IngestOutcome::Conflict { .. } | IngestOutcome::NotStored => {}
         }
     }
-    Ok(json_response(StatusCode::ACCEPTED, &json!({"data": data})))
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &dto::BatchAccepted { data },
+    ))
 }
 
 pub async fn get(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::EventsRead)?;
+    let tenant = call.tenant()?;
     let store = call.state.store.clone();
     let key = id.to_owned();
     let found = blocking(move || store.get_event(&key)).await?;
     let (event, deliveries) = found
         .filter(|(e, _)| e.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("event {id}")))?;
-    let mut body = dto::event_json(&event);
-    body["deliveries"] = deliveries.iter().map(dto::delivery_json).collect();
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::EventDetail::new(&event, &deliveries),
+    ))
 }
 
 pub async fn list(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::EventsRead)?;
+    let tenant = call.tenant()?;
     let (limit, cursor) = call.page()?;
     let since = match call.query("since") {
         None => None,
@@ -277,16 +294,22 @@ pub async fn list(call: &Call<'_>) -> Reply {
         store.list_events(&tenant, ty.as_deref(), since, cursor.as_deref(), limit)
     })
     .await?;
-    let items = events.iter().map(dto::event_json).collect();
-    Ok(json_response(StatusCode::OK, &dto::list_json(items, next)))
+    let data = events.iter().map(dto::Event::new).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::EventList {
+            data,
+            next_cursor: next,
+        },
+    ))
 }
 
 pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    let tenant = call.tenant()?;
     owned(call, &tenant, id)?;
     let (limit, cursor) = call.page()?;
     let state = match call.query("status") {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
             ApiError::bad_request(
                 "status must be one of pending, succeeded, failed, exhausted, cancelled",
@@ -298,12 +321,18 @@ pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
     let (items, next) =
         blocking(move || store.list_webhook_deliveries(&key, state, cursor.as_deref(), limit))
             .await?;
-    let items = items.iter().map(dto::delivery_json).collect();
-    Ok(json_response(StatusCode::OK, &dto::list_json(items, next)))
+    let data = items.iter().map(dto::Delivery::new).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::DeliveryList {
+            data,
+            next_cursor: next,
+        },
+    ))
 }
 
 pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let webhook = owned(call, &tenant, id)?;
     let since = validate::recover(&call.json()?).map_err(ApiError::invalid)?;
     if !webhook.enabled {
@@ -318,24 +347,28 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
         .recover(webhook.id.clone(), RecoverScope { since, now })
         .await?;
     call.state.engine.kick();
-    Ok(json_response(StatusCode::ACCEPTED, &json!({"requeued": n})))
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &dto::Recovered { requeued: n as u64 },
+    ))
 }
 
 pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    let tenant = call.tenant()?;
     let store = call.state.store.clone();
     let key = id.to_owned();
     let (d, attempts) = blocking(move || store.get_delivery(&key))
         .await?
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
-    let mut body = dto::delivery_json(&d);
-    body["attempts"] = attempts.iter().map(dto::attempt_json).collect();
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::DeliveryDetail::new(&d, &attempts),
+    ))
 }
 
 pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let store = call.state.store.clone();
     let key = id.to_owned();
     let (d, event) = blocking(move || store.delivery_with_event(&key))
@@ -349,9 +382,10 @@ pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
         ));
     }
     let (attempt, updated) = call.state.engine.retry_now(&webhook, &d, &event).await?;
-    let mut body = dto::delivery_json(&updated);
-    body["attempt"] = dto::attempt_json(&attempt);
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::DeliveryRetried::new(&updated, &attempt),
+    ))
 }
 
 /// Runs a store read off the async threads.

@@ -1,55 +1,63 @@
 //! Handlers for tenants, API keys, the event-type catalogue and the operational
-//! routes (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`).
-
-use std::sync::Arc;
+//! routes (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`). Access (admin,
+//! scope, tenant) is enforced by dispatch from the route table, never here.
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
 
-use super::auth::require_admin;
 use super::error::ApiError;
-use super::{ApiState, Call, Reply, dto, json_response, no_content, validate};
-use crate::model::{ApiKey, EventType, Scope, Tenant, new_id, now_ms};
+use super::{Call, Reply, dto, json_response, no_content, validate};
+use crate::model::{ApiKey, EventType, Tenant, new_id, now_ms};
 use crate::secrets::{hash_key, random_token};
 
-/// Answers the unauthenticated operational routes; `None` for every other path.
-pub fn operational(state: &Arc<ApiState>, method: &Method, path: &str) -> Option<Reply> {
-    let reply = match path {
-        "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        "/readyz" if state.store.is_healthy() && !state.engine.is_stopping() => {
-            json_response(StatusCode::OK, &json!({"status": "ready"}))
-        }
-        "/readyz" => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "unready", "reason": if state.store.is_healthy() {
-                "shutting down"
-            } else {
-                "the store cannot write (disk full or read-only?)"
-            }}),
-        ),
-        "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(
-                state.engine.metrics_text(&state.store),
-            )));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            resp
-        }
-        "/openapi.json" => json_response(StatusCode::OK, &super::openapi::document()),
-        _ => return None,
+/// `GET /healthz`.
+pub fn healthz() -> Reply {
+    Ok(json_response(StatusCode::OK, &dto::Health { status: "ok" }))
+}
+
+/// `GET /readyz`: 503 with the reason while the store cannot write or shutdown
+/// has begun.
+pub fn readyz(call: &Call<'_>) -> Reply {
+    let state = &call.state;
+    let reason = if !state.store.is_healthy() {
+        Some("the store cannot write (disk full or read-only?)")
+    } else if state.engine.is_stopping() {
+        Some("shutting down")
+    } else {
+        None
     };
-    if method != Method::GET && method != Method::HEAD {
-        return Some(Err(ApiError::method_not_allowed("GET")));
-    }
-    Some(Ok(reply))
+    let (status, word) = match reason {
+        None => (StatusCode::OK, "ready"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unready"),
+    };
+    Ok(json_response(
+        status,
+        &dto::Ready {
+            status: word,
+            reason,
+        },
+    ))
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub fn metrics(call: &Call<'_>) -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::from(
+        call.state.engine.metrics_text(&call.state.store),
+    )));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
+}
+
+/// `GET /openapi.json`, generated from the route table and the wire types.
+pub fn openapi() -> Reply {
+    Ok(json_response(StatusCode::OK, &super::openapi::document()))
 }
 
 pub async fn create_tenant(call: &Call<'_>) -> Reply {
-    require_admin(&call.principal)?;
     let spec = validate::tenant_create(&call.json()?).map_err(ApiError::invalid)?;
     let now = now_ms();
     let tenant = Tenant {
@@ -73,37 +81,33 @@ pub async fn create_tenant(call: &Call<'_>) -> Reply {
         .store
         .create_tenant(tenant.clone(), catalogue.clone())
         .await?;
-    call.state.registry.put_tenant(tenant.clone(), catalogue);
-    Ok(json_response(
-        StatusCode::CREATED,
-        &dto::tenant_json(&tenant),
-    ))
+    let resp = json_response(StatusCode::CREATED, &dto::Tenant::new(&tenant));
+    call.state.registry.put_tenant(tenant, catalogue);
+    Ok(resp)
 }
 
 pub fn list_tenants(call: &Call<'_>) -> Reply {
-    require_admin(&call.principal)?;
-    let items = call
-        .state
-        .registry
-        .tenants()
-        .iter()
-        .map(dto::tenant_json)
-        .collect();
-    Ok(json_response(StatusCode::OK, &dto::list_json(items, None)))
+    let tenants = call.state.registry.tenants();
+    let data = tenants.iter().map(|t| dto::Tenant::new(t)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::TenantList {
+            data,
+            next_cursor: None,
+        },
+    ))
 }
 
 pub fn get_tenant(call: &Call<'_>, id: &str) -> Reply {
-    require_admin(&call.principal)?;
     let t = call
         .state
         .registry
         .tenant(id)
         .ok_or_else(|| ApiError::not_found(format!("tenant {id}")))?;
-    Ok(json_response(StatusCode::OK, &dto::tenant_json(&t)))
+    Ok(json_response(StatusCode::OK, &dto::Tenant::new(&t)))
 }
 
 pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
-    require_admin(&call.principal)?;
     let now = now_ms();
     call.state.store.delete_tenant(id.clone(), now).await?;
     call.state.registry.remove_tenant(&id, now);
@@ -111,7 +115,6 @@ pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
 }
 
 pub async fn create_key(call: &Call<'_>) -> Reply {
-    require_admin(&call.principal)?;
     let spec = validate::api_key_create(&call.json()?).map_err(ApiError::invalid)?;
     if call.state.registry.tenant(&spec.tenant).is_none() {
         return Err(ApiError::invalid(vec![format!(
@@ -130,46 +133,45 @@ pub async fn create_key(call: &Call<'_>) -> Reply {
         created_at: now_ms(),
     };
     call.state.store.create_api_key(key.clone()).await?;
-    call.state.registry.put_key(key.clone());
-    Ok(json_response(
-        StatusCode::CREATED,
-        &dto::api_key_json(&key, Some(&secret)),
-    ))
+    let resp = json_response(StatusCode::CREATED, &dto::ApiKey::new(&key, Some(&secret)));
+    call.state.registry.put_key(key);
+    Ok(resp)
 }
 
 pub fn list_keys(call: &Call<'_>) -> Reply {
-    require_admin(&call.principal)?;
     let tenant = call.query("tenant");
-    let items = call
-        .state
-        .registry
-        .keys()
+    let keys = call.state.registry.keys();
+    let data = keys
         .iter()
         .filter(|k| tenant.is_none_or(|t| t == k.tenant))
-        .map(|k| dto::api_key_json(k, None))
+        .map(|k| dto::ApiKey::new(k, None))
         .collect();
-    Ok(json_response(StatusCode::OK, &dto::list_json(items, None)))
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::ApiKeyList {
+            data,
+            next_cursor: None,
+        },
+    ))
 }
 
 pub fn get_key(call: &Call<'_>, id: &str) -> Reply {
-    require_admin(&call.principal)?;
     let k = call
         .state
         .registry
         .key(id)
         .ok_or_else(|| ApiError::not_found(format!("api key {id}")))?;
-    Ok(json_response(StatusCode::OK, &dto::api_key_json(&k, None)))
+    Ok(json_response(StatusCode::OK, &dto::ApiKey::new(&k, None)))
 }
 
 pub async fn delete_key(call: &Call<'_>, id: String) -> Reply {
-    require_admin(&call.principal)?;
     call.state.store.delete_api_key(id.clone()).await?;
     call.state.registry.remove_key(&id);
     Ok(no_content())
 }
 
 pub async fn create_event_type(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let spec = validate::event_type_create(&call.json()?).map_err(ApiError::invalid)?;
     let et = EventType {
         tenant,
@@ -179,27 +181,26 @@ pub async fn create_event_type(call: &Call<'_>) -> Reply {
         created_at: now_ms(),
     };
     call.state.store.create_event_type(et.clone()).await?;
-    call.state.registry.put_event_type(et.clone());
-    Ok(json_response(
-        StatusCode::CREATED,
-        &dto::event_type_json(&et),
-    ))
+    let resp = json_response(StatusCode::CREATED, &dto::EventType::new(&et));
+    call.state.registry.put_event_type(et);
+    Ok(resp)
 }
 
 pub fn list_event_types(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksRead)?;
-    let items = call
-        .state
-        .registry
-        .event_types(&tenant)
-        .iter()
-        .map(dto::event_type_json)
-        .collect();
-    Ok(json_response(StatusCode::OK, &dto::list_json(items, None)))
+    let tenant = call.tenant()?;
+    let types = call.state.registry.event_types(&tenant);
+    let data = types.iter().map(|e| dto::EventType::new(e)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::EventTypeList {
+            data,
+            next_cursor: None,
+        },
+    ))
 }
 
 pub fn get_event_type(call: &Call<'_>, name: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    let tenant = call.tenant()?;
     let et = call
         .state
         .registry
@@ -207,11 +208,11 @@ pub fn get_event_type(call: &Call<'_>, name: &str) -> Reply {
         .into_iter()
         .find(|e| e.name == name)
         .ok_or_else(|| ApiError::not_found(format!("event type {name}")))?;
-    Ok(json_response(StatusCode::OK, &dto::event_type_json(&et)))
+    Ok(json_response(StatusCode::OK, &dto::EventType::new(&et)))
 }
 
 pub async fn delete_event_type(call: &Call<'_>, name: String) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     call.state
         .store
         .delete_event_type(tenant.clone(), name.clone())

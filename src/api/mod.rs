@@ -7,7 +7,9 @@ mod error;
 mod events;
 mod handlers;
 mod openapi;
+pub mod requests;
 mod router;
+pub mod routes;
 pub mod server;
 pub mod validate;
 mod webhooks;
@@ -22,7 +24,7 @@ pub use error::ApiError;
 
 use crate::delivery::Engine;
 use crate::delivery::ssrf::Guard;
-use crate::model::{Scope, Secret};
+use crate::model::Secret;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -49,23 +51,31 @@ pub struct Req {
     pub body: Bytes,
 }
 
-/// The authenticated context of a `/v1` call.
+/// One call, after dispatch has enforced its route's access (`routes.rs`).
 pub struct Call<'a> {
     pub state: &'a Arc<ApiState>,
-    pub principal: auth::Principal,
+    /// Who is calling; `None` on public routes.
+    pub principal: Option<auth::Principal>,
+    /// The tenant a tenant route acts on (already checked to exist and to be the
+    /// key's own); `None` on admin and public routes.
+    pub tenant: Option<String>,
+    /// The path parameter (`{id}`, `{name}`); empty when the route has none.
+    pub id: String,
     pub req: Req,
 }
 
 impl Call<'_> {
-    /// The tenant the call acts on.
+    /// The tenant the call acts on. Dispatch resolved it from the route's access,
+    /// so a handler never checks a scope itself.
     pub fn tenant(&self) -> Result<String, ApiError> {
-        auth::tenant_of(&self.principal, &self.req.headers, &self.state.registry)
+        self.tenant
+            .clone()
+            .ok_or_else(|| ApiError::forbidden("this route does not act for a tenant"))
     }
 
-    /// The tenant, after checking the caller holds `scope`.
-    pub fn tenant_with(&self, scope: Scope) -> Result<String, ApiError> {
-        auth::require(&self.principal, scope)?;
-        self.tenant()
+    /// The path parameter.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The body as JSON (an empty body reads as `{}`); 415 unless the content type
@@ -129,8 +139,13 @@ impl Call<'_> {
     }
 }
 
-/// A JSON response.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+/// A JSON response of a wire type (`dto.rs`).
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+) -> Response<Full<Bytes>> {
+    // Wire types hold strings, numbers and maps with string keys, which always
+    // serialize; the fallback only guards against a future type that does not.
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;

@@ -1,84 +1,20 @@
-//! Routing: maps a method and path to a handler, authenticates `/v1` calls before
-//! reading their bodies, and reads bodies within `max_body_bytes`.
+//! Dispatch: looks the method and path up in the route table (`routes.rs`),
+//! enforces the route's access (token, scope, tenant) before reading the body, and
+//! reads bodies within `max_body_bytes`. It never names a route itself.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
 use super::error::ApiError;
-use super::{ApiState, Call, Reply, Req, auth, events, handlers, webhooks};
+use super::routes::{Access, Found, find};
+use super::{ApiState, Call, Reply, Req, auth};
 use crate::model::new_id;
-
-/// Every `/v1` route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Tenants,
-    Tenant(String),
-    ApiKeys,
-    ApiKey(String),
-    EventTypes,
-    EventType(String),
-    Webhooks,
-    Webhook(String),
-    WebhookSecrets(String),
-    WebhookRotate(String),
-    WebhookTest(String),
-    WebhookDeliveries(String),
-    WebhookRecover(String),
-    Events,
-    EventBatch,
-    Event(String),
-    Delivery(String),
-    DeliveryRetry(String),
-}
-
-impl Route {
-    /// Parses a path below `/v1/`.
-    pub fn parse(path: &str) -> Option<Route> {
-        let rest = path.strip_prefix("/v1/")?;
-        let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        let id = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        Some(match segs.as_slice() {
-            ["tenants"] => Route::Tenants,
-            ["tenants", t] => Route::Tenant(id(t)?),
-            ["api-keys"] => Route::ApiKeys,
-            ["api-keys", k] => Route::ApiKey(id(k)?),
-            ["event-types"] => Route::EventTypes,
-            ["event-types", n] => Route::EventType(id(n)?),
-            ["webhooks"] => Route::Webhooks,
-            ["webhooks", w] => Route::Webhook(id(w)?),
-            ["webhooks", w, "secrets"] => Route::WebhookSecrets(id(w)?),
-            ["webhooks", w, "secrets", "rotate"] => Route::WebhookRotate(id(w)?),
-            ["webhooks", w, "test"] | ["webhooks", w, "test-event"] => Route::WebhookTest(id(w)?),
-            ["webhooks", w, "deliveries"] => Route::WebhookDeliveries(id(w)?),
-            ["webhooks", w, "recover"] => Route::WebhookRecover(id(w)?),
-            ["events"] => Route::Events,
-            ["events", "batch"] => Route::EventBatch,
-            ["events", e] => Route::Event(id(e)?),
-            ["deliveries", d] => Route::Delivery(id(d)?),
-            ["deliveries", d, "retry"] => Route::DeliveryRetry(id(d)?),
-            _ => return None,
-        })
-    }
-
-    /// The methods this route answers, for 405 and `Allow`.
-    pub fn allowed(&self) -> &'static [Method] {
-        use Route::*;
-        match self {
-            Tenants | ApiKeys | EventTypes | Webhooks | Events => &[Method::GET, Method::POST],
-            Tenant(_) | ApiKey(_) | EventType(_) => &[Method::GET, Method::DELETE],
-            Webhook(_) => &[Method::GET, Method::PATCH, Method::DELETE],
-            WebhookSecrets(_) | WebhookDeliveries(_) | Event(_) | Delivery(_) => &[Method::GET],
-            WebhookRotate(_) | WebhookTest(_) | WebhookRecover(_) | EventBatch
-            | DeliveryRetry(_) => &[Method::POST],
-        }
-    }
-}
 
 /// The longest `X-Request-Id` we adopt from a caller.
 const MAX_REQUEST_ID: usize = 64;
@@ -143,30 +79,53 @@ fn is_sane_request_id(id: &str) -> bool {
 }
 
 async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
-    let path = req.uri().path().to_owned();
-    if let Some(resp) = handlers::operational(state, req.method(), &path) {
-        return resp;
-    }
-    let route = Route::parse(&path).ok_or_else(|| ApiError::not_found(format!("route {path}")))?;
-    let allowed = route.allowed();
-    if !allowed.contains(req.method()) {
-        let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-        return Err(ApiError::method_not_allowed(&list.join(", ")));
-    }
-    // Authenticate before reading the body, so anonymous callers cannot make us
-    // buffer megabytes.
-    let principal = auth::authenticate(req.headers(), state.admin_token.expose(), &state.registry)?;
+    let (route, id) = match find(req.method(), req.uri().path()) {
+        Found::Route(route, id) => (route, id),
+        Found::WrongMethod(allowed) => {
+            return Err(ApiError::method_not_allowed(&allowed.join(", ")));
+        }
+        Found::NoPath => {
+            return Err(ApiError::not_found(format!("route {}", req.uri().path())));
+        }
+    };
+    // Authenticate, authorise and resolve the tenant before reading the body, so
+    // anonymous or under-scoped callers cannot make us buffer megabytes.
+    let (principal, tenant) = match route.access {
+        Access::Public => (None, None),
+        access => {
+            let principal =
+                auth::authenticate(req.headers(), state.admin_token.expose(), &state.registry)?;
+            let tenant = match access {
+                Access::Tenant(scope) => {
+                    auth::require(&principal, scope)?;
+                    Some(auth::tenant_of(&principal, req.headers(), &state.registry)?)
+                }
+                _ => {
+                    auth::require_admin(&principal)?;
+                    None
+                }
+            };
+            (Some(principal), tenant)
+        }
+    };
     let query = parse_query(req.uri().query().unwrap_or(""));
     let (parts, body) = req.into_parts();
-    let body = read_body(
-        parts.headers.get(http::header::CONTENT_LENGTH),
-        body,
-        state.max_body_bytes,
-    )
-    .await?;
+    let body = match route.access {
+        Access::Public => Bytes::new(),
+        _ => {
+            read_body(
+                parts.headers.get(http::header::CONTENT_LENGTH),
+                body,
+                state.max_body_bytes,
+            )
+            .await?
+        }
+    };
     let call = Call {
         state,
         principal,
+        tenant,
+        id,
         req: Req {
             method: parts.method,
             headers: parts.headers,
@@ -174,38 +133,7 @@ async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
             body,
         },
     };
-    let m = &call.req.method;
-    use Route::*;
-    match route {
-        Tenants if m == Method::POST => handlers::create_tenant(&call).await,
-        Tenants => handlers::list_tenants(&call),
-        Tenant(id) if m == Method::DELETE => handlers::delete_tenant(&call, id).await,
-        Tenant(id) => handlers::get_tenant(&call, &id),
-        ApiKeys if m == Method::POST => handlers::create_key(&call).await,
-        ApiKeys => handlers::list_keys(&call),
-        ApiKey(id) if m == Method::DELETE => handlers::delete_key(&call, id).await,
-        ApiKey(id) => handlers::get_key(&call, &id),
-        EventTypes if m == Method::POST => handlers::create_event_type(&call).await,
-        EventTypes => handlers::list_event_types(&call),
-        EventType(name) if m == Method::DELETE => handlers::delete_event_type(&call, name).await,
-        EventType(name) => handlers::get_event_type(&call, &name),
-        Webhooks if m == Method::POST => webhooks::create(&call).await,
-        Webhooks => webhooks::list(&call),
-        Webhook(id) if m == Method::PATCH => webhooks::update(&call, &id).await,
-        Webhook(id) if m == Method::DELETE => webhooks::delete(&call, &id).await,
-        Webhook(id) => webhooks::get(&call, &id),
-        WebhookSecrets(id) => webhooks::secrets(&call, &id),
-        WebhookRotate(id) => webhooks::rotate(&call, &id).await,
-        WebhookTest(id) => webhooks::test(&call, &id).await,
-        WebhookDeliveries(id) => events::webhook_deliveries(&call, &id).await,
-        WebhookRecover(id) => events::recover(&call, &id).await,
-        Events if m == Method::POST => events::ingest(&call).await,
-        Events => events::list(&call).await,
-        EventBatch => events::ingest_batch(&call).await,
-        Event(id) => events::get(&call, &id).await,
-        Delivery(id) => events::delivery(&call, &id).await,
-        DeliveryRetry(id) => events::retry(&call, &id).await,
-    }
+    (route.handler)(&call).await
 }
 
 async fn read_body(
@@ -267,20 +195,6 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_parse() {
-        assert_eq!(Route::parse("/v1/webhooks"), Some(Route::Webhooks));
-        assert_eq!(Route::parse("/v1/webhooks/"), Some(Route::Webhooks));
-        assert_eq!(
-            Route::parse("/v1/webhooks/wh_1/secrets/rotate"),
-            Some(Route::WebhookRotate("wh_1".into()))
-        );
-        assert_eq!(Route::parse("/v1/events/batch"), Some(Route::EventBatch));
-        assert_eq!(Route::parse("/v1/nope"), None);
-        assert_eq!(Route::parse("/v2/webhooks"), None);
-        assert_eq!(Route::parse("/v1/webhooks//secrets"), None);
-    }
 
     #[test]
     fn request_ids_are_adopted_only_when_sane() {

@@ -8,7 +8,7 @@ use http::StatusCode;
 use super::error::ApiError;
 use super::{Call, Reply, dto, json_response, no_content, validate};
 use crate::delivery::signer;
-use crate::model::{Scope, Secret, SigningSecret, Webhook, new_id, now_ms};
+use crate::model::{Secret, SigningSecret, Webhook, new_id, now_ms};
 
 /// The validation context for this call's tenant.
 fn with_ctx<R>(call: &Call<'_>, tenant: &str, f: impl FnOnce(&validate::Ctx) -> R) -> R {
@@ -34,7 +34,7 @@ pub(super) fn owned(call: &Call<'_>, tenant: &str, id: &str) -> Result<Arc<Webho
 }
 
 pub async fn create(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let body = call.json()?;
     let spec = with_ctx(call, &tenant, |ctx| validate::webhook_create(&body, ctx))
         .map_err(ApiError::invalid)?;
@@ -75,30 +75,36 @@ pub async fn create(call: &Call<'_>) -> Reply {
         failing_since: None,
     };
     call.state.store.put_webhook(webhook.clone()).await?;
-    let body = dto::webhook_json(&webhook, true);
+    let resp = json_response(StatusCode::CREATED, &dto::Webhook::new(&webhook, true));
     call.state.registry.put_webhook(webhook);
-    Ok(json_response(StatusCode::CREATED, &body))
+    Ok(resp)
 }
 
 pub fn list(call: &Call<'_>) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    let tenant = call.tenant()?;
     let (limit, cursor) = call.page()?;
     let (page, next) = call
         .state
         .registry
         .list_webhooks(&tenant, cursor.as_deref(), limit);
-    let items = page.iter().map(|w| dto::webhook_json(w, false)).collect();
-    Ok(json_response(StatusCode::OK, &dto::list_json(items, next)))
+    let data = page.iter().map(|w| dto::Webhook::new(w, false)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::WebhookList {
+            data,
+            next_cursor: next,
+        },
+    ))
 }
 
 pub fn get(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksRead)?;
+    let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
-    Ok(json_response(StatusCode::OK, &dto::webhook_json(&w, false)))
+    Ok(json_response(StatusCode::OK, &dto::Webhook::new(&w, false)))
 }
 
 pub async fn update(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let current = owned(call, &tenant, id)?;
     let body = call.json()?;
     let patch = with_ctx(call, &tenant, |ctx| {
@@ -111,13 +117,13 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     if next.oauth != current.oauth {
         call.state.engine.forget_token(&next.id);
     }
-    let body = dto::webhook_json(&next, false);
+    let resp = json_response(StatusCode::OK, &dto::Webhook::new(&next, false));
     call.state.registry.put_webhook(next);
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(resp)
 }
 
 pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let mut w = (*owned(call, &tenant, id)?).clone();
     let now = now_ms();
     w.deleted_at = Some(now);
@@ -129,16 +135,16 @@ pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
 }
 
 pub fn secrets(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
     Ok(json_response(
         StatusCode::OK,
-        &dto::secrets_json(&w, now_ms()),
+        &dto::WebhookSecrets::at(&w, now_ms()),
     ))
 }
 
 pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let spec = validate::rotate(&call.json()?).map_err(ApiError::invalid)?;
     let mut w = (*owned(call, &tenant, id)?).clone();
     let now = now_ms();
@@ -166,13 +172,13 @@ pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
     }
     w.updated_at = now;
     call.state.store.put_webhook(w.clone()).await?;
-    let body = dto::secrets_json(&w, now);
+    let resp = json_response(StatusCode::OK, &dto::WebhookSecrets::at(&w, now));
     call.state.registry.put_webhook(w);
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(resp)
 }
 
 pub async fn test(call: &Call<'_>, id: &str) -> Reply {
-    let tenant = call.tenant_with(Scope::WebhooksWrite)?;
+    let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
     let body = call.json()?;
     let spec = with_ctx(call, &tenant, |ctx| validate::test_event(&body, ctx))
@@ -182,5 +188,5 @@ pub async fn test(call: &Call<'_>, id: &str) -> Reply {
         .engine
         .send_test(&w, &spec.event_type, &spec.message)
         .await?;
-    Ok(json_response(StatusCode::OK, &dto::attempt_json(&attempt)))
+    Ok(json_response(StatusCode::OK, &dto::Attempt::new(&attempt)))
 }

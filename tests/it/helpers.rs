@@ -1,5 +1,6 @@
 //! `TestApp`: the real hookbox (`App::build`) on port 0 with a temporary data dir,
-//! and a small HTTP client to talk to it as a user would.
+//! and a small HTTP client to talk to it as a user would. Every answer the client
+//! gets is checked against the live `/openapi.json` (`contract.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+
+use crate::contract::Contract;
 
 /// The event types every test tenant starts with.
 pub const SEED_TYPES: &[&str] = &[
@@ -69,6 +72,7 @@ pub struct TestApp {
     pub config: Config,
     pub dir: tempfile::TempDir,
     client: Client<HttpConnector, Full<Bytes>>,
+    contract: tokio::sync::OnceCell<Contract>,
 }
 
 /// A tenant and an API key with every scope.
@@ -102,6 +106,7 @@ impl TestApp {
             config,
             dir,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            contract: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -127,7 +132,8 @@ impl TestApp {
     }
 
     /// Sends a request with raw body bytes and headers; returns status and JSON (or
-    /// `Value::Null` for an empty or non-JSON body).
+    /// `Value::Null` for an empty or non-JSON body). The answer is checked against
+    /// the live `/openapi.json`: a test fails when the server answers outside it.
     pub async fn raw(
         &self,
         method: Method,
@@ -135,6 +141,31 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
+        let (status, value, len) = self.send(method.clone(), path, headers, body).await;
+        let contract = self
+            .contract
+            .get_or_init(|| async {
+                let (s, doc, _) = self
+                    .send(Method::GET, "/openapi.json", &[], Vec::new())
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{doc}");
+                Contract::new(doc)
+            })
+            .await;
+        if let Err(e) = contract.check(&method, path, status, &value, len) {
+            panic!("the answer breaks the API document: {e}");
+        }
+        (status, value)
+    }
+
+    /// [`TestApp::raw`] without the document check; also returns the body length.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, usize) {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -151,7 +182,7 @@ impl TestApp {
         let status = resp.status();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
+        (status, value, bytes.len())
     }
 
     /// A JSON request with a bearer token and optional extra headers.

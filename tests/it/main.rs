@@ -5,6 +5,7 @@ mod api;
 mod api_persist;
 mod api_seeds;
 mod api_webhooks;
+mod contract;
 mod delivery;
 mod delivery_ops;
 mod delivery_outcomes;
