@@ -8,14 +8,14 @@
 # not exist, a blocked host...). Exits non-zero on any failure. Under two minutes.
 #
 # Usage: bash .ci/schemathesis.sh   (from anywhere; builds the release binary)
-# Env: SCHEMATHESIS_EXAMPLES (per operation, default 40), SCHEMATHESIS_SEED (default 1105).
+# Env: SCHEMATHESIS_EXAMPLES (per operation, default 10), SCHEMATHESIS_SEED (default 1105).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 version=4.32.5
 venv=$target/schemathesis-venv
-examples=${SCHEMATHESIS_EXAMPLES:-40}
+examples=${SCHEMATHESIS_EXAMPLES:-10}
 seed=${SCHEMATHESIS_SEED:-1105}
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
@@ -100,9 +100,9 @@ status=0
     --url "$base" \
     -H "Authorization: Bearer $key" \
     --checks not_a_server_error,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
-    --phases examples,coverage,fuzzing \
+    --phases coverage,fuzzing \
     --seed "$seed" --max-examples "$examples" --generation-deterministic \
-    --workers 2 --request-timeout 5 --no-color \
+    --workers 1 --request-timeout 5 --no-color \
     --report junit --report-dir "$target/schemathesis-report" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "==> schemathesis found problems (exit $status); server log:"

@@ -513,7 +513,7 @@ pub(super) fn check_metadata(f: &Field, r: &mut Vec<String>) -> Option<BTreeMap<
 }
 
 pub(super) fn check_rate_limit(f: &Field, r: &mut Vec<String>) -> Option<u32> {
-    match f.value.as_u64() {
+    match whole_number(f.value) {
         Some(n @ 1..=MAX_RATE_LIMIT) => u32::try_from(n).ok(),
         _ => {
             r.push(format!(

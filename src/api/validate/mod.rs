@@ -252,6 +252,16 @@ pub(crate) fn check_text(name: &str, s: &str, max: usize, r: &mut Vec<String>) -
     }
 }
 
+/// A non-negative whole number. JSON Schema calls `5.0` an integer, so an integral
+/// float is one too (a body the document allows is never refused for its shape).
+pub(crate) fn whole_number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    })
+}
+
 /// Quotes a client-supplied string for a reason: escaped, and cut at 64
 /// characters (on a char boundary) so a huge key cannot balloon the response.
 pub(crate) fn quote(s: &str) -> String {

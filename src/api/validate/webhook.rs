@@ -278,7 +278,7 @@ pub fn rotate(body: &Value) -> Result<RotateSpec, Vec<String>> {
         _ => None,
     };
     let grace_seconds = match fields.get(&["grace_seconds"], &mut r) {
-        Some(f) if !f.is_null() => match f.value.as_u64() {
+        Some(f) if !f.is_null() => match whole_number(f.value) {
             Some(n) if n <= MAX_GRACE_SECONDS => n,
             _ => {
                 r.push(format!(

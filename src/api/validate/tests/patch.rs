@@ -214,3 +214,22 @@ fn small_bodies() {
     );
     assert_eq!(reasons(recover_at(&json!({}), NOW)), ["since is required"]);
 }
+
+/// JSON Schema (and so the document) calls `5.0` an integer: integral floats are
+/// accepted where an integer is, fractions still refused (found by Schemathesis).
+#[test]
+fn integral_floats_are_integers() {
+    let spec = rotate(&json!({"grace_seconds": 125415.0})).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(spec.grace_seconds, 125_415);
+    assert_eq!(
+        reasons(rotate(&json!({"grace_seconds": 1.5}))),
+        ["grace_seconds must be an integer between 0 and 604800"]
+    );
+    let p = webhook_patch(
+        &json!({"rate_limit_per_second": 5.0}),
+        &stored(),
+        &ctx(true),
+    )
+    .unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(p.rate_limit_per_second, Some(Some(5)));
+}
