@@ -8,14 +8,14 @@
 # not exist, a blocked host...). Exits non-zero on any failure. Under two minutes.
 #
 # Usage: bash .ci/schemathesis.sh   (from anywhere; builds the release binary)
-# Env: SCHEMATHESIS_EXAMPLES (per operation, default 10), SCHEMATHESIS_SEED (default 1105).
+# Env: SCHEMATHESIS_EXAMPLES (per operation, default 100), SCHEMATHESIS_SEED (default 1105).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 version=4.32.5
 venv=$target/schemathesis-venv
-examples=${SCHEMATHESIS_EXAMPLES:-10}
+examples=${SCHEMATHESIS_EXAMPLES:-100}
 seed=${SCHEMATHESIS_SEED:-1105}
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
@@ -94,16 +94,23 @@ print('include-operation-id = %s' % json.dumps(semantic))
 print('checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]')
 EOF
 
-echo "==> schemathesis $version against $base/openapi.json (seed $seed, $examples examples per operation)"
+# The fuzzing phase (positive and negative cases from the schemas); the coverage
+# phase is left out: on 2 shared cores it needs about ten minutes for this document.
+# Tenant routes run with a tenant key, admin routes with the admin token.
+run() {
+    "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
+        --url "$base" \
+        --checks not_a_server_error,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
+        --phases fuzzing --mode all \
+        --seed "$seed" --max-examples "$examples" \
+        --workers 1 --request-timeout 5 --no-color --suppress-health-check all \
+        --report junit --report-dir "$target/schemathesis-report" "$@"
+}
 status=0
-"$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
-    --url "$base" \
-    -H "Authorization: Bearer $key" \
-    --checks not_a_server_error,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
-    --phases coverage,fuzzing \
-    --seed "$seed" --max-examples "$examples" --generation-deterministic \
-    --workers 1 --request-timeout 5 --no-color \
-    --report junit --report-dir "$target/schemathesis-report" || status=$?
+echo "==> schemathesis $version, tenant routes (seed $seed, $examples examples per operation)"
+run -H "Authorization: Bearer $key" --exclude-path-regex '^/v1/(tenants|api-keys)' || status=$?
+echo "==> schemathesis $version, admin routes"
+run -H "Authorization: Bearer $admin" --include-path-regex '^/v1/(tenants|api-keys)' || status=$?
 if [ "$status" -ne 0 ]; then
     echo "==> schemathesis found problems (exit $status); server log:"
     tail -n 20 "$work/server.log"
