@@ -4,6 +4,9 @@
 //! deliveries fail until the webhook is disabled; then no secret may appear in what
 //! was logged. A separate test binary, because the subscriber is process-global.
 
+#[allow(dead_code)]
+#[path = "it/contract.rs"]
+mod contract;
 #[allow(dead_code, clippy::field_reassign_with_default)]
 #[path = "it/helpers.rs"]
 mod helpers;

@@ -88,7 +88,7 @@ pub async fn create_tenant(call: &Call<'_>) -> Reply {
 
 pub fn list_tenants(call: &Call<'_>) -> Reply {
     let tenants = call.state.registry.tenants();
-    let data = tenants.iter().map(|t| dto::Tenant::new(t)).collect();
+    let data = tenants.iter().map(dto::Tenant::new).collect();
     Ok(json_response(
         StatusCode::OK,
         &dto::TenantList {
@@ -189,7 +189,7 @@ pub async fn create_event_type(call: &Call<'_>) -> Reply {
 pub fn list_event_types(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let types = call.state.registry.event_types(&tenant);
-    let data = types.iter().map(|e| dto::EventType::new(e)).collect();
+    let data = types.iter().map(dto::EventType::new).collect();
     Ok(json_response(
         StatusCode::OK,
         &dto::EventTypeList {
