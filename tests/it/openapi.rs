@@ -708,3 +708,84 @@ async fn each_routes_documented_scope_is_what_auth_enforces() {
     }
     assert!(checked >= 30, "only {checked} operations");
 }
+
+/// The drift the issue found with a property-based tester, each case judged by the
+/// document (with the `jsonschema` crate) and by the server, which must agree:
+/// both spellings of an aliased field, an unprefixed rotation secret and an empty
+/// `status=` filter are outside the document and refused; one spelling, a proper
+/// secret and a real status are inside it and accepted.
+#[tokio::test]
+async fn the_document_and_the_server_agree_on_the_issues_cases() {
+    let app = TestApp::spawn().await;
+    let receiver = TestReceiver::start().await;
+    let t = app.tenant("agree").await;
+    let (_, doc) = app.raw(Method::GET, "/openapi.json", &[], Vec::new()).await;
+    let valid = |schema: &str, body: &Value| {
+        let mut e = Vec::new();
+        check(
+            &doc,
+            &json!({"$ref": format!("#/components/schemas/{schema}")}),
+            body,
+            "$",
+            &mut e,
+        );
+        e.is_empty()
+    };
+    let url = receiver.url("/h");
+    let both =
+        json!({"url": url, "event_types": ["PATIENT_CREATED"], "events": ["PATIENT_CREATED"]});
+    assert!(
+        !valid("WebhookCreate", &both),
+        "the document allows both spellings"
+    );
+    let (s, v) = app
+        .as_tenant(&t, Method::POST, "/v1/webhooks", Some(both))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    for spelling in ["event_types", "subscriptions", "events"] {
+        let one = json!({"url": url, spelling: ["PATIENT_CREATED"]});
+        assert!(valid("WebhookCreate", &one), "{one}");
+        let (s, v) = app
+            .as_tenant(&t, Method::POST, "/v1/webhooks", Some(one))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (_, w) = app
+        .as_tenant(&t, Method::GET, "/v1/webhooks?limit=1", None)
+        .await;
+    let id = w["data"][0]["id"].as_str().expect("webhook id").to_owned();
+    let rotate = format!("/v1/webhooks/{id}/secrets/rotate");
+    let unprefixed = json!({"secret": "c0RWMWFLcWl0Q0xDbEkxMm03VVBGYkFB"});
+    assert!(
+        !valid("Rotate", &unprefixed),
+        "the document allows an unprefixed secret"
+    );
+    let (s, v) = app
+        .as_tenant(&t, Method::POST, &rotate, Some(unprefixed))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let proper = json!({"secret": "whsec_c0RWMWFLcWl0Q0xDbEkxMm03VVBGYkFB", "grace_seconds": 60.0});
+    assert!(valid("Rotate", &proper), "{proper}");
+    let (s, v) = app.as_tenant(&t, Method::POST, &rotate, Some(proper)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let status = &doc["paths"]["/v1/webhooks/{id}/deliveries"]["get"]["parameters"];
+    let status = status
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "status"))
+        .expect("status parameter");
+    assert!(
+        !status["schema"]["enum"]
+            .as_array()
+            .expect("enum")
+            .contains(&json!(""))
+    );
+    let path = format!("/v1/webhooks/{id}/deliveries");
+    let (s, v) = app
+        .as_tenant(&t, Method::GET, &format!("{path}?status="), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = app
+        .as_tenant(&t, Method::GET, &format!("{path}?status=failed"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
