@@ -7,6 +7,7 @@ pub mod codec;
 mod deliveries;
 mod events;
 mod notify;
+mod purge;
 mod tables;
 mod webhooks;
 mod writer;
@@ -117,6 +118,7 @@ impl Store {
             txn.open_table(ATTEMPTS)?;
             txn.open_table(NOTIFY)?;
             txn.open_table(META)?;
+            txn.open_table(TENANT_PURGES)?;
         }
         txn.commit()?;
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));

@@ -1,0 +1,251 @@
+//! Purging a deleted tenant's data: its events (payloads), deliveries, attempts
+//! (response bodies), idempotency records, due/pending entries, notification state
+//! and webhook index rows, in small transactions so the writer never stalls on a
+//! big tenant. Must never touch another tenant's rows, and never write anything
+//! in a job that fails (the writer's job invariant).
+//!
+//! `delete_tenant` (admin.rs) records the id in `TENANT_PURGES` in the same durable
+//! commit that removes the tenant; `create_tenant` refuses an id found there, so a
+//! re-created tenant can never see the old data. The marker goes away with the last
+//! chunk; a purge cut short by a crash or stop resumes at the next start.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::tables::*;
+use super::{Store, StoreError, decode};
+use crate::model::{Delivery, Event};
+
+/// Rows (events, deliveries, attempts, index rows) one purge transaction removes at
+/// most, give or take one event's fan-out; the same order as retention's 500 events.
+pub const PURGE_CHUNK_ROWS: usize = 2000;
+
+/// One delivery to remove: (delivery id, webhook id, attempt numbers).
+type DeliveryRows = (String, String, Vec<u32>);
+
+impl Store {
+    /// Ids of deleted tenants whose data is still being purged.
+    pub fn tenants_being_purged(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(TENANT_PURGES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, _) = row?;
+            out.push(k.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Whether `tenant` was deleted and its data is still being purged (then the id
+    /// cannot be created again yet).
+    pub fn tenant_being_purged(&self, tenant: &str) -> Result<bool, StoreError> {
+        let txn = self.read()?;
+        Ok(txn.open_table(TENANT_PURGES)?.get(tenant)?.is_some())
+    }
+
+    /// Removes the next chunk (about `max_rows` rows) of a deleted tenant's data, in
+    /// one lazily durable transaction (a lost chunk is simply redone: the marker is
+    /// durable). Returns true when nothing is left and the marker is gone.
+    pub async fn purge_tenant_chunk(
+        &self,
+        tenant: String,
+        max_rows: usize,
+    ) -> Result<bool, StoreError> {
+        self.write(false, move |txn| purge_chunk(txn, &tenant, max_rows.max(1)))
+            .await
+    }
+
+    /// Purges a deleted tenant's data chunk by chunk until none is left.
+    pub async fn purge_tenant(&self, tenant: String) -> Result<(), StoreError> {
+        while !self
+            .purge_tenant_chunk(tenant.clone(), PURGE_CHUNK_ROWS)
+            .await?
+        {}
+        Ok(())
+    }
+
+    /// Runs [`Store::purge_tenant`] as a task, logging how it ended. A purge cut
+    /// short (the store closed or cannot write) resumes at the next start.
+    pub fn spawn_purge(&self, tenant: String) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            match store.purge_tenant(tenant.clone()).await {
+                Ok(()) => tracing::info!(%tenant, "deleted tenant's data purged"),
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "tenant purge stopped; it resumes at the next start")
+                }
+            }
+        })
+    }
+
+    /// Marks for purging every tenant id that owns events or idempotency records
+    /// but no tenant record (tenants deleted by a version that did not purge).
+    /// Returns the ids marked. One pass that skips from tenant to tenant; lazily
+    /// durable, since a lost mark is simply found again at the next start.
+    pub async fn mark_orphaned_tenants(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.write(false, move |txn| {
+            let mut orphans = Vec::new();
+            {
+                let tenants = txn.open_table(TENANTS)?;
+                let purges = txn.open_table(TENANT_PURGES)?;
+                let mut found = distinct_tenants(&txn.open_table(TENANT_EVENTS)?)?;
+                found.extend(distinct_tenants(&txn.open_table(IDEMPOTENCY)?)?);
+                found.sort();
+                found.dedup();
+                for t in found {
+                    if tenants.get(t.as_str())?.is_none() && purges.get(t.as_str())?.is_none() {
+                        orphans.push(t);
+                    }
+                }
+            }
+            let mut purges = txn.open_table(TENANT_PURGES)?;
+            let at = now.max(0) as u64;
+            for t in &orphans {
+                purges.insert(t.as_str(), at)?;
+            }
+            Ok(orphans)
+        })
+        .await
+    }
+}
+
+/// The distinct first key parts of a `(tenant, _)` table, one range lookup each.
+fn distinct_tenants<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, &'static str), V>,
+) -> Result<Vec<String>, StoreError> {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let next = {
+            let mut range = match out.last() {
+                // No stored id reaches U+10FFFF, so this skips the whole tenant.
+                Some(t) => table.range((t.as_str(), "\u{10ffff}")..)?,
+                None => table.range::<(&str, &str)>(..)?,
+            };
+            match range.next() {
+                Some(row) => Some(row?.0.value().0.to_owned()),
+                None => None,
+            }
+        };
+        match next {
+            Some(t) if out.last() != Some(&t) => out.push(t),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// One purge transaction for `tenant`: events first (with everything hanging off
+/// them), then leftover idempotency records, then webhook rows and the marker.
+fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<bool, StoreError> {
+    // Read everything first: a job that fails must not have written.
+    let mut events: Vec<(String, Option<String>, Vec<DeliveryRows>)> = Vec::new();
+    let mut rows = 0usize;
+    {
+        let tenant_events = txn.open_table(TENANT_EVENTS)?;
+        let event_table = txn.open_table(EVENTS)?;
+        let by_event = txn.open_table(EVENT_DELIVERIES)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let attempts = txn.open_table(ATTEMPTS)?;
+        for row in tenant_events.range((tenant, "")..)? {
+            let (k, _) = row?;
+            let (t, evt) = k.value();
+            if t != tenant || rows >= max_rows {
+                break;
+            }
+            let key = match event_table.get(evt)? {
+                Some(v) => decode::<Event>("events", v.value())?.idempotency_key,
+                None => None,
+            };
+            let mut ds = Vec::new();
+            for drow in by_event.range((evt, "")..)? {
+                let (dk, _) = drow?;
+                let (e, dlv) = dk.value();
+                if e != evt {
+                    break;
+                }
+                let webhook = match deliveries.get(dlv)? {
+                    Some(v) => decode::<Delivery>("deliveries", v.value())?.webhook_id,
+                    None => String::new(),
+                };
+                let mut numbers = Vec::new();
+                for arow in attempts.range((dlv, 0u32)..=(dlv, u32::MAX))? {
+                    numbers.push(arow?.0.value().1);
+                }
+                rows += 2 + numbers.len();
+                ds.push((dlv.to_owned(), webhook, numbers));
+            }
+            rows += 1;
+            events.push((evt.to_owned(), key, ds));
+        }
+    }
+    if !events.is_empty() {
+        let mut tenant_events = txn.open_table(TENANT_EVENTS)?;
+        let mut event_table = txn.open_table(EVENTS)?;
+        let mut idem = txn.open_table(IDEMPOTENCY)?;
+        let mut by_event = txn.open_table(EVENT_DELIVERIES)?;
+        let mut by_webhook = txn.open_table(WEBHOOK_DELIVERIES)?;
+        let mut deliveries = txn.open_table(DELIVERIES)?;
+        let mut attempts = txn.open_table(ATTEMPTS)?;
+        let mut pending = txn.open_table(PENDING)?;
+        let mut due = txn.open_table(DUE)?;
+        for (evt, key, ds) in &events {
+            for (dlv, webhook, numbers) in ds {
+                for n in numbers {
+                    attempts.remove((dlv.as_str(), *n))?;
+                }
+                if let Some(at) = pending.remove((webhook.as_str(), dlv.as_str()))? {
+                    due.remove((at.value(), dlv.as_str()))?;
+                }
+                by_webhook.remove((webhook.as_str(), dlv.as_str()))?;
+                by_event.remove((evt.as_str(), dlv.as_str()))?;
+                deliveries.remove(dlv.as_str())?;
+            }
+            if let Some(key) = key {
+                idem.remove((tenant, key.as_str()))?;
+            }
+            event_table.remove(evt.as_str())?;
+            tenant_events.remove((tenant, evt.as_str()))?;
+        }
+        return Ok(false);
+    }
+
+    // No events left: idempotency records without an event (none are expected),
+    // then the webhook rows and the marker.
+    let mut keys = Vec::new();
+    {
+        let idem = txn.open_table(IDEMPOTENCY)?;
+        for row in idem.range((tenant, "")..)? {
+            let (k, _) = row?;
+            let (t, key) = k.value();
+            if t != tenant || keys.len() >= max_rows {
+                break;
+            }
+            keys.push(key.to_owned());
+        }
+    }
+    if !keys.is_empty() {
+        let mut idem = txn.open_table(IDEMPOTENCY)?;
+        for key in &keys {
+            idem.remove((tenant, key.as_str()))?;
+        }
+        return Ok(false);
+    }
+    let mut webhooks = Vec::new();
+    {
+        let index = txn.open_table(TENANT_WEBHOOKS)?;
+        for row in index.range((tenant, "")..)? {
+            let (k, _) = row?;
+            let (t, wh) = k.value();
+            if t != tenant {
+                break;
+            }
+            webhooks.push(wh.to_owned());
+        }
+    }
+    let mut index = txn.open_table(TENANT_WEBHOOKS)?;
+    let mut notify = txn.open_table(NOTIFY)?;
+    for wh in &webhooks {
+        notify.remove(wh.as_str())?;
+        index.remove((tenant, wh.as_str()))?;
+    }
+    txn.open_table(TENANT_PURGES)?.remove(tenant)?;
+    Ok(true)
+}
