@@ -191,6 +191,7 @@ impl App {
         let _ = self.server.await;
         let _ = self.engine_task.await;
         let _ = self.retention.await;
+        self.store.stop_purges().await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("hookbox stopped");

@@ -120,8 +120,8 @@ pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
     // The old data goes in chunks; a small tenant is gone before the answer, so the
     // id can be reused at once. A big one carries on in the background (the id
     // answers 409 until it is done).
-    let purge = call.state.store.spawn_purge(id);
-    let _ = tokio::time::timeout(PURGE_WAIT, purge).await;
+    let purged = call.state.store.spawn_purge(id);
+    let _ = tokio::time::timeout(PURGE_WAIT, purged).await;
     Ok(no_content())
 }
 

@@ -758,15 +758,13 @@ fn check_oauth(
         _ => None,
     };
     let headers = match fields.get(&["headers"], r) {
-        Some(f) if !f.is_null() => {
-            check_headers(
-                &f,
-                &OAUTH_HEADERS,
-                current.map(|c| &c.headers),
-                moved.as_deref(),
-                r,
-            )
-        }
+        Some(f) if !f.is_null() => check_headers(
+            &f,
+            &OAUTH_HEADERS,
+            current.map(|c| &c.headers),
+            moved.as_deref(),
+            r,
+        ),
         _ => Some(BTreeMap::new()),
     };
     fields.finish(r);

@@ -242,7 +242,11 @@ mod tests {
             let Verdict::Retry { retry_after } = classify(Some(&answer(503, date)), now) else {
                 panic!("503 is retried");
             };
-            assert_eq!(next_delay(&policy, 1, retry_after, 0.5), Some(want), "now {now}");
+            assert_eq!(
+                next_delay(&policy, 1, retry_after, 0.5),
+                Some(want),
+                "now {now}"
+            );
         }
         // Only 429, 502, 503 and 504 are taken at their word.
         assert_eq!(

@@ -19,7 +19,11 @@ impl Store {
                 return Err(StoreError::Conflict(format!("tenant {}", tenant.id)));
             }
             // A deleted tenant's id stays taken until its old data is purged.
-            if txn.open_table(TENANT_PURGES)?.get(tenant.id.as_str())?.is_some() {
+            if txn
+                .open_table(TENANT_PURGES)?
+                .get(tenant.id.as_str())?
+                .is_some()
+            {
                 return Err(StoreError::Conflict(format!(
                     "tenant {} (deleted, its data still being purged)",
                     tenant.id

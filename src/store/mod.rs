@@ -84,6 +84,7 @@ struct Inner {
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
     ingest_queue: Arc<std::sync::Mutex<events::IngestQueue>>,
+    purges: purge::PurgeTasks,
 }
 
 impl Store {
@@ -141,6 +142,7 @@ impl Store {
                 healthy,
                 stats,
                 ingest_queue: Arc::default(),
+                purges: purge::PurgeTasks::default(),
             }),
         })
     }

@@ -9,6 +9,8 @@
 //! re-created tenant can never see the old data. The marker goes away with the last
 //! chunk; a purge cut short by a crash or stop resumes at the next start.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::*;
@@ -18,6 +20,13 @@ use crate::model::{Delivery, Event};
 /// Rows (events, deliveries, attempts, index rows) one purge transaction removes at
 /// most, give or take one event's fan-out; the same order as retention's 500 events.
 pub const PURGE_CHUNK_ROWS: usize = 2000;
+
+/// The running purge tasks and the flag that stops them.
+#[derive(Default)]
+pub(super) struct PurgeTasks {
+    stop: AtomicBool,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
 
 /// One delivery to remove: (delivery id, webhook id, attempt numbers).
 type DeliveryRows = (String, String, Vec<u32>);
@@ -54,27 +63,64 @@ impl Store {
             .await
     }
 
-    /// Purges a deleted tenant's data chunk by chunk until none is left.
+    /// Purges a deleted tenant's data chunk by chunk until none is left, or until
+    /// [`Store::stop_purges`] (then the marker stays and the purge resumes at the
+    /// next start).
     pub async fn purge_tenant(&self, tenant: String) -> Result<(), StoreError> {
-        while !self
-            .purge_tenant_chunk(tenant.clone(), PURGE_CHUNK_ROWS)
-            .await?
-        {}
+        while !self.inner.purges.stop.load(Ordering::SeqCst) {
+            if self
+                .purge_tenant_chunk(tenant.clone(), PURGE_CHUNK_ROWS)
+                .await?
+            {
+                break;
+            }
+        }
         Ok(())
     }
 
-    /// Runs [`Store::purge_tenant`] as a task, logging how it ended. A purge cut
-    /// short (the store closed or cannot write) resumes at the next start.
-    pub fn spawn_purge(&self, tenant: String) -> tokio::task::JoinHandle<()> {
+    /// Runs [`Store::purge_tenant`] as a task, logging how it ended; the answer
+    /// comes when it has ended. [`Store::stop_purges`] stops and awaits it.
+    pub fn spawn_purge(&self, tenant: String) -> tokio::sync::oneshot::Receiver<()> {
+        let (done, ended) = tokio::sync::oneshot::channel();
         let store = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             match store.purge_tenant(tenant.clone()).await {
+                Ok(()) if store.inner.purges.stop.load(Ordering::SeqCst) => {
+                    tracing::info!(%tenant, "tenant purge paused; it resumes at the next start")
+                }
                 Ok(()) => tracing::info!(%tenant, "deleted tenant's data purged"),
                 Err(e) => {
                     tracing::warn!(%tenant, error = %e, "tenant purge stopped; it resumes at the next start")
                 }
             }
-        })
+            let _ = done.send(());
+        });
+        let mut tasks = self
+            .inner
+            .purges
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+        ended
+    }
+
+    /// Stops the running purges after their current chunk and waits for them, so
+    /// no task holds the store when it closes. Later purges stop at once.
+    pub async fn stop_purges(&self) {
+        self.inner.purges.stop.store(true, Ordering::SeqCst);
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .purges
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 
     /// Marks for purging every tenant id that owns events or idempotency records

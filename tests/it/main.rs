@@ -21,4 +21,5 @@ mod openapi;
 mod receiver;
 mod receiver_auth;
 mod retention;
+mod security;
 mod smtp;
