@@ -541,14 +541,26 @@ async fn control_characters_are_refused_in_tenant_names_and_idempotency_keys() {
     assert_eq!(list["data"], json!([]), "nothing stored");
 }
 
+fn seconds_from_now(secs: i64) -> jiff::Timestamp {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(secs))
+        .expect("in range")
+}
+
 /// The IMF-fixdate `secs` seconds from now (whole seconds, as HTTP dates are).
 fn http_date_in(secs: i64) -> String {
-    let at = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(secs))
-        .expect("in range");
     jiff::fmt::rfc2822::DateTimePrinter::new()
-        .timestamp_to_rfc9110_string(&at)
+        .timestamp_to_rfc9110_string(&seconds_from_now(secs))
         .expect("printable")
+}
+
+/// The obsolete asctime form of an HTTP date (`Sun Nov  6 08:49:37 1994`), which
+/// RFC 9110 still requires recipients to accept.
+fn asctime_in(secs: i64) -> String {
+    seconds_from_now(secs)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%a %b %e %H:%M:%S %Y")
+        .to_string()
 }
 
 #[tokio::test]
@@ -571,10 +583,11 @@ async fn a_retry_after_http_date_is_honoured_and_clamped() {
     // The date has whole seconds, so 3 s ahead is 2 to 3 s after the first attempt.
     assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
 
-    // A date an hour ahead is clamped to retry_after_max.
+    // A date an hour ahead (in the obsolete asctime form) is clamped to
+    // retry_after_max.
     let app = TestApp::spawn_with(|c| c.delivery.retry_after_max = Duration::from_secs(1)).await;
     let rx = TestReceiver::start().await;
-    rx.script([Reply::status(503).header("retry-after", &http_date_in(3600))]);
+    rx.script([Reply::status(503).header("retry-after", &asctime_in(3600))]);
     let t = app.tenant("acme").await;
     app.webhook(
         &t,
