@@ -22,4 +22,5 @@ mod receiver;
 mod receiver_auth;
 mod retention;
 mod security;
+mod security_minor;
 mod smtp;
