@@ -345,8 +345,14 @@ fn tenant_id() -> Object {
         .build()
 }
 
+/// No control characters (CR, LF, NUL...), at least one visible character.
+const NO_CONTROL_TEXT: &str = concat!(
+    "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f]",
+    "[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+);
+
 fn name() -> Object {
-    text(1, MAX_NAME_LEN).build()
+    text(1, MAX_NAME_LEN).pattern(Some(NO_CONTROL_TEXT)).build()
 }
 
 /// `POST /v1/tenants`.
@@ -436,7 +442,10 @@ fn idempotency_key() -> Object {
             .schema_type(Type::String)
             .min_length(Some(1))
             .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
-            .description(Some("Same as the Idempotency-Key header"))
+            .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]+$"))
+            .description(Some(
+                "Same as the Idempotency-Key header; no control characters",
+            ))
             .build(),
     )
 }

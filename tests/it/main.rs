@@ -22,4 +22,6 @@ mod openapi;
 mod receiver;
 mod receiver_auth;
 mod retention;
+mod security;
+mod security_minor;
 mod smtp;

@@ -63,7 +63,8 @@ pub fn tenant_create(body: &Value) -> Result<TenantSpec, Vec<String>> {
         _ => None,
     };
     let name = required(fields.get(&["name"], &mut r), "name", &mut r)
-        .and_then(|f| f.text(MAX_NAME_LEN, &mut r));
+        .and_then(|f| f.text(MAX_NAME_LEN, &mut r))
+        .filter(|s| no_control_chars("name", s, &mut r));
     fields.finish(&mut r);
     match name {
         Some(name) if r.is_empty() => Ok(TenantSpec { id, name }),
@@ -80,7 +81,8 @@ pub fn api_key_create(body: &Value) -> Result<ApiKeySpec, Vec<String>> {
     let tenant = required(fields.get(&["tenant"], &mut r), "tenant", &mut r)
         .and_then(|f| check_tenant_id(&f, &mut r));
     let name = required(fields.get(&["name"], &mut r), "name", &mut r)
-        .and_then(|f| f.text(MAX_NAME_LEN, &mut r));
+        .and_then(|f| f.text(MAX_NAME_LEN, &mut r))
+        .filter(|s| no_control_chars("name", s, &mut r));
     let scopes = required(fields.get(&["scopes"], &mut r), "scopes", &mut r).and_then(|f| {
         let Some(items) = f.value.as_array() else {
             r.push(format!("{} must be an array of strings", f.name));

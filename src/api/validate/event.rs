@@ -51,7 +51,8 @@ fn serde_reason(e: &serde_json::Error) -> String {
     }
 }
 
-/// Checks an idempotency key: 1..=256 characters.
+/// Checks an idempotency key: 1..=256 characters, none of them a control
+/// character.
 fn check_idempotency_key(name: &str, key: &str, r: &mut Vec<String>) -> bool {
     let n = key.chars().count();
     let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&n);
@@ -60,7 +61,7 @@ fn check_idempotency_key(name: &str, key: &str, r: &mut Vec<String>) -> bool {
             "{name} must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
         ));
     }
-    ok
+    ok && no_control_chars(name, key, r)
 }
 
 /// The field checks of one parsed event.

@@ -18,6 +18,14 @@ pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> 
         r.push(format!("{name} must be at most {MAX_URL_LEN} characters"));
         return None;
     }
+    if has_zone_id(s) {
+        // A zone id (`[fe80::1%25lo]`, or `%lo` raw) names a local interface: the
+        // host is not one global address the SSRF guard could judge.
+        r.push(format!(
+            "{name} host must not carry an IPv6 zone id (\"%\" inside the brackets)"
+        ));
+        return None;
+    }
     let uri: http::Uri = match s.parse() {
         Ok(uri) => uri,
         Err(_) => {
@@ -68,6 +76,17 @@ pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> 
         }
     }
     (r.len() == before).then(|| s.to_owned())
+}
+
+/// Whether the authority of URL text `s` holds a bracketed IPv6 literal with a
+/// zone id (`%` inside the brackets, encoded as `%25` or raw).
+fn has_zone_id(s: &str) -> bool {
+    let rest = s.split_once("://").map_or(s, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    host.split_once('[')
+        .and_then(|(_, tail)| tail.split_once(']'))
+        .is_some_and(|(literal, _)| literal.contains('%'))
 }
 
 /// The port text of an authority (`user@host:port`, `[v6]:port`), if any.
@@ -235,11 +254,14 @@ pub(super) fn is_tchar(b: u8) -> bool {
 
 /// A custom header map. A value of exactly `"****"` (what reads show) keeps the
 /// value in `keep` under the same name, so a client may send back what it read;
-/// with nothing to keep it is refused rather than stored as a literal mask.
+/// with nothing to keep it is refused rather than stored as a literal mask. When
+/// `moved` says why the stored values' destination changed, a mask keeps nothing
+/// and each masked value must be sent again.
 pub(super) fn check_headers(
     f: &Field,
     rules: &HeaderRules,
     keep: Option<&BTreeMap<String, Secret>>,
+    moved: Option<&str>,
     r: &mut Vec<String>,
 ) -> Option<BTreeMap<String, Secret>> {
     let Some(map) = f.value.as_object() else {
@@ -297,6 +319,9 @@ pub(super) fn check_headers(
         } else if v == MASK {
             let kept = keep.and_then(|k| k.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)));
             match kept {
+                Some(_) if let Some(why) = moved => {
+                    r.push(format!("{}.{name} must be sent again: {why}", f.name));
+                }
                 Some((_, secret)) => {
                     out.insert(name.clone(), secret.clone());
                 }
@@ -326,6 +351,14 @@ pub(super) fn check_oauth(
 
     let token_url = required(fields.get(&["token_url"], r), &format!("{p}token_url"), r)
         .and_then(|f| f.string(r).and_then(|s| check_url(&f.name, s, ctx, r)));
+    // Stored OAuth secrets belong to the token endpoint: a mask keeps them only
+    // while it stays at the same scheme, host and port.
+    let moved = match (current, &token_url) {
+        (Some(c), Some(next)) if !super::origin::same_destination(&c.token_url, next) => {
+            Some(format!("{p}token_url moves to another host"))
+        }
+        _ => None,
+    };
     let client_id = required(fields.get(&["client_id"], r), &format!("{p}client_id"), r)
         .and_then(|f| f.text(MAX_TEXT_LEN, r));
     let client_secret = required(
@@ -337,6 +370,10 @@ pub(super) fn check_oauth(
         let s = f.text(MAX_TEXT_LEN, r)?;
         if s != MASK {
             return Some(Secret::new(s));
+        }
+        if let (Some(why), Some(_)) = (&moved, current) {
+            r.push(format!("{} must be sent again: {why}", f.name));
+            return None;
         }
         let kept = current.map(|c| c.client_secret.clone());
         if kept.is_none() {
@@ -352,9 +389,13 @@ pub(super) fn check_oauth(
         _ => None,
     };
     let headers = match fields.get(&["headers"], r) {
-        Some(f) if !f.is_null() => {
-            check_headers(&f, &OAUTH_HEADERS, current.map(|c| &c.headers), r)
-        }
+        Some(f) if !f.is_null() => check_headers(
+            &f,
+            &OAUTH_HEADERS,
+            current.map(|c| &c.headers),
+            moved.as_deref(),
+            r,
+        ),
         _ => Some(BTreeMap::new()),
     };
     fields.finish(r);

@@ -24,6 +24,9 @@
 pub mod admin;
 pub mod event;
 mod fields;
+mod origin;
+#[cfg(test)]
+mod sec_tests;
 #[cfg(test)]
 mod tests;
 pub mod webhook;
@@ -250,6 +253,19 @@ pub(crate) fn check_text(name: &str, s: &str, max: usize, r: &mut Vec<String>) -
     } else {
         true
     }
+}
+
+/// Whether `s` is free of control characters (CR, LF, NUL, tab and the rest of
+/// C0, DEL, C1), which would let a stored value forge lines in logs, e-mails or
+/// headers; pushes a reason naming the field when it is not.
+pub(crate) fn no_control_chars(name: &str, s: &str, r: &mut Vec<String>) -> bool {
+    let ok = !s.chars().any(char::is_control);
+    if !ok {
+        r.push(format!(
+            "{name} must not contain control characters (such as CR or LF)"
+        ));
+    }
+    ok
 }
 
 /// A non-negative whole number. JSON Schema calls `5.0` an integer, so an integral

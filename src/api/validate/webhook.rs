@@ -165,6 +165,14 @@ fn webhook_fields(
         }
         None => {}
     }
+    // Stored header values belong to the webhook's destination: a mask keeps them
+    // only while `url` stays at the same scheme, host and port.
+    let url_moved = match (current, &p.url) {
+        (Some(w), Some(next)) if !super::origin::same_destination(&w.url, next) => {
+            Some("url moves to another host".to_owned())
+        }
+        _ => None,
+    };
     let headers_field = fields.get(&["headers"], r);
     let header_names: Vec<&str> = match &headers_field {
         Some(f) => f
@@ -178,8 +186,24 @@ fn webhook_fields(
     };
     match &headers_field {
         Some(f) if f.is_null() => p.headers = Some(BTreeMap::new()),
-        Some(f) => p.headers = check_headers(f, &WEBHOOK_HEADERS, current.map(|w| &w.headers), r),
-        None => {}
+        Some(f) => {
+            p.headers = check_headers(
+                f,
+                &WEBHOOK_HEADERS,
+                current.map(|w| &w.headers),
+                url_moved.as_deref(),
+                r,
+            )
+        }
+        // Stored header values left out of the PATCH would follow the webhook to
+        // its new host just as masked ones would.
+        None => {
+            if let (Some(why), Some(w)) = (&url_moved, current) {
+                for name in w.headers.keys() {
+                    r.push(format!("headers.{name} must be sent again: {why}"));
+                }
+            }
+        }
     }
     if oauth_set {
         for name in header_names {
