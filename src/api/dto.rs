@@ -73,6 +73,11 @@ pub fn webhook_json_at(w: &Webhook, reveal: bool, now: UnixMs) -> Value {
     })
 }
 
+/// The `ETag` of a webhook at `version`: a strong entity tag, `"<version>"`.
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
 /// `GET /v1/webhooks/{id}/secrets`: the plain secrets active at `now`, current
 /// first, as `{"secrets": ["whsec_...", ...]}`.
 pub fn secrets_json(w: &Webhook, now: UnixMs) -> Value {
@@ -250,6 +255,7 @@ mod tests {
             updated_at: NOW,
             deleted_at: None,
             failing_since: None,
+            version: 1,
         }
     }
 

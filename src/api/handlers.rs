@@ -69,11 +69,11 @@ pub async fn create_tenant(call: &Call<'_>) -> Reply {
             created_at: now,
         })
         .collect();
+    // The registry shows the tenant once this returns (the store's change feed).
     call.state
         .store
-        .create_tenant(tenant.clone(), catalogue.clone())
+        .create_tenant(tenant.clone(), catalogue)
         .await?;
-    call.state.registry.put_tenant(tenant.clone(), catalogue);
     Ok(json_response(
         StatusCode::CREATED,
         &dto::tenant_json(&tenant),
@@ -105,8 +105,7 @@ pub fn get_tenant(call: &Call<'_>, id: &str) -> Reply {
 pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
     require_admin(&call.principal)?;
     let now = now_ms();
-    call.state.store.delete_tenant(id.clone(), now).await?;
-    call.state.registry.remove_tenant(&id, now);
+    call.state.store.delete_tenant(id, now).await?;
     Ok(no_content())
 }
 
@@ -129,12 +128,9 @@ pub async fn create_key(call: &Call<'_>) -> Reply {
         prefix: secret.chars().take(8).collect(),
         created_at: now_ms(),
     };
-    call.state.store.create_api_key(key.clone()).await?;
-    call.state.registry.put_key(key.clone());
-    Ok(json_response(
-        StatusCode::CREATED,
-        &dto::api_key_json(&key, Some(&secret)),
-    ))
+    let body = dto::api_key_json(&key, Some(&secret));
+    call.state.store.create_api_key(key).await?;
+    Ok(json_response(StatusCode::CREATED, &body))
 }
 
 pub fn list_keys(call: &Call<'_>) -> Reply {
@@ -163,8 +159,7 @@ pub fn get_key(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn delete_key(call: &Call<'_>, id: String) -> Reply {
     require_admin(&call.principal)?;
-    call.state.store.delete_api_key(id.clone()).await?;
-    call.state.registry.remove_key(&id);
+    call.state.store.delete_api_key(id).await?;
     Ok(no_content())
 }
 
@@ -178,12 +173,9 @@ pub async fn create_event_type(call: &Call<'_>) -> Reply {
         schema: spec.schema,
         created_at: now_ms(),
     };
-    call.state.store.create_event_type(et.clone()).await?;
-    call.state.registry.put_event_type(et.clone());
-    Ok(json_response(
-        StatusCode::CREATED,
-        &dto::event_type_json(&et),
-    ))
+    let body = dto::event_type_json(&et);
+    call.state.store.create_event_type(et).await?;
+    Ok(json_response(StatusCode::CREATED, &body))
 }
 
 pub fn list_event_types(call: &Call<'_>) -> Reply {
@@ -212,10 +204,6 @@ pub fn get_event_type(call: &Call<'_>, name: &str) -> Reply {
 
 pub async fn delete_event_type(call: &Call<'_>, name: String) -> Reply {
     let tenant = call.tenant_with(Scope::WebhooksWrite)?;
-    call.state
-        .store
-        .delete_event_type(tenant.clone(), name.clone())
-        .await?;
-    call.state.registry.remove_event_type(&tenant, &name);
+    call.state.store.delete_event_type(tenant, name).await?;
     Ok(no_content())
 }

@@ -1559,6 +1559,7 @@ mod tests {
             updated_at: NOW - 1000,
             deleted_at: None,
             failing_since: None,
+            version: 1,
         }
     }
 

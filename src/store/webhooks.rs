@@ -1,21 +1,85 @@
 //! Store operations on webhooks. Webhook records hold secrets, so each is sealed
-//! whole with the master key before it is written. Invariant kept here: a webhook
-//! that is disabled or deleted has no pending deliveries (saving it cancels them).
+//! whole with the master key before it is written. Invariants kept here: a webhook
+//! that is disabled or deleted has no pending deliveries (saving it cancels them);
+//! every change to a stored webhook is a read-modify-write of the stored record
+//! inside one writer job, bumps its `version`, and is published on the change feed.
+
+use std::sync::Arc;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::changes::Change;
 use super::tables::*;
 use super::{Store, StoreError, decode, encode};
 use crate::model::{Delivery, DeliveryState, UnixMs, Webhook};
 use crate::secrets::Cipher;
 
+/// What [`Store::update_webhook`] answers when the closure accepted the change:
+/// the webhook as now stored and the closure's own result.
+pub type Updated<R> = (Arc<Webhook>, R);
+
 impl Store {
-    /// Creates or replaces a webhook. When the saved webhook is disabled or deleted,
-    /// its pending deliveries are cancelled in the same transaction; returns how many.
-    pub async fn put_webhook(&self, webhook: Webhook) -> Result<usize, StoreError> {
+    /// Stores a new webhook at version 1; `Conflict` if its id is taken. Returns it
+    /// as stored (the registry already shows it when this returns).
+    pub async fn create_webhook(&self, webhook: Webhook) -> Result<Arc<Webhook>, StoreError> {
         let cipher = self.inner.cipher.clone();
-        self.write(true, move |txn| put_in(txn, &cipher, &webhook))
-            .await
+        self.write_changes(move |txn| {
+            if txn
+                .open_table(WEBHOOKS)?
+                .get(webhook.id.as_str())?
+                .is_some()
+            {
+                return Err(StoreError::Conflict(format!("webhook {}", webhook.id)));
+            }
+            let mut webhook = webhook;
+            webhook.version = 1;
+            put_in(txn, &cipher, &webhook)?;
+            let stored = Arc::new(webhook);
+            Ok((stored.clone(), vec![Change::Webhook(stored)]))
+        })
+        .await
+    }
+
+    /// Changes a stored webhook atomically: inside one writer job, `f` gets the
+    /// stored record (unsealed) and edits it. When `f` returns an error nothing is
+    /// written and the error comes back as `Ok(Err(e))`; when it leaves the record
+    /// unchanged nothing is written either. Otherwise the version is bumped, the
+    /// record saved (cancelling pending deliveries if it is now disabled or
+    /// deleted) and the change published before this returns. The id and tenant
+    /// cannot be changed. `NotFound` if there is no such webhook.
+    pub async fn update_webhook<R, E, F>(
+        &self,
+        id: String,
+        f: F,
+    ) -> Result<Result<Updated<R>, E>, StoreError>
+    where
+        R: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut Webhook) -> Result<R, E> + Send + 'static,
+    {
+        let cipher = self.inner.cipher.clone();
+        self.write_changes(move |txn| {
+            let stored = match txn.open_table(WEBHOOKS)?.get(id.as_str())? {
+                Some(v) => unseal(&cipher, v.value())?,
+                None => return Err(StoreError::NotFound(format!("webhook {id}"))),
+            };
+            let mut next = stored.clone();
+            let r = match f(&mut next) {
+                Ok(r) => r,
+                Err(e) => return Ok((Err(e), Vec::new())),
+            };
+            next.id = stored.id.clone();
+            next.tenant = stored.tenant.clone();
+            next.version = stored.version;
+            if next == stored {
+                return Ok((Ok((Arc::new(stored), r)), Vec::new()));
+            }
+            next.version = stored.version.saturating_add(1);
+            put_in(txn, &cipher, &next)?;
+            let next = Arc::new(next);
+            Ok((Ok((next.clone(), r)), vec![Change::Webhook(next)]))
+        })
+        .await
     }
 
     /// Every webhook, deleted ones included (they keep their ids reserved), for
@@ -47,13 +111,9 @@ fn unseal(cipher: &Cipher, sealed: &[u8]) -> Result<Webhook, StoreError> {
     decode("webhooks", &plain)
 }
 
-/// Writes `webhook` inside `txn`, cancelling pending deliveries when it cannot be
-/// delivered to. Returns the number cancelled.
-pub(super) fn put_in(
-    txn: &WriteTransaction,
-    cipher: &Cipher,
-    webhook: &Webhook,
-) -> Result<usize, StoreError> {
+/// Writes `webhook` inside `txn` as given (version included), cancelling pending
+/// deliveries when it cannot be delivered to. Returns the number cancelled.
+fn put_in(txn: &WriteTransaction, cipher: &Cipher, webhook: &Webhook) -> Result<usize, StoreError> {
     let sealed = cipher.seal(&encode("webhooks", webhook)?);
     let cancelled = if webhook.enabled && webhook.deleted_at.is_none() {
         0
@@ -67,25 +127,27 @@ pub(super) fn put_in(
     Ok(cancelled)
 }
 
-/// Marks a stored webhook deleted (used by tenant deletion).
+/// Marks a stored webhook deleted (used by tenant deletion). Returns it as now
+/// stored, `None` when there is no such record.
 pub(super) fn soft_delete_in(
     txn: &WriteTransaction,
     cipher: &Cipher,
     id: &str,
     now: UnixMs,
-) -> Result<(), StoreError> {
+) -> Result<Option<Webhook>, StoreError> {
     let current = match txn.open_table(WEBHOOKS)?.get(id)? {
         Some(v) => unseal(cipher, v.value())?,
-        None => return Ok(()),
+        None => return Ok(None),
     };
     if current.deleted_at.is_some() {
-        return Ok(());
+        return Ok(Some(current));
     }
     let mut w = current;
     w.deleted_at = Some(now);
     w.updated_at = now;
+    w.version = w.version.saturating_add(1);
     put_in(txn, cipher, &w)?;
-    Ok(())
+    Ok(Some(w))
 }
 
 /// Cancels every unfinished delivery of a webhook: out of the due index, state
