@@ -439,6 +439,66 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_deletion_change_removes_exactly_what_it_lists() {
+        let reg = Registry::default();
+        let tenant = |id: &str| Tenant {
+            id: id.into(),
+            name: id.to_uppercase(),
+            created_at: 0,
+        };
+        let et = |t: &str, n: &str| EventType {
+            tenant: t.into(),
+            name: n.into(),
+            description: None,
+            schema: None,
+            created_at: 0,
+        };
+        let key = |id: &str, t: &str, b: u8| ApiKey {
+            id: id.into(),
+            tenant: t.into(),
+            name: "k".into(),
+            scopes: vec![],
+            hash: [b; 32],
+            prefix: "hbk_".into(),
+            created_at: 0,
+        };
+        reg.apply(&[
+            Change::TenantCreated {
+                tenant: tenant("t"),
+                catalogue: vec![et("t", "a"), et("t", "b")],
+            },
+            Change::TenantCreated {
+                tenant: tenant("u"),
+                catalogue: vec![et("u", "a")],
+            },
+            Change::KeyCreated(key("k1", "t", 1)),
+            Change::KeyCreated(key("k2", "u", 2)),
+            Change::Webhook(Arc::new(wh("wh_1", &["a"], &[]))),
+        ]);
+        assert_eq!(reg.matching("t", "a", &[]).len(), 1);
+        assert!(reg.key_by_hash(&[1; 32]).is_some());
+        let mut gone = wh("wh_1", &["a"], &[]);
+        gone.deleted_at = Some(5);
+        reg.apply(&[Change::TenantDeleted {
+            id: "t".into(),
+            keys: vec!["k1".into()],
+            event_types: vec!["a".into(), "b".into()],
+            webhooks: vec![Arc::new(gone)],
+        }]);
+        assert!(reg.tenant("t").is_none() && reg.tenant("u").is_some());
+        assert!(reg.key("k1").is_none() && reg.key_by_hash(&[1; 32]).is_none());
+        assert!(reg.key("k2").is_some());
+        assert!(!reg.has_event_type("t", "a") && reg.has_event_type("u", "a"));
+        assert!(reg.matching("t", "a", &[]).is_empty());
+        assert_eq!(reg.webhook("wh_1").and_then(|w| w.deleted_at), Some(5));
+        reg.apply(&[Change::EventTypeDeleted {
+            tenant: "u".into(),
+            name: "a".into(),
+        }]);
+        assert!(!reg.has_event_type("u", "a"));
+    }
+
+    #[test]
     fn listing_pages_skip_deleted() {
         let reg = Registry::default();
         for i in 0..5 {

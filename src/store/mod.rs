@@ -1,6 +1,7 @@
 //! The store: the only code that imports redb. It owns the data file, the table
-//! layout, the record codec and the single writer thread; it never does HTTP and
-//! never decides policy (what to deliver, when to retry): callers pass decisions in.
+//! layout, the versioned records (`records/`), the codec, the single writer thread
+//! and the change feed (`changes.rs`); it never does HTTP and never decides policy
+//! (what to deliver, when to retry): callers pass decisions in.
 
 mod admin;
 mod changes;
@@ -84,6 +85,29 @@ from_redb!(
 );
 
 /// The data file and its writer. Cheap to clone; every clone shares one database.
+///
+/// # The interface the API and the delivery engine use
+///
+/// Engine-neutral: a PostgreSQL engine implements the same set (no trait yet, one
+/// engine). Writes are atomic; "publishes" means the committed [`Change`]s go to the
+/// [`Subscriber`] after the commit, in commit order, before the caller is answered.
+/// - Lifecycle: [`Store::open`] (refuses a newer [`FORMAT`]), [`Store::subscribe`],
+///   [`Store::close`], [`Store::is_healthy`], [`Store::writer_stats`],
+///   [`Store::data_file_size`].
+/// - Tenants, keys, catalogues (publish): `create_tenant`, `delete_tenant` (the
+///   cascade is here alone), `create_api_key`, `delete_api_key`,
+///   `create_event_type`, `delete_event_type`, `seed_event_types`; reads
+///   `list_tenants`, `list_api_keys`, `list_event_types`, `applied_seeds`.
+/// - Webhooks (publish): `create_webhook`, `update_webhook` (every change is a
+///   read-modify-write of the stored record; bumps `version`); reads
+///   `load_webhooks`, `get_webhook`.
+/// - Ingest: `ingest` (durable, group committed, idempotency per call); reads
+///   `get_event`, `list_events`.
+/// - Delivery engine: `due_entries`, `next_due`, `next_due_after`, `due_count`,
+///   `pending_due`, `delivery_with_event`, `record_attempts` (lazily durable; the
+///   due entry is the lease), `cancel_delivery`, `record_manual`, `record_test`,
+///   `recover`; reads `get_delivery`, `list_webhook_deliveries`.
+/// - Notifications: `notify_state`, `put_notify_state`. Retention: `purge_before`.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
