@@ -191,3 +191,121 @@ pub(super) fn cancel_pending(
     }
     Ok(entries.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{Change, Subscriber};
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<Change>>);
+
+    impl Subscriber for Seen {
+        fn apply(&self, changes: &[Change]) {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(changes.iter().cloned());
+        }
+    }
+
+    fn webhook() -> Webhook {
+        Webhook {
+            id: "wh_1".into(),
+            tenant: "acme".into(),
+            url: "https://example.com/hook".into(),
+            event_types: vec!["*".into()],
+            channels: vec![],
+            description: Some("first".into()),
+            headers: Default::default(),
+            oauth: None,
+            secrets: vec![],
+            notification_email: None,
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            metadata: Default::default(),
+            rate_limit_per_second: None,
+            created_at: 1,
+            updated_at: 1,
+            deleted_at: None,
+            failing_since: None,
+            version: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn update_webhook_writes_only_accepted_changes_and_bumps_the_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            Store::open(&dir.path().join("t.redb"), Cipher::new(&[3; 32]), 1 << 20).expect("open");
+        let seen = Arc::new(Seen::default());
+        store.subscribe(seen.clone());
+        let published = || seen.0.lock().map(|v| v.len()).unwrap_or(0);
+
+        let created = store.create_webhook(webhook()).await.expect("create");
+        assert_eq!(created.version, 1);
+        assert_eq!(published(), 1);
+        assert!(matches!(
+            store.create_webhook(webhook()).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        // A refused change writes and publishes nothing.
+        let refused = store
+            .update_webhook("wh_1".into(), |w| {
+                w.enabled = false;
+                Err::<(), _>("no")
+            })
+            .await
+            .expect("store ok");
+        assert_eq!(refused.err(), Some("no"));
+        let stored = store.get_webhook("wh_1").expect("read").expect("exists");
+        assert!(stored.enabled && stored.version == 1);
+        assert_eq!(published(), 1);
+
+        // A change that changes nothing keeps the version; the id cannot move.
+        let (same, ()) = store
+            .update_webhook("wh_1".into(), |w| {
+                w.id = "wh_other".into();
+                w.version = 99;
+                Ok::<(), ()>(())
+            })
+            .await
+            .expect("store ok")
+            .expect("accepted");
+        assert_eq!((same.id.as_str(), same.version), ("wh_1", 1));
+        assert_eq!(published(), 1);
+
+        // An accepted change is written against the stored record, bumped and
+        // published.
+        let (next, n) = store
+            .update_webhook("wh_1".into(), |w| {
+                w.description = Some("second".into());
+                Ok::<u8, ()>(7)
+            })
+            .await
+            .expect("store ok")
+            .expect("accepted");
+        assert_eq!((next.version, n), (2, 7));
+        assert_eq!(
+            store.get_webhook("wh_1").expect("read"),
+            Some((*next).clone())
+        );
+        assert_eq!(published(), 2);
+        assert!(matches!(
+            seen.0.lock().expect("lock").last(),
+            Some(Change::Webhook(w)) if w.description.as_deref() == Some("second")
+        ));
+
+        assert!(matches!(
+            store
+                .update_webhook("wh_none".into(), |_| Ok::<(), ()>(()))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        store.close();
+    }
+}
