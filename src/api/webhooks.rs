@@ -171,7 +171,7 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     let body = call.json()?;
     let checks = Checks::new(call, &tenant);
     let now = now_ms();
-    let (w, oauth_changed) = call
+    let (w, destination_changed) = call
         .state
         .store
         .update_webhook(id.to_owned(), move |w| {
@@ -179,12 +179,13 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
             let patch = checks
                 .with_ctx(|ctx| validate::webhook_patch(&body, w, ctx))
                 .map_err(ApiError::invalid)?;
-            let before = w.oauth.clone();
+            let (oauth, url) = (w.oauth.clone(), w.url.clone());
             patch.apply(w, now);
-            Ok::<bool, ApiError>(w.oauth != before)
+            Ok::<bool, ApiError>(w.oauth != oauth || w.url != url)
         })
         .await??;
-    if oauth_changed {
+    // A token was fetched for this destination; a new url or oauth fetches anew.
+    if destination_changed {
         call.state.engine.forget_token(&w.id);
     }
     let resp = json_response(StatusCode::OK, &dto::webhook_json(&w, false));

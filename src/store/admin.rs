@@ -20,6 +20,17 @@ impl Store {
             if tenants.get(tenant.id.as_str())?.is_some() {
                 return Err(StoreError::Conflict(format!("tenant {}", tenant.id)));
             }
+            // A deleted tenant's id stays taken until its old data is purged.
+            if txn
+                .open_table(TENANT_PURGES)?
+                .get(tenant.id.as_str())?
+                .is_some()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "tenant {} (deleted, its data still being purged)",
+                    tenant.id
+                )));
+            }
             let bytes = encode("tenants", &tenant)?;
             let mut types = txn.open_table(EVENT_TYPES)?;
             let mut encoded = Vec::with_capacity(catalogue.len());
@@ -47,10 +58,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a tenant with its keys and catalogue, and soft-deletes its webhooks
-    /// (cancelling their deliveries). Returns the deleted webhooks' ids, or
-    /// `NotFound`. Events and attempts age out through retention. The published
-    /// change lists everything the cascade removed or changed.
+    /// Deletes a tenant with its keys and catalogue, soft-deletes its webhooks
+    /// (cancelling their deliveries) and marks the id for purging: its events,
+    /// deliveries, attempts and idempotency records are then removed in chunks by
+    /// [`Store::purge_tenant`], and the id cannot be created again until that is
+    /// done. Returns the deleted webhooks' ids, or `NotFound`. The published change
+    /// lists everything the cascade removed or changed.
     pub async fn delete_tenant(&self, id: String, now: i64) -> Result<Vec<String>, StoreError> {
         let cipher = self.inner.cipher.clone();
         self.write_changes(move |txn| {
@@ -88,6 +101,8 @@ impl Store {
                 event_types.push(name.to_owned());
             }
             tenants.remove(id.as_str())?;
+            txn.open_table(TENANT_PURGES)?
+                .insert(id.as_str(), now.max(0) as u64)?;
             let mut api_keys = txn.open_table(API_KEYS)?;
             for k in &keys {
                 api_keys.remove(k.as_str())?;

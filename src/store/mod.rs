@@ -9,6 +9,7 @@ pub mod codec;
 mod deliveries;
 mod events;
 mod notify;
+mod purge;
 pub mod records;
 mod tables;
 mod webhooks;
@@ -127,6 +128,7 @@ struct Inner {
     stats: Arc<WriterStats>,
     ingest_queue: Arc<std::sync::Mutex<events::IngestQueue>>,
     feed: Arc<changes::Feed>,
+    purges: purge::PurgeTasks,
 }
 
 impl Store {
@@ -179,6 +181,7 @@ impl Store {
             txn.open_table(ATTEMPTS)?;
             txn.open_table(NOTIFY)?;
             txn.open_table(META)?;
+            txn.open_table(TENANT_PURGES)?;
         }
         txn.commit()?;
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
@@ -202,6 +205,7 @@ impl Store {
                 stats,
                 ingest_queue: Arc::default(),
                 feed: Arc::default(),
+                purges: purge::PurgeTasks::default(),
             }),
         })
     }
