@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookbox::model::{Delivery, DeliveryState, Event};
-use hookbox::store::codec::{decode, encode};
+use hookbox::store::records::Record;
 
 fn event() -> Event {
     Event {
@@ -40,16 +40,16 @@ fn delivery() -> Delivery {
 fn codec(c: &mut Criterion) {
     let e = event();
     let d = delivery();
-    let eb = encode(&e).expect("encodes");
-    let db = encode(&d).expect("encodes");
+    let eb = e.to_bytes().expect("encodes");
+    let db = d.to_bytes().expect("encodes");
     let mut g = c.benchmark_group("codec");
-    g.bench_function("encode_event_1KiB", |b| b.iter(|| encode(black_box(&e))));
+    g.bench_function("encode_event_1KiB", |b| b.iter(|| black_box(&e).to_bytes()));
     g.bench_function("decode_event_1KiB", |b| {
-        b.iter(|| decode::<Event>(black_box(&eb)))
+        b.iter(|| Event::from_bytes(black_box(&eb)))
     });
-    g.bench_function("encode_delivery", |b| b.iter(|| encode(black_box(&d))));
+    g.bench_function("encode_delivery", |b| b.iter(|| black_box(&d).to_bytes()));
     g.bench_function("decode_delivery", |b| {
-        b.iter(|| decode::<Delivery>(black_box(&db)))
+        b.iter(|| Delivery::from_bytes(black_box(&db)))
     });
     g.finish();
 }

@@ -244,13 +244,15 @@ async fn load_registry(
                 .any(|x| x.tenant == et.tenant && x.name == et.name)
         })
         .collect();
-    let mut types = types;
+    // From here on the registry changes only through the store's change feed,
+    // applied after each commit and before its caller is answered.
+    let registry = Registry::load(tenants, keys, types, webhooks);
+    store.subscribe(Arc::new(registry.clone()));
     let names: Vec<String> = seeds.iter().map(|(n, _)| n.clone()).collect();
     if !fresh.is_empty() || names != applied {
-        store.seed_event_types(missing.clone(), names).await?;
-        types.extend(missing);
+        store.seed_event_types(missing, names).await?;
     }
-    Ok(Registry::load(tenants, keys, types, webhooks))
+    Ok(registry)
 }
 
 /// Purges events (with their deliveries and attempts) older than `keep`, every

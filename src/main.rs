@@ -9,11 +9,17 @@ use clap::{Args, Parser, Subcommand};
 use hookbox::cli;
 use hookbox::config::{Config, ConfigError, LogFormat};
 use hookbox::delivery::signer;
+use hookbox::store::StoreError;
 
 /// Exit code for an unusable configuration (sysexits' EX_USAGE): distinct from a
 /// runtime failure (1) so a supervisor can stop restarting a process that cannot
 /// start (systemd `RestartPreventExitStatus=64`).
 const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Exit code for a data file written by a newer hookbox (sysexits' EX_DATAERR): the
+/// file is refused, never misread, and restarting cannot help
+/// (systemd `RestartPreventExitStatus=64 65`).
+const EXIT_NEWER_DATA: u8 = 65;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -33,7 +39,8 @@ The tenant, key, webhook, event and delivery commands talk to a running server
 single owner, so there is no offline mode. They use the admin token from
 --admin-token, HOOKBOX_ADMIN_TOKEN, the config's admin_token or <data_dir>/admin-token.
 Exit status: 0 ok, 1 the server refused (every reason is printed), 2 bad usage,
-3 cannot connect, 64 invalid configuration.
+3 cannot connect, 64 invalid configuration, 65 (serve) the data file was written
+by a newer hookbox.
 ";
 
 /// hookbox: an embedded webhook gateway. Durable ingest, signed Standard Webhooks
@@ -109,7 +116,17 @@ async fn serve(path: Option<PathBuf>) -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            let newer = err.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<StoreError>(),
+                    Some(StoreError::NewerFormat { .. })
+                )
+            });
+            if newer {
+                ExitCode::from(EXIT_NEWER_DATA)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,11 +1,10 @@
 //! Domain types of hookbox: tenants, keys, event types, webhooks, events, deliveries
 //! and attempts. Pure data and rules: no I/O, no wire format and no disk format live
-//! here (the API has `api::dto`, the store has `store::codec`).
+//! here (the API has `api::dto`; the store has its own versioned records in
+//! `store::records`, so these types may change freely).
 
 use std::collections::BTreeMap;
 use std::fmt;
-
-use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch, UTC. Every stored time uses this.
 pub type UnixMs = i64;
@@ -47,8 +46,9 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// A secret string (signing secret, OAuth client secret, header value) whose Debug
-/// and Display never print the value.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// and Display never print the value. `Deserialize` is for the config file (admin
+/// token, master key, SMTP password); records on disk have their own types.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Secret(String);
 
 impl Secret {
@@ -69,7 +69,7 @@ impl fmt::Debug for Secret {
 }
 
 /// What an API key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
     WebhooksRead,
     WebhooksWrite,
@@ -103,7 +103,7 @@ impl Scope {
 }
 
 /// An organisation whose webhooks are isolated from every other tenant's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -111,7 +111,7 @@ pub struct Tenant {
 }
 
 /// An API key record. The key itself is never stored: only its SHA-256 hash.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ApiKey {
     pub id: String,
     pub tenant: String,
@@ -125,7 +125,7 @@ pub struct ApiKey {
 }
 
 /// An entry of a tenant's event-type catalogue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EventType {
     pub tenant: String,
     pub name: String,
@@ -136,7 +136,7 @@ pub struct EventType {
 }
 
 /// OAuth2 client-credentials settings used to authenticate to a receiver.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OAuthConfig {
     pub token_url: String,
     pub client_id: String,
@@ -147,7 +147,7 @@ pub struct OAuthConfig {
 }
 
 /// One signing secret of a webhook. The first in a webhook's list is current.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SigningSecret {
     /// `whsec_` + base64 of the key bytes.
     pub secret: Secret,
@@ -156,7 +156,7 @@ pub struct SigningSecret {
 }
 
 /// A webhook subscription.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Webhook {
     pub id: String,
     pub tenant: String,
@@ -183,6 +183,9 @@ pub struct Webhook {
     pub deleted_at: Option<UnixMs>,
     /// Start of the current run of failed deliveries (auto-disable), if failing.
     pub failing_since: Option<UnixMs>,
+    /// Bumped by the store on every write that changes the record; the API shows it
+    /// as the `ETag`. A record written by 0.1.0 reads as version 1.
+    pub version: u64,
 }
 
 impl Webhook {
@@ -224,7 +227,7 @@ pub fn type_filter_matches(filter: &str, name: &str) -> bool {
 }
 
 /// One message from the application.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub id: String,
     pub tenant: String,
@@ -237,7 +240,7 @@ pub struct Event {
 }
 
 /// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeliveryState {
     /// Waiting for its first attempt.
     Pending,
@@ -286,7 +289,7 @@ impl DeliveryState {
 }
 
 /// One (event, webhook) pair.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
     pub id: String,
     pub tenant: String,
@@ -308,7 +311,7 @@ pub struct Delivery {
 }
 
 /// What started an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
     Scheduled,
     Manual,
@@ -327,7 +330,7 @@ impl Trigger {
 }
 
 /// One HTTP try of a delivery.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Attempt {
     pub delivery_id: String,
     /// 1-based attempt number within the delivery.

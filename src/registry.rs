@@ -1,12 +1,14 @@
 //! The in-memory view of everything small and hot: tenants, API keys (by hash),
 //! event-type catalogues and live webhooks, indexed for matching. Loaded from the
-//! store at start-up and updated by the API after each successful write; the store
-//! stays the source of truth. Never does I/O.
+//! store at start-up and then changed only by the store's change feed
+//! (`store::Change`, applied after each commit, in commit order); the store stays
+//! the source of truth and no handler writes here. Never does I/O.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::model::{ApiKey, EventType, Tenant, Webhook};
+use crate::store::{Change, Subscriber};
 
 /// The registry. Cheap to clone.
 #[derive(Clone, Default)]
@@ -154,41 +156,61 @@ impl Registry {
         self.read().tenants.values().cloned().collect()
     }
 
-    /// Adds a tenant with its seeded catalogue.
-    pub fn put_tenant(&self, tenant: Tenant, catalogue: Vec<EventType>) {
-        let mut s = self.write();
-        let cat = s.catalogues.entry(tenant.id.clone()).or_default();
-        for et in catalogue {
-            cat.insert(et.name.clone(), et);
-        }
-        s.tenants.insert(tenant.id.clone(), tenant);
-    }
-
-    /// Forgets a tenant, its keys and catalogue, and marks its webhooks deleted.
-    pub fn remove_tenant(&self, id: &str, now: i64) {
-        let mut s = self.write();
-        s.tenants.remove(id);
-        s.keys.retain(|_, k| k.tenant != id);
-        s.catalogues.remove(id);
-        let ids: Vec<String> = s
-            .by_tenant
-            .get(id)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        for wid in ids {
-            if let Some(w) = s.webhooks.get(&wid) {
-                let mut w = (**w).clone();
-                if w.deleted_at.is_none() {
-                    w.deleted_at = Some(now);
+    /// Applies one committed change. The tenant cascade comes from the store's
+    /// change, which lists what it removed; nothing is re-derived here.
+    fn apply_one(&self, change: &Change) {
+        match change {
+            Change::TenantCreated { tenant, catalogue } => {
+                let mut s = self.write();
+                let cat = s.catalogues.entry(tenant.id.clone()).or_default();
+                for et in catalogue {
+                    cat.insert(et.name.clone(), et.clone());
                 }
-                let w = Arc::new(w);
-                s.webhooks.insert(wid.clone(), w.clone());
-                if let Some(m) = s.by_tenant.get_mut(id) {
-                    m.insert(wid, w);
+                s.tenants.insert(tenant.id.clone(), tenant.clone());
+            }
+            Change::TenantDeleted {
+                id,
+                keys,
+                event_types,
+                webhooks,
+            } => {
+                {
+                    let mut s = self.write();
+                    s.tenants.remove(id);
+                    s.keys.retain(|_, k| !keys.contains(&k.id));
+                    if let Some(cat) = s.catalogues.get_mut(id) {
+                        for name in event_types {
+                            cat.remove(name);
+                        }
+                        if cat.is_empty() {
+                            s.catalogues.remove(id);
+                        }
+                    }
+                }
+                for w in webhooks {
+                    self.put_webhook(w.clone());
                 }
             }
+            Change::KeyCreated(key) => {
+                self.write().keys.insert(key.hash, Arc::new(key.clone()));
+            }
+            Change::KeyDeleted { id } => self.write().keys.retain(|_, k| k.id != *id),
+            Change::EventTypesAdded(types) => {
+                let mut s = self.write();
+                for et in types {
+                    s.catalogues
+                        .entry(et.tenant.clone())
+                        .or_default()
+                        .insert(et.name.clone(), et.clone());
+                }
+            }
+            Change::EventTypeDeleted { tenant, name } => {
+                if let Some(c) = self.write().catalogues.get_mut(tenant) {
+                    c.remove(name);
+                }
+            }
+            Change::Webhook(w) => self.put_webhook(w.clone()),
         }
-        s.index.remove(id);
     }
 
     /// The key whose SHA-256 is `hash`.
@@ -208,16 +230,6 @@ impl Registry {
         v
     }
 
-    /// Adds a key.
-    pub fn put_key(&self, key: ApiKey) {
-        self.write().keys.insert(key.hash, Arc::new(key));
-    }
-
-    /// Forgets a key.
-    pub fn remove_key(&self, id: &str) {
-        self.write().keys.retain(|_, k| k.id != id);
-    }
-
     /// Whether `name` is in the tenant's catalogue.
     pub fn has_event_type(&self, tenant: &str, name: &str) -> bool {
         self.read()
@@ -235,33 +247,18 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Adds or replaces an event type.
-    pub fn put_event_type(&self, et: EventType) {
-        self.write()
-            .catalogues
-            .entry(et.tenant.clone())
-            .or_default()
-            .insert(et.name.clone(), et);
-    }
-
-    /// Removes an event type.
-    pub fn remove_event_type(&self, tenant: &str, name: &str) {
-        if let Some(c) = self.write().catalogues.get_mut(tenant) {
-            c.remove(name);
-        }
-    }
-
     /// A webhook by id, deleted ones included.
     pub fn webhook(&self, id: &str) -> Option<Arc<Webhook>> {
         self.read().webhooks.get(id).cloned()
     }
 
     /// Adds or replaces a webhook and updates its tenant's matching index (removing
-    /// the old version's entries, adding the new one's).
-    pub fn put_webhook(&self, webhook: Webhook) {
+    /// the old version's entries, adding the new one's). Called by the change feed
+    /// (and by benchmarks); handlers never call it.
+    pub fn put_webhook(&self, webhook: impl Into<Arc<Webhook>>) {
         let mut s = self.write();
-        let tenant = webhook.tenant.clone();
-        let w = Arc::new(webhook);
+        let w: Arc<Webhook> = webhook.into();
+        let tenant = w.tenant.clone();
         let old = s.webhooks.insert(w.id.clone(), w.clone());
         s.by_tenant
             .entry(tenant.clone())
@@ -333,6 +330,14 @@ impl Registry {
     }
 }
 
+impl Subscriber for Registry {
+    fn apply(&self, changes: &[Change]) {
+        for change in changes {
+            self.apply_one(change);
+        }
+    }
+}
+
 fn reindex(s: &mut State, tenant: &str) {
     let idx = match s.by_tenant.get(tenant) {
         Some(m) => MatchIndex::build(m.values()),
@@ -366,6 +371,7 @@ mod tests {
             updated_at: 0,
             deleted_at: None,
             failing_since: None,
+            version: 1,
         }
     }
 
@@ -430,6 +436,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_tenant_deletion_change_removes_exactly_what_it_lists() {
+        let reg = Registry::default();
+        let tenant = |id: &str| Tenant {
+            id: id.into(),
+            name: id.to_uppercase(),
+            created_at: 0,
+        };
+        let et = |t: &str, n: &str| EventType {
+            tenant: t.into(),
+            name: n.into(),
+            description: None,
+            schema: None,
+            created_at: 0,
+        };
+        let key = |id: &str, t: &str, b: u8| ApiKey {
+            id: id.into(),
+            tenant: t.into(),
+            name: "k".into(),
+            scopes: vec![],
+            hash: [b; 32],
+            prefix: "hbk_".into(),
+            created_at: 0,
+        };
+        reg.apply(&[
+            Change::TenantCreated {
+                tenant: tenant("t"),
+                catalogue: vec![et("t", "a"), et("t", "b")],
+            },
+            Change::TenantCreated {
+                tenant: tenant("u"),
+                catalogue: vec![et("u", "a")],
+            },
+            Change::KeyCreated(key("k1", "t", 1)),
+            Change::KeyCreated(key("k2", "u", 2)),
+            Change::Webhook(Arc::new(wh("wh_1", &["a"], &[]))),
+        ]);
+        assert_eq!(reg.matching("t", "a", &[]).len(), 1);
+        assert!(reg.key_by_hash(&[1; 32]).is_some());
+        let mut gone = wh("wh_1", &["a"], &[]);
+        gone.deleted_at = Some(5);
+        reg.apply(&[Change::TenantDeleted {
+            id: "t".into(),
+            keys: vec!["k1".into()],
+            event_types: vec!["a".into(), "b".into()],
+            webhooks: vec![Arc::new(gone)],
+        }]);
+        assert!(reg.tenant("t").is_none() && reg.tenant("u").is_some());
+        assert!(reg.key("k1").is_none() && reg.key_by_hash(&[1; 32]).is_none());
+        assert!(reg.key("k2").is_some());
+        assert!(!reg.has_event_type("t", "a") && reg.has_event_type("u", "a"));
+        assert!(reg.matching("t", "a", &[]).is_empty());
+        assert_eq!(reg.webhook("wh_1").and_then(|w| w.deleted_at), Some(5));
+        reg.apply(&[Change::EventTypeDeleted {
+            tenant: "u".into(),
+            name: "a".into(),
+        }]);
+        assert!(!reg.has_event_type("u", "a"));
     }
 
     #[test]

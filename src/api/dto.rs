@@ -154,6 +154,11 @@ impl<'a> Webhook<'a> {
     }
 }
 
+/// The `ETag` of a webhook at `version`: a strong entity tag, `"<version>"`.
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
 /// `GET /v1/webhooks/{id}/secrets` and rotation: the plain secrets active now,
 /// current first.
 #[derive(Serialize, ToSchema)]
@@ -550,6 +555,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
     Unavailable,
@@ -585,6 +591,7 @@ impl<'a> Error<'a> {
             "forbidden" => "Forbidden",
             "not_found" => "Not found",
             "conflict" => "Conflict",
+            "precondition_failed" => "Precondition failed",
             "payload_too_large" => "Payload too large",
             "unsupported_media_type" => "Unsupported media type",
             "too_many_requests" => "Too many requests",

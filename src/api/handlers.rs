@@ -87,13 +87,15 @@ pub async fn create_tenant(call: &Call<'_>) -> Reply {
             created_at: now,
         })
         .collect();
+    // The registry shows the tenant once this returns (the store's change feed).
     call.state
         .store
-        .create_tenant(tenant.clone(), catalogue.clone())
+        .create_tenant(tenant.clone(), catalogue)
         .await?;
-    let resp = json_response(StatusCode::CREATED, &dto::Tenant::new(&tenant));
-    call.state.registry.put_tenant(tenant, catalogue);
-    Ok(resp)
+    Ok(json_response(
+        StatusCode::CREATED,
+        &dto::Tenant::new(&tenant),
+    ))
 }
 
 pub fn list_tenants(call: &Call<'_>) -> Reply {
@@ -119,8 +121,8 @@ pub fn get_tenant(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
     let now = now_ms();
+    // The registry follows from the store's TenantDeleted change.
     call.state.store.delete_tenant(id.clone(), now).await?;
-    call.state.registry.remove_tenant(&id, now);
     // The old data goes in chunks; a small tenant is gone before the answer, so the
     // id can be reused at once. A big one carries on in the background (the id
     // answers 409 until it is done).
@@ -147,9 +149,8 @@ pub async fn create_key(call: &Call<'_>) -> Reply {
         prefix: secret.chars().take(8).collect(),
         created_at: now_ms(),
     };
-    call.state.store.create_api_key(key.clone()).await?;
     let resp = json_response(StatusCode::CREATED, &dto::ApiKey::new(&key, Some(&secret)));
-    call.state.registry.put_key(key);
+    call.state.store.create_api_key(key).await?;
     Ok(resp)
 }
 
@@ -180,8 +181,7 @@ pub fn get_key(call: &Call<'_>, id: &str) -> Reply {
 }
 
 pub async fn delete_key(call: &Call<'_>, id: String) -> Reply {
-    call.state.store.delete_api_key(id.clone()).await?;
-    call.state.registry.remove_key(&id);
+    call.state.store.delete_api_key(id).await?;
     Ok(no_content())
 }
 
@@ -195,9 +195,8 @@ pub async fn create_event_type(call: &Call<'_>) -> Reply {
         schema: spec.schema,
         created_at: now_ms(),
     };
-    call.state.store.create_event_type(et.clone()).await?;
     let resp = json_response(StatusCode::CREATED, &dto::EventType::new(&et));
-    call.state.registry.put_event_type(et);
+    call.state.store.create_event_type(et).await?;
     Ok(resp)
 }
 
@@ -228,10 +227,6 @@ pub fn get_event_type(call: &Call<'_>, name: &str) -> Reply {
 
 pub async fn delete_event_type(call: &Call<'_>, name: String) -> Reply {
     let tenant = call.tenant()?;
-    call.state
-        .store
-        .delete_event_type(tenant.clone(), name.clone())
-        .await?;
-    call.state.registry.remove_event_type(&tenant, &name);
+    call.state.store.delete_event_type(tenant, name).await?;
     Ok(no_content())
 }

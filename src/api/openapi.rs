@@ -39,6 +39,7 @@ fn error_meaning(status: u16) -> &'static str {
              that does not exist, a blocked host, a reserved header, a time in the future)"
         }
         409 => "Conflict (already exists, idempotency key reused, webhook disabled)",
+        412 => "If-Match does not match the webhook's current ETag (the answer carries it)",
         _ => "Error",
     }
 }
@@ -143,6 +144,12 @@ fn operation(r: &super::routes::Route) -> Value {
                     organization-id, TENANT); with a key, its own tenant or absent",
             }));
         }
+    }
+    if r.errors.contains(&412) {
+        params.push(json!({
+            "name": "If-Match", "in": "header", "schema": {"type": "string"},
+            "description": "Apply only if the webhook's ETag (from a read) still matches, else 412",
+        }));
     }
     if r.path == "/v1/events" && r.method == http::Method::POST {
         params.push(json!({

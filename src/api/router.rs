@@ -16,6 +16,58 @@ use super::routes::{Access, Found, find};
 use super::{ApiState, Call, Reply, Req, auth};
 use crate::model::new_id;
 
+/// A parsed `If-Match` request header (RFC 9110 section 13.1.1), compared strongly
+/// against a webhook's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any existing webhook matches.
+    Any,
+    /// The strong tags given; weak (`W/`) or malformed ones match nothing.
+    Versions(Vec<u64>),
+}
+
+impl IfMatch {
+    /// The condition in `headers`, `None` when there is no `If-Match`. Several
+    /// headers or comma-separated lists are combined.
+    pub fn parse(headers: &HeaderMap) -> Option<IfMatch> {
+        let mut values = headers.get_all(http::header::IF_MATCH).iter().peekable();
+        values.peek()?;
+        let mut versions = Vec::new();
+        for value in values {
+            let Ok(text) = value.to_str() else { continue };
+            for tag in text.split(',').map(str::trim) {
+                if tag == "*" {
+                    return Some(IfMatch::Any);
+                }
+                if let Some(v) = tag
+                    .strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
+                    versions.push(v);
+                }
+            }
+        }
+        Some(IfMatch::Versions(versions))
+    }
+
+    /// Whether a webhook at `version` satisfies the condition.
+    pub fn matches(&self, version: u64) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Versions(v) => v.contains(&version),
+        }
+    }
+}
+
+/// Adds the `ETag` of a webhook at `version` to a response.
+pub fn with_etag(mut resp: Response<Full<Bytes>>, version: u64) -> Response<Full<Bytes>> {
+    if let Ok(v) = HeaderValue::from_str(&super::dto::etag(version)) {
+        resp.headers_mut().insert(http::header::ETAG, v);
+    }
+    resp
+}
+
 /// The longest `X-Request-Id` we adopt from a caller.
 const MAX_REQUEST_ID: usize = 64;
 
@@ -218,6 +270,29 @@ mod tests {
         headers.insert(X_REQUEST_ID, HeaderValue::from_static("bad id"));
         assert!(request_id(&headers).starts_with("req_"));
         assert!(request_id(&HeaderMap::new()).starts_with("req_"));
+    }
+
+    #[test]
+    fn if_match_parsing() {
+        let parse = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(http::header::IF_MATCH, HeaderValue::from_str(v).unwrap());
+            }
+            IfMatch::parse(&h)
+        };
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&["*"]), Some(IfMatch::Any));
+        assert_eq!(parse(&["\"3\""]), Some(IfMatch::Versions(vec![3])));
+        assert_eq!(
+            parse(&["\"3\", W/\"4\" , \"5\"", "\"6\""]),
+            Some(IfMatch::Versions(vec![3, 5, 6]))
+        );
+        let garbage = parse(&["3", "W/\"4\"", "\"x\""]).unwrap();
+        assert_eq!(garbage, IfMatch::Versions(vec![]));
+        assert!(!garbage.matches(3) && !garbage.matches(4));
+        assert!(IfMatch::Any.matches(9));
+        assert!(IfMatch::Versions(vec![2, 9]).matches(9));
     }
 
     #[test]

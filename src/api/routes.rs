@@ -125,6 +125,9 @@ const SEMANTIC: &[u16] = &[400];
 /// 409: already exists, idempotency key reused, or the webhook is disabled.
 const CONFLICT: &[u16] = &[409];
 const SEMANTIC_CONFLICT: &[u16] = &[400, 409];
+/// 412: `If-Match` does not match the webhook's current `ETag`.
+const SEMANTIC_PRECONDITION: &[u16] = &[400, 412];
+const PRECONDITION: &[u16] = &[412];
 
 const fn json<T: ToSchema>() -> Option<Wire> {
     Some(wire::<T>())
@@ -187,9 +190,9 @@ pub static ROUTES: &[Route] = &[
         |c| Box::pin(ready(webhooks::get(c, c.id())))),
     route!(PATCH "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Change some fields of a webhook",
         json::<rq::WebhookPatch>(), OK, Json(wire::<dto::Webhook>()), also NONE, query NO,
-        errors SEMANTIC, |c| Box::pin(webhooks::update(c, c.id()))),
+        errors SEMANTIC_PRECONDITION, |c| Box::pin(webhooks::update(c, c.id()))),
     route!(DELETE "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Soft-delete a webhook", None,
-        NO_CONTENT, Empty, also NONE, query NO, errors E,
+        NO_CONTENT, Empty, also NONE, query NO, errors PRECONDITION,
         |c| Box::pin(webhooks::delete(c, c.id()))),
     route!(GET "/v1/webhooks/{id}/secrets", Tenant(WebhooksWrite),
         "Reveal the active signing secrets", None, OK, Json(wire::<dto::WebhookSecrets>()),
@@ -197,7 +200,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/webhooks/{id}/secrets/rotate", Tenant(WebhooksWrite),
         "Rotate the signing secret; the previous one signs on for the grace period",
         json::<rq::Rotate>(), OK, Json(wire::<dto::WebhookSecrets>()), also NONE, query NO,
-        errors E, |c| Box::pin(webhooks::rotate(c, c.id()))),
+        errors PRECONDITION, |c| Box::pin(webhooks::rotate(c, c.id()))),
     route!(POST "/v1/webhooks/{id}/test", Tenant(WebhooksWrite),
         "Send a test event now; answers with the attempt", json::<rq::TestEvent>(), OK,
         Json(wire::<dto::Attempt>()), also NONE, query NO, errors SEMANTIC,

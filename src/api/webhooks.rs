@@ -1,27 +1,57 @@
 //! Webhook handlers: register, list, read, update, soft delete, reveal and rotate
-//! secrets, and send a test event.
+//! secrets, and send a test event. Every change is a read-modify-write of the stored
+//! record inside the store's writer job (`Store::update_webhook`), conditional on
+//! `If-Match`; handlers read the registry but never write it.
 
 use std::sync::Arc;
 
 use http::StatusCode;
 
 use super::error::ApiError;
+use super::router::{IfMatch, with_etag};
 use super::{Call, Reply, dto, json_response, no_content, validate};
 use crate::delivery::signer;
+use crate::delivery::ssrf::Guard;
 use crate::model::{Secret, SigningSecret, Webhook, new_id, now_ms};
+use crate::registry::Registry;
 
-/// The validation context for this call's tenant.
-fn with_ctx<R>(call: &Call<'_>, tenant: &str, f: impl FnOnce(&validate::Ctx) -> R) -> R {
-    let registry = &call.state.registry;
-    let guard = &call.state.guard;
-    let known = |name: &str| registry.has_event_type(tenant, name) || name.starts_with("hookbox.");
-    let blocked = |host: &str| guard.check_host_literal(host).err().map(|b| b.to_string());
-    let ctx = validate::Ctx {
-        require_https: call.state.require_https,
-        known_event_type: &known,
-        host_blocked: &blocked,
-    };
-    f(&ctx)
+/// What validation needs to know about the caller's tenant, owned so that it can
+/// run inside the store's writer job against the stored record.
+struct Checks {
+    registry: Registry,
+    guard: Guard,
+    require_https: bool,
+    tenant: String,
+}
+
+impl Checks {
+    fn new(call: &Call<'_>, tenant: &str) -> Checks {
+        Checks {
+            registry: call.state.registry.clone(),
+            guard: call.state.guard.clone(),
+            require_https: call.state.require_https,
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    /// Runs `f` with the validation context for this tenant.
+    fn with_ctx<R>(&self, f: impl FnOnce(&validate::Ctx) -> R) -> R {
+        let known = |name: &str| {
+            self.registry.has_event_type(&self.tenant, name) || name.starts_with("hookbox.")
+        };
+        let blocked = |host: &str| {
+            self.guard
+                .check_host_literal(host)
+                .err()
+                .map(|b| b.to_string())
+        };
+        let ctx = validate::Ctx {
+            require_https: self.require_https,
+            known_event_type: &known,
+            host_blocked: &blocked,
+        };
+        f(&ctx)
+    }
 }
 
 /// The webhook `id` of `tenant`; 404 when it is missing, deleted or another tenant's.
@@ -33,10 +63,42 @@ pub(super) fn owned(call: &Call<'_>, tenant: &str, id: &str) -> Result<Arc<Webho
         .ok_or_else(|| ApiError::not_found(format!("webhook {id}")))
 }
 
+/// The checks every conditional write makes against the stored record, inside the
+/// writer job: 404 unless it is the tenant's live webhook, then 412 unless
+/// `If-Match` (when given) matches its version.
+fn check_stored(w: &Webhook, tenant: &str, if_match: Option<&IfMatch>) -> Result<(), ApiError> {
+    if w.tenant != tenant || w.deleted_at.is_some() {
+        return Err(ApiError::not_found(format!("webhook {}", w.id)));
+    }
+    match if_match {
+        Some(cond) if !cond.matches(w.version) => {
+            let mut e = precondition_failed(w.version);
+            e.headers.push((http::header::ETAG, dto::etag(w.version)));
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// 412: the webhook changed since the caller read it.
+fn precondition_failed(current: u64) -> ApiError {
+    ApiError {
+        status: StatusCode::PRECONDITION_FAILED,
+        code: "precondition_failed",
+        message: format!(
+            "the webhook has changed: If-Match does not match its current ETag {}",
+            dto::etag(current)
+        ),
+        reasons: Vec::new(),
+        headers: Vec::new(),
+    }
+}
+
 pub async fn create(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let body = call.json()?;
-    let spec = with_ctx(call, &tenant, |ctx| validate::webhook_create(&body, ctx))
+    let spec = Checks::new(call, &tenant)
+        .with_ctx(|ctx| validate::webhook_create(&body, ctx))
         .map_err(ApiError::invalid)?;
     let now = now_ms();
     let mut secrets: Vec<SigningSecret> = spec
@@ -73,11 +135,12 @@ pub async fn create(call: &Call<'_>) -> Reply {
         updated_at: now,
         deleted_at: None,
         failing_since: None,
+        version: 1,
     };
-    call.state.store.put_webhook(webhook.clone()).await?;
-    let resp = json_response(StatusCode::CREATED, &dto::Webhook::new(&webhook, true));
-    call.state.registry.put_webhook(webhook);
-    Ok(resp)
+    // The registry shows it once this returns (the store's change feed).
+    let stored = call.state.store.create_webhook(webhook).await?;
+    let resp = json_response(StatusCode::CREATED, &dto::Webhook::new(&stored, true));
+    Ok(with_etag(resp, stored.version))
 }
 
 pub fn list(call: &Call<'_>) -> Reply {
@@ -100,38 +163,57 @@ pub fn list(call: &Call<'_>) -> Reply {
 pub fn get(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
-    Ok(json_response(StatusCode::OK, &dto::Webhook::new(&w, false)))
+    let resp = json_response(StatusCode::OK, &dto::Webhook::new(&w, false));
+    Ok(with_etag(resp, w.version))
 }
 
+/// PATCH: validated and applied inside the writer job against the stored record
+/// (a `"****"` keeps the stored value, not a copy read earlier), so a concurrent
+/// change to other fields (a 410 disable, a rotation) is never undone.
 pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let current = owned(call, &tenant, id)?;
+    owned(call, &tenant, id)?;
+    let if_match = IfMatch::parse(&call.req.headers);
     let body = call.json()?;
-    let patch = with_ctx(call, &tenant, |ctx| {
-        validate::webhook_patch(&body, &current, ctx)
-    })
-    .map_err(ApiError::invalid)?;
-    let mut next = (*current).clone();
-    patch.apply(&mut next, now_ms());
-    call.state.store.put_webhook(next.clone()).await?;
+    let checks = Checks::new(call, &tenant);
+    let now = now_ms();
+    let (w, destination_changed) = call
+        .state
+        .store
+        .update_webhook(id.to_owned(), move |w| {
+            check_stored(w, &checks.tenant, if_match.as_ref())?;
+            let patch = checks
+                .with_ctx(|ctx| validate::webhook_patch(&body, w, ctx))
+                .map_err(ApiError::invalid)?;
+            let (oauth, url) = (w.oauth.clone(), w.url.clone());
+            patch.apply(w, now);
+            Ok::<bool, ApiError>(w.oauth != oauth || w.url != url)
+        })
+        .await??;
     // A token was fetched for this destination; a new url or oauth fetches anew.
-    if next.oauth != current.oauth || next.url != current.url {
-        call.state.engine.forget_token(&next.id);
+    if destination_changed {
+        call.state.engine.forget_token(&w.id);
     }
-    let resp = json_response(StatusCode::OK, &dto::Webhook::new(&next, false));
-    call.state.registry.put_webhook(next);
-    Ok(resp)
+    let resp = json_response(StatusCode::OK, &dto::Webhook::new(&w, false));
+    Ok(with_etag(resp, w.version))
 }
 
 pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let mut w = (*owned(call, &tenant, id)?).clone();
+    owned(call, &tenant, id)?;
+    let if_match = IfMatch::parse(&call.req.headers);
     let now = now_ms();
-    w.deleted_at = Some(now);
-    w.updated_at = now;
-    call.state.store.put_webhook(w.clone()).await?;
+    let (w, ()) = call
+        .state
+        .store
+        .update_webhook(id.to_owned(), move |w| {
+            check_stored(w, &tenant, if_match.as_ref())?;
+            w.deleted_at = Some(now);
+            w.updated_at = now;
+            Ok::<(), ApiError>(())
+        })
+        .await??;
     call.state.engine.forget_token(&w.id);
-    call.state.registry.put_webhook(w);
     Ok(no_content())
 }
 
@@ -147,42 +229,49 @@ pub fn secrets(call: &Call<'_>, id: &str) -> Reply {
 pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let spec = validate::rotate(&call.json()?).map_err(ApiError::invalid)?;
-    let mut w = (*owned(call, &tenant, id)?).clone();
+    owned(call, &tenant, id)?;
+    let if_match = IfMatch::parse(&call.req.headers);
     let now = now_ms();
     let new = spec
         .secret
         .unwrap_or_else(|| Secret::new(signer::generate_secret(&mut rand::rng())));
-    // Keep at most two: the new current one and the previous current one, which
-    // signs on for the grace period. Older ones are dropped now.
-    let previous = w
-        .active_secrets(now)
-        .next()
-        .cloned()
-        .filter(|_| spec.grace_seconds > 0);
-    w.secrets = vec![SigningSecret {
-        secret: new,
-        expires_at: None,
-    }];
-    if let Some(old) = previous {
-        w.secrets.push(SigningSecret {
-            secret: old,
-            expires_at: Some(
-                now.saturating_add(spec.grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000),
-            ),
-        });
-    }
-    w.updated_at = now;
-    call.state.store.put_webhook(w.clone()).await?;
+    let (w, ()) = call
+        .state
+        .store
+        .update_webhook(id.to_owned(), move |w| {
+            check_stored(w, &tenant, if_match.as_ref())?;
+            // Keep at most two: the new current one and the previous current one,
+            // which signs on for the grace period. Older ones are dropped now.
+            let previous = w
+                .active_secrets(now)
+                .next()
+                .cloned()
+                .filter(|_| spec.grace_seconds > 0);
+            w.secrets = vec![SigningSecret {
+                secret: new,
+                expires_at: None,
+            }];
+            if let Some(old) = previous {
+                let grace_ms = spec.grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000;
+                w.secrets.push(SigningSecret {
+                    secret: old,
+                    expires_at: Some(now.saturating_add(grace_ms)),
+                });
+            }
+            w.updated_at = now;
+            Ok::<_, ApiError>(())
+        })
+        .await??;
     let resp = json_response(StatusCode::OK, &dto::WebhookSecrets::at(&w, now));
-    call.state.registry.put_webhook(w);
-    Ok(resp)
+    Ok(with_etag(resp, w.version))
 }
 
 pub async fn test(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
     let body = call.json()?;
-    let spec = with_ctx(call, &tenant, |ctx| validate::test_event(&body, ctx))
+    let spec = Checks::new(call, &tenant)
+        .with_ctx(|ctx| validate::test_event(&body, ctx))
         .map_err(ApiError::invalid)?;
     let attempt = call
         .state

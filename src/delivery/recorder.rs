@@ -197,7 +197,7 @@ async fn follow_up(inner: &Arc<Inner>, f: Followup, delivery: Option<Delivery>, 
         }
         Verdict::Retry { .. } => match webhook.failing_since {
             None => {
-                update_webhook(inner, &webhook, |w| w.failing_since = Some(now)).await;
+                update_webhook(inner, &webhook, move |w| w.failing_since = Some(now)).await;
             }
             Some(since) if now - since >= inner.cfg.disable_after.as_millis() as i64 => {
                 let reason = format!(
@@ -238,45 +238,52 @@ async fn follow_up(inner: &Arc<Inner>, f: Followup, delivery: Option<Delivery>, 
     }
 }
 
-/// Applies `f` to the current copy of a webhook and saves it if it changed.
-async fn update_webhook(inner: &Arc<Inner>, webhook: &Webhook, f: impl FnOnce(&mut Webhook)) {
-    let current = inner
-        .registry
-        .webhook(&webhook.id)
-        .map(|w| (*w).clone())
-        .unwrap_or_else(|| webhook.clone());
-    let mut next = current.clone();
-    f(&mut next);
-    if next == current {
-        return;
-    }
-    match inner.store.put_webhook(next.clone()).await {
-        Ok(_) => inner.registry.put_webhook(next),
-        Err(e) => tracing::error!(error = %e, webhook = %webhook.id, "cannot update webhook"),
+/// Applies `f` to the stored webhook inside the store's writer job (so no
+/// concurrent change is lost); nothing is written when it changes nothing. The
+/// registry follows from the store's change feed.
+async fn update_webhook(
+    inner: &Arc<Inner>,
+    webhook: &Webhook,
+    f: impl FnOnce(&mut Webhook) + Send + 'static,
+) {
+    let result = inner
+        .store
+        .update_webhook(webhook.id.clone(), move |w| {
+            f(w);
+            Ok::<(), ()>(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, webhook = %webhook.id, "cannot update webhook");
     }
 }
 
 /// Disables a webhook with a reason (its pending deliveries are cancelled by the
-/// store), then notifies its owner and emits `hookbox.webhook.disabled`.
+/// store), then notifies its owner and emits `hookbox.webhook.disabled`. Decided
+/// against the stored record: a webhook already disabled or deleted is left alone.
 pub(super) async fn disable(inner: &Arc<Inner>, webhook: &Webhook, reason: String, now: i64) {
-    let current = inner
-        .registry
-        .webhook(&webhook.id)
-        .map(|w| (*w).clone())
-        .unwrap_or_else(|| webhook.clone());
-    if !current.enabled || current.deleted_at.is_some() {
-        return;
-    }
-    let mut next = current;
-    next.enabled = false;
-    next.disabled_reason = Some(reason.clone());
-    next.disabled_at = Some(now);
-    next.updated_at = now;
-    if let Err(e) = inner.store.put_webhook(next.clone()).await {
-        tracing::error!(error = %e, webhook = %webhook.id, "cannot disable webhook");
-        return;
-    }
-    inner.registry.put_webhook(next.clone());
+    let why = reason.clone();
+    let result = inner
+        .store
+        .update_webhook(webhook.id.clone(), move |w| {
+            if !w.enabled || w.deleted_at.is_some() {
+                return Err(());
+            }
+            w.enabled = false;
+            w.disabled_reason = Some(why);
+            w.disabled_at = Some(now);
+            w.updated_at = now;
+            Ok(())
+        })
+        .await;
+    let next = match result {
+        Ok(Ok((next, ()))) => next,
+        Ok(Err(())) => return,
+        Err(e) => {
+            tracing::error!(error = %e, webhook = %webhook.id, "cannot disable webhook");
+            return;
+        }
+    };
     tracing::warn!(webhook = %next.id, tenant = %next.tenant, %reason, "webhook disabled");
     inner
         .notifier

@@ -1,9 +1,11 @@
-//! Store operations on tenants, API keys and event-type catalogues.
+//! Store operations on tenants, API keys and event-type catalogues. Every write
+//! publishes what it committed on the change feed (`changes.rs`).
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::changes::Change;
 use super::tables::*;
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, decode, decode_plain, encode, encode_plain};
 use crate::model::{ApiKey, EventType, Tenant};
 
 impl Store {
@@ -13,7 +15,7 @@ impl Store {
         tenant: Tenant,
         catalogue: Vec<EventType>,
     ) -> Result<(), StoreError> {
-        self.write(true, move |txn| {
+        self.write_changes(move |txn| {
             let mut tenants = txn.open_table(TENANTS)?;
             if tenants.get(tenant.id.as_str())?.is_some() {
                 return Err(StoreError::Conflict(format!("tenant {}", tenant.id)));
@@ -39,7 +41,7 @@ impl Store {
             for (et, bytes) in catalogue.iter().zip(&encoded) {
                 types.insert((et.tenant.as_str(), et.name.as_str()), bytes.as_slice())?;
             }
-            Ok(())
+            Ok(((), vec![Change::TenantCreated { tenant, catalogue }]))
         })
         .await
     }
@@ -60,15 +62,16 @@ impl Store {
     /// (cancelling their deliveries) and marks the id for purging: its events,
     /// deliveries, attempts and idempotency records are then removed in chunks by
     /// [`Store::purge_tenant`], and the id cannot be created again until that is
-    /// done. Returns the deleted webhooks' ids, or `NotFound`.
+    /// done. Returns the deleted webhooks' ids, or `NotFound`. The published change
+    /// lists everything the cascade removed or changed.
     pub async fn delete_tenant(&self, id: String, now: i64) -> Result<Vec<String>, StoreError> {
         let cipher = self.inner.cipher.clone();
-        self.write(true, move |txn| {
+        self.write_changes(move |txn| {
             let mut tenants = txn.open_table(TENANTS)?;
             if tenants.get(id.as_str())?.is_none() {
                 return Err(StoreError::NotFound(format!("tenant {id}")));
             }
-            // Collect the webhook ids before writing, per the writer's job invariant.
+            // Collect what goes before writing, per the writer's job invariant.
             let mut webhook_ids = Vec::new();
             {
                 let index = txn.open_table(TENANT_WEBHOOKS)?;
@@ -81,30 +84,57 @@ impl Store {
                     webhook_ids.push(wh.to_owned());
                 }
             }
+            let mut keys = Vec::new();
+            for row in txn.open_table(API_KEYS)?.iter()? {
+                let (k, v) = row?;
+                if decode::<ApiKey>("api_keys", v.value()).is_ok_and(|key| key.tenant == id) {
+                    keys.push(k.value().to_owned());
+                }
+            }
+            let mut event_types = Vec::new();
+            for row in txn.open_table(EVENT_TYPES)?.range((id.as_str(), "")..)? {
+                let (k, _) = row?;
+                let (tenant, name) = k.value();
+                if tenant != id {
+                    break;
+                }
+                event_types.push(name.to_owned());
+            }
             tenants.remove(id.as_str())?;
             txn.open_table(TENANT_PURGES)?
                 .insert(id.as_str(), now.max(0) as u64)?;
-            txn.open_table(API_KEYS)?
-                .retain(|_, v| decode::<ApiKey>("api_keys", v).map_or(true, |k| k.tenant != id))?;
-            txn.open_table(EVENT_TYPES)?.retain(|(t, _), _| t != id)?;
-            for wh in &webhook_ids {
-                super::webhooks::soft_delete_in(txn, &cipher, wh, now)?;
+            let mut api_keys = txn.open_table(API_KEYS)?;
+            for k in &keys {
+                api_keys.remove(k.as_str())?;
             }
-            Ok(webhook_ids)
+            txn.open_table(EVENT_TYPES)?.retain(|(t, _), _| t != id)?;
+            let mut webhooks = Vec::with_capacity(webhook_ids.len());
+            for wh in &webhook_ids {
+                if let Some(w) = super::webhooks::soft_delete_in(txn, &cipher, wh, now)? {
+                    webhooks.push(std::sync::Arc::new(w));
+                }
+            }
+            let change = Change::TenantDeleted {
+                id,
+                keys,
+                event_types,
+                webhooks,
+            };
+            Ok((webhook_ids, vec![change]))
         })
         .await
     }
 
     /// Stores a new API key record.
     pub async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
-        self.write(true, move |txn| {
+        self.write_changes(move |txn| {
             if txn.open_table(TENANTS)?.get(key.tenant.as_str())?.is_none() {
                 return Err(StoreError::NotFound(format!("tenant {}", key.tenant)));
             }
             let bytes = encode("api_keys", &key)?;
             txn.open_table(API_KEYS)?
                 .insert(key.id.as_str(), bytes.as_slice())?;
-            Ok(())
+            Ok(((), vec![Change::KeyCreated(key)]))
         })
         .await
     }
@@ -123,20 +153,23 @@ impl Store {
 
     /// Deletes an API key; `NotFound` if there is none.
     pub async fn delete_api_key(&self, id: String) -> Result<(), StoreError> {
-        self.write(true, move |txn| {
+        self.write_changes(move |txn| {
             let mut keys = txn.open_table(API_KEYS)?;
-            match keys.remove(id.as_str())? {
-                Some(_) => Ok(()),
-                None => Err(StoreError::NotFound(format!("api key {id}"))),
+            if keys.remove(id.as_str())?.is_none() {
+                return Err(StoreError::NotFound(format!("api key {id}")));
             }
+            Ok(((), vec![Change::KeyDeleted { id }]))
         })
         .await
     }
 
     /// Adds an event type to a tenant's catalogue; `Conflict` if it exists.
     pub async fn create_event_type(&self, et: EventType) -> Result<(), StoreError> {
-        self.write(true, move |txn| insert_event_type(txn, &et))
-            .await
+        self.write_changes(move |txn| {
+            insert_event_type(txn, &et)?;
+            Ok(((), vec![Change::EventTypesAdded(vec![et])]))
+        })
+        .await
     }
 
     /// The config seed names applied by an earlier start.
@@ -144,7 +177,7 @@ impl Store {
         let txn = self.read()?;
         let table = txn.open_table(META)?;
         match table.get(SEEDS_KEY)? {
-            Some(v) => decode("meta", v.value()),
+            Some(v) => decode_plain("meta", v.value()),
             None => Ok(Vec::new()),
         }
     }
@@ -157,8 +190,8 @@ impl Store {
         types: Vec<EventType>,
         applied: Vec<String>,
     ) -> Result<usize, StoreError> {
-        self.write(true, move |txn| {
-            let seeds = encode("meta", &applied)?;
+        self.write_changes(move |txn| {
+            let seeds = encode_plain("meta", &applied)?;
             txn.open_table(META)?.insert(SEEDS_KEY, seeds.as_slice())?;
             let mut table = txn.open_table(EVENT_TYPES)?;
             let mut missing = Vec::new();
@@ -170,7 +203,9 @@ impl Store {
             for (et, bytes) in &missing {
                 table.insert((et.tenant.as_str(), et.name.as_str()), bytes.as_slice())?;
             }
-            Ok(missing.len())
+            let added: Vec<EventType> = missing.into_iter().map(|(et, _)| et.clone()).collect();
+            let n = added.len();
+            Ok((n, vec![Change::EventTypesAdded(added)]))
         })
         .await
     }
@@ -189,12 +224,12 @@ impl Store {
 
     /// Removes an event type from a tenant's catalogue; `NotFound` if absent.
     pub async fn delete_event_type(&self, tenant: String, name: String) -> Result<(), StoreError> {
-        self.write(true, move |txn| {
+        self.write_changes(move |txn| {
             let mut table = txn.open_table(EVENT_TYPES)?;
-            match table.remove((tenant.as_str(), name.as_str()))? {
-                Some(_) => Ok(()),
-                None => Err(StoreError::NotFound(format!("event type {name}"))),
+            if table.remove((tenant.as_str(), name.as_str()))?.is_none() {
+                return Err(StoreError::NotFound(format!("event type {name}")));
             }
+            Ok(((), vec![Change::EventTypeDeleted { tenant, name }]))
         })
         .await
     }

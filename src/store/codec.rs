@@ -1,5 +1,7 @@
 //! The record codec: every value hookbox writes to redb goes through here. It owns
-//! the on-disk encoding of records and must never panic on any input bytes.
+//! the byte-level encoding of records (a version byte, then bincode) and must never
+//! panic on any input bytes. Which struct a version byte stands for is decided by
+//! `store::records`, not here.
 //!
 //! Format: one version byte, then the record encoded with bincode 2 (serde mode,
 //! standard config, a 16 MiB allocation limit). bincode is marked unmaintained
@@ -10,7 +12,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The version byte written in front of every record.
+/// The version byte of records that have only ever had one layout (the 0.1.0 one).
 pub const VERSION: u8 = 1;
 
 /// The largest record the decoder will allocate for; bigger claims are corrupt.
@@ -35,20 +37,22 @@ pub enum CodecError {
     Encode(#[source] bincode::error::EncodeError),
 }
 
-/// Encodes a record with the version byte in front.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+/// Encodes a record with version byte `version` in front.
+pub fn encode_as<T: Serialize + ?Sized>(version: u8, value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(128);
-    out.push(VERSION);
+    out.push(version);
     bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(CodecError::Encode)?;
     Ok(out)
 }
 
-/// Decodes a record written by [`encode`]. Fails, never panics, on corrupt bytes.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+/// Splits a record into its version byte and body.
+pub fn split(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != VERSION {
-        return Err(CodecError::Version(version));
-    }
+    Ok((version, body))
+}
+
+/// Decodes a record body (after [`split`]); the whole body must be used.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     let (value, used) =
         bincode::serde::decode_from_slice(body, config()).map_err(CodecError::Decode)?;
     if used != body.len() {
@@ -57,72 +61,81 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Encodes a single-layout record as [`VERSION`].
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    encode_as(VERSION, value)
+}
+
+/// Decodes a single-layout record written by [`encode`]. Fails, never panics, on
+/// corrupt bytes or another version.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (version, body) = split(bytes)?;
+    if version != VERSION {
+        return Err(CodecError::Version(version));
+    }
+    decode_body(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Delivery, DeliveryState, Event};
+    use serde::Deserialize;
 
-    fn event() -> Event {
-        Event {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        id: String,
+        payload: String,
+        channels: Vec<String>,
+        key: Option<String>,
+        at: i64,
+    }
+
+    fn rec() -> Rec {
+        Rec {
             id: "evt_1".into(),
-            tenant: "t".into(),
-            event_type: "shift.created".into(),
             payload: r#"{"a": 1.50}"#.into(),
             channels: vec!["P-1".into()],
-            idempotency_key: Some("k".into()),
-            created_at: 1_700_000_000_000,
+            key: Some("k".into()),
+            at: 1_700_000_000_000,
         }
     }
 
     #[test]
     fn round_trip() {
-        let e = event();
-        let bytes = encode(&e).unwrap();
+        let bytes = encode(&rec()).unwrap();
         assert_eq!(bytes[0], VERSION);
-        assert_eq!(decode::<Event>(&bytes).unwrap(), e);
-        let d = Delivery {
-            id: "dlv_1".into(),
-            tenant: "t".into(),
-            event_id: "evt_1".into(),
-            webhook_id: "wh_1".into(),
-            event_type: "x".into(),
-            state: DeliveryState::Failed,
-            attempts: 3,
-            schedule_step: 3,
-            next_attempt_at: Some(5),
-            last_status: Some(503),
-            last_error: None,
-            created_at: 1,
-            updated_at: 2,
-        };
-        assert_eq!(decode::<Delivery>(&encode(&d).unwrap()).unwrap(), d);
+        assert_eq!(decode::<Rec>(&bytes).unwrap(), rec());
+        let v2 = encode_as(2, &rec()).unwrap();
+        assert!(matches!(decode::<Rec>(&v2), Err(CodecError::Version(2))));
+        let (v, body) = split(&v2).unwrap();
+        assert_eq!((v, decode_body::<Rec>(body).unwrap()), (2, rec()));
     }
 
     #[test]
     fn corrupt_bytes_are_errors_not_panics() {
-        let good = encode(&event()).unwrap();
-        assert!(matches!(decode::<Event>(&[]), Err(CodecError::Empty)));
+        let good = encode(&rec()).unwrap();
+        assert!(matches!(decode::<Rec>(&[]), Err(CodecError::Empty)));
         assert!(matches!(
-            decode::<Event>(&[9, 1, 2]),
+            decode::<Rec>(&[9, 1, 2]),
             Err(CodecError::Version(9))
         ));
         // Every truncation and every single-byte corruption must fail cleanly or decode.
         for len in 0..good.len() {
-            let _ = decode::<Event>(&good[..len]);
+            let _ = decode::<Rec>(&good[..len]);
         }
         for i in 1..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0xff;
-            let _ = decode::<Event>(&bad);
+            let _ = decode::<Rec>(&bad);
         }
         // A length prefix claiming gigabytes is refused without allocating them.
         let mut huge = vec![VERSION];
         huge.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
-        assert!(decode::<Event>(&huge).is_err());
+        assert!(decode::<Rec>(&huge).is_err());
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(matches!(
-            decode::<Event>(&trailing),
+            decode::<Rec>(&trailing),
             Err(CodecError::Trailing(1))
         ));
     }

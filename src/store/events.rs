@@ -5,7 +5,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::tables::*;
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, decode, decode_plain, encode, encode_plain};
 use crate::model::{Delivery, Event, UnixMs};
 
 /// One event to ingest with the deliveries it fans out to.
@@ -286,7 +286,7 @@ fn idempotent_answer(
     let Some(v) = t.idempotency.get((event.tenant.as_str(), key.as_str()))? else {
         return Ok(None);
     };
-    let seen: IdempotencyRecord = decode("idempotency", v.value())?;
+    let seen: IdempotencyRecord = decode_plain("idempotency", v.value())?;
     Ok(Some(if seen.body_hash == item.body_hash {
         IngestOutcome::Replay {
             event_id: seen.event_id,
@@ -309,7 +309,7 @@ fn insert(t: &mut IngestTables, item: &IngestItem) -> Result<IngestOutcome, Stor
         encoded.push(encode("deliveries", d)?);
     }
     if let Some(key) = &event.idempotency_key {
-        let bytes = encode(
+        let bytes = encode_plain(
             "idempotency",
             &IdempotencyRecord {
                 body_hash: item.body_hash,

@@ -1,13 +1,16 @@
 //! The store: the only code that imports redb. It owns the data file, the table
-//! layout, the record codec and the single writer thread; it never does HTTP and
-//! never decides policy (what to deliver, when to retry): callers pass decisions in.
+//! layout, the versioned records (`records/`), the codec, the single writer thread
+//! and the change feed (`changes.rs`); it never does HTTP and never decides policy
+//! (what to deliver, when to retry): callers pass decisions in.
 
 mod admin;
+mod changes;
 pub mod codec;
 mod deliveries;
 mod events;
 mod notify;
 mod purge;
+pub mod records;
 mod tables;
 mod webhooks;
 mod writer;
@@ -16,10 +19,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Database, ReadTransaction, ReadableDatabase};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::secrets::Cipher;
+use records::Record;
 
+pub use changes::{Change, Subscriber};
 pub use deliveries::{AttemptWrite, DueEntry, Next, RecoverScope};
 pub use events::{IngestItem, IngestOutcome, Ingested};
 pub use writer::WriterStats;
@@ -47,7 +52,22 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store is closed")]
     Closed,
+    /// The file was written by a newer hookbox; it is refused, never misread.
+    #[error(
+        "the data file has store format {found}, newer than this build of hookbox supports \
+         (format {supported}); run the hookbox release that wrote it, or a newer one"
+    )]
+    NewerFormat { found: u32, supported: u32 },
 }
+
+/// The store-wide format this build writes (the META record `format`). Format 1 is
+/// the 0.1.0 file (which had no such record); format 2 adds webhook records of
+/// version 2. A build refuses a file whose format is newer than this.
+pub const FORMAT: u32 = 2;
+
+/// The META key of the store format: a little-endian u32, outside the record codec
+/// so that every build can read it whatever the codec becomes.
+const FORMAT_KEY: &str = "format";
 
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
@@ -66,6 +86,32 @@ from_redb!(
 );
 
 /// The data file and its writer. Cheap to clone; every clone shares one database.
+///
+/// # The interface the API and the delivery engine use
+///
+/// Engine-neutral: a PostgreSQL engine implements the same set (no trait yet, one
+/// engine). Writes are atomic; "publishes" means the committed [`Change`]s go to the
+/// [`Subscriber`] after the commit, in commit order, before the caller is answered.
+/// - Lifecycle: [`Store::open`] (refuses a newer [`FORMAT`]), [`Store::subscribe`],
+///   [`Store::close`], [`Store::is_healthy`], [`Store::writer_stats`],
+///   [`Store::data_file_size`].
+/// - Tenants, keys, catalogues (publish): `create_tenant`, `delete_tenant` (the
+///   cascade is here alone), `create_api_key`, `delete_api_key`,
+///   `create_event_type`, `delete_event_type`, `seed_event_types`; reads
+///   `list_tenants`, `list_api_keys`, `list_event_types`, `applied_seeds`.
+/// - Webhooks (publish): `create_webhook`, `update_webhook` (every change is a
+///   read-modify-write of the stored record; bumps `version`); reads
+///   `load_webhooks`, `get_webhook`.
+/// - Ingest: `ingest` (durable, group committed, idempotency per call); reads
+///   `get_event`, `list_events`.
+/// - Delivery engine: `due_entries`, `next_due`, `next_due_after`, `due_count`,
+///   `pending_due`, `delivery_with_event`, `record_attempts` (lazily durable; the
+///   due entry is the lease), `cancel_delivery`, `record_manual`, `record_test`,
+///   `recover`; reads `get_delivery`, `list_webhook_deliveries`.
+/// - Notifications: `notify_state`, `put_notify_state`. Retention: `purge_before`.
+/// - Deleted tenants' data: `spawn_purge`, `purge_tenant`, `purge_tenant_chunk`,
+///   `mark_orphaned_tenants`, `tenants_being_purged`, `tenant_being_purged`,
+///   `stop_purges`.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -84,6 +130,7 @@ struct Inner {
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
     ingest_queue: Arc<std::sync::Mutex<events::IngestQueue>>,
+    feed: Arc<changes::Feed>,
     purges: purge::PurgeTasks,
 }
 
@@ -103,6 +150,24 @@ impl Store {
         let txn = db.begin_write()?;
         {
             use tables::*;
+            // Refuse a newer file before anything is written to it.
+            let mut meta = txn.open_table(META)?;
+            let found = match meta.get(FORMAT_KEY)? {
+                Some(v) => Some(read_format(v.value())?),
+                None => None,
+            };
+            if let Some(found) = found.filter(|f| *f > FORMAT) {
+                drop(meta);
+                let _ = txn.abort();
+                return Err(StoreError::NewerFormat {
+                    found,
+                    supported: FORMAT,
+                });
+            }
+            if found != Some(FORMAT) {
+                meta.insert(FORMAT_KEY, FORMAT.to_le_bytes().as_slice())?;
+            }
+            drop(meta);
             txn.open_table(TENANTS)?;
             txn.open_table(API_KEYS)?;
             txn.open_table(EVENT_TYPES)?;
@@ -142,6 +207,7 @@ impl Store {
                 healthy,
                 stats,
                 ingest_queue: Arc::default(),
+                feed: Arc::default(),
                 purges: purge::PurgeTasks::default(),
             }),
         })
@@ -171,6 +237,39 @@ impl Store {
         if let Some(t) = thread {
             let _ = t.join();
         }
+    }
+
+    /// Applies every later commit's changes to `subscriber` (the registry), on the
+    /// writer thread, after the commit and before the committing caller is answered.
+    pub fn subscribe(&self, subscriber: Arc<dyn Subscriber>) {
+        self.inner.feed.subscribe(subscriber);
+    }
+
+    /// Runs a durable job whose result carries the changes it made; after the
+    /// commit they are published (in commit order), then the caller is answered.
+    async fn write_changes<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<(R, Vec<Change>), StoreError> + Send + 'static,
+    {
+        let writer = self.writer()?;
+        let feed = self.inner.feed.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: writer::Job = Box::new(move |txn| {
+            let result = f(txn);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let answer = commit.and(result).map(|(r, changes)| {
+                    feed.publish(&changes);
+                    r
+                });
+                let _ = tx.send(answer);
+            })
+        });
+        writer.send(true, job);
+        // A job dropped without running was refused by a writer that cannot write.
+        rx.await.map_err(|_| {
+            StoreError::Unavailable("the write was not committed; the store cannot write".into())
+        })?
     }
 
     async fn write<R, F>(&self, durable: bool, f: F) -> Result<R, StoreError>
@@ -214,16 +313,40 @@ impl Store {
     }
 }
 
-/// Decodes a record, naming its table in the error.
-fn decode<T: serde::de::DeserializeOwned>(
+/// Reads the META format record.
+fn read_format(bytes: &[u8]) -> Result<u32, StoreError> {
+    let raw: [u8; 4] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        table: "meta",
+        source: codec::CodecError::Trailing(bytes.len().saturating_sub(4)),
+    })?;
+    Ok(u32::from_le_bytes(raw))
+}
+
+/// Decodes a record of any version this build knows, naming its table in the error.
+fn decode<T: Record>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    T::from_bytes(bytes).map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Encodes a record in its newest layout. Encoding cannot fail short of a bincode
+/// bug, which is reported as a corrupt record rather than a panic.
+fn encode<T: Record>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    value
+        .to_bytes()
+        .map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Decodes one of the store's own single-layout records (META values, idempotency).
+fn decode_plain<T: serde::de::DeserializeOwned>(
     table: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|source| StoreError::Corrupt { table, source })
 }
 
-/// Encodes a record. Encoding our own types cannot fail short of a bincode bug, which
-/// is reported as a corrupt record rather than a panic.
-fn encode<T: serde::Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+/// Encodes one of the store's own single-layout records.
+fn encode_plain<T: serde::Serialize>(
+    table: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, StoreError> {
     codec::encode(value).map_err(|source| StoreError::Corrupt { table, source })
 }

@@ -1,21 +1,85 @@
 //! Store operations on webhooks. Webhook records hold secrets, so each is sealed
-//! whole with the master key before it is written. Invariant kept here: a webhook
-//! that is disabled or deleted has no pending deliveries (saving it cancels them).
+//! whole with the master key before it is written. Invariants kept here: a webhook
+//! that is disabled or deleted has no pending deliveries (saving it cancels them);
+//! every change to a stored webhook is a read-modify-write of the stored record
+//! inside one writer job, bumps its `version`, and is published on the change feed.
+
+use std::sync::Arc;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::changes::Change;
 use super::tables::*;
 use super::{Store, StoreError, decode, encode};
 use crate::model::{Delivery, DeliveryState, UnixMs, Webhook};
 use crate::secrets::Cipher;
 
+/// What [`Store::update_webhook`] answers when the closure accepted the change:
+/// the webhook as now stored and the closure's own result.
+pub type Updated<R> = (Arc<Webhook>, R);
+
 impl Store {
-    /// Creates or replaces a webhook. When the saved webhook is disabled or deleted,
-    /// its pending deliveries are cancelled in the same transaction; returns how many.
-    pub async fn put_webhook(&self, webhook: Webhook) -> Result<usize, StoreError> {
+    /// Stores a new webhook at version 1; `Conflict` if its id is taken. Returns it
+    /// as stored (the registry already shows it when this returns).
+    pub async fn create_webhook(&self, webhook: Webhook) -> Result<Arc<Webhook>, StoreError> {
         let cipher = self.inner.cipher.clone();
-        self.write(true, move |txn| put_in(txn, &cipher, &webhook))
-            .await
+        self.write_changes(move |txn| {
+            if txn
+                .open_table(WEBHOOKS)?
+                .get(webhook.id.as_str())?
+                .is_some()
+            {
+                return Err(StoreError::Conflict(format!("webhook {}", webhook.id)));
+            }
+            let mut webhook = webhook;
+            webhook.version = 1;
+            put_in(txn, &cipher, &webhook)?;
+            let stored = Arc::new(webhook);
+            Ok((stored.clone(), vec![Change::Webhook(stored)]))
+        })
+        .await
+    }
+
+    /// Changes a stored webhook atomically: inside one writer job, `f` gets the
+    /// stored record (unsealed) and edits it. When `f` returns an error nothing is
+    /// written and the error comes back as `Ok(Err(e))`; when it leaves the record
+    /// unchanged nothing is written either. Otherwise the version is bumped, the
+    /// record saved (cancelling pending deliveries if it is now disabled or
+    /// deleted) and the change published before this returns. The id and tenant
+    /// cannot be changed. `NotFound` if there is no such webhook.
+    pub async fn update_webhook<R, E, F>(
+        &self,
+        id: String,
+        f: F,
+    ) -> Result<Result<Updated<R>, E>, StoreError>
+    where
+        R: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut Webhook) -> Result<R, E> + Send + 'static,
+    {
+        let cipher = self.inner.cipher.clone();
+        self.write_changes(move |txn| {
+            let stored = match txn.open_table(WEBHOOKS)?.get(id.as_str())? {
+                Some(v) => unseal(&cipher, v.value())?,
+                None => return Err(StoreError::NotFound(format!("webhook {id}"))),
+            };
+            let mut next = stored.clone();
+            let r = match f(&mut next) {
+                Ok(r) => r,
+                Err(e) => return Ok((Err(e), Vec::new())),
+            };
+            next.id = stored.id.clone();
+            next.tenant = stored.tenant.clone();
+            next.version = stored.version;
+            if next == stored {
+                return Ok((Ok((Arc::new(stored), r)), Vec::new()));
+            }
+            next.version = stored.version.saturating_add(1);
+            put_in(txn, &cipher, &next)?;
+            let next = Arc::new(next);
+            Ok((Ok((next.clone(), r)), vec![Change::Webhook(next)]))
+        })
+        .await
     }
 
     /// Every webhook, deleted ones included (they keep their ids reserved), for
@@ -47,13 +111,9 @@ fn unseal(cipher: &Cipher, sealed: &[u8]) -> Result<Webhook, StoreError> {
     decode("webhooks", &plain)
 }
 
-/// Writes `webhook` inside `txn`, cancelling pending deliveries when it cannot be
-/// delivered to. Returns the number cancelled.
-pub(super) fn put_in(
-    txn: &WriteTransaction,
-    cipher: &Cipher,
-    webhook: &Webhook,
-) -> Result<usize, StoreError> {
+/// Writes `webhook` inside `txn` as given (version included), cancelling pending
+/// deliveries when it cannot be delivered to. Returns the number cancelled.
+fn put_in(txn: &WriteTransaction, cipher: &Cipher, webhook: &Webhook) -> Result<usize, StoreError> {
     let sealed = cipher.seal(&encode("webhooks", webhook)?);
     let cancelled = if webhook.enabled && webhook.deleted_at.is_none() {
         0
@@ -67,25 +127,27 @@ pub(super) fn put_in(
     Ok(cancelled)
 }
 
-/// Marks a stored webhook deleted (used by tenant deletion).
+/// Marks a stored webhook deleted (used by tenant deletion). Returns it as now
+/// stored, `None` when there is no such record.
 pub(super) fn soft_delete_in(
     txn: &WriteTransaction,
     cipher: &Cipher,
     id: &str,
     now: UnixMs,
-) -> Result<(), StoreError> {
+) -> Result<Option<Webhook>, StoreError> {
     let current = match txn.open_table(WEBHOOKS)?.get(id)? {
         Some(v) => unseal(cipher, v.value())?,
-        None => return Ok(()),
+        None => return Ok(None),
     };
     if current.deleted_at.is_some() {
-        return Ok(());
+        return Ok(Some(current));
     }
     let mut w = current;
     w.deleted_at = Some(now);
     w.updated_at = now;
+    w.version = w.version.saturating_add(1);
     put_in(txn, cipher, &w)?;
-    Ok(())
+    Ok(Some(w))
 }
 
 /// Cancels every unfinished delivery of a webhook: out of the due index, state
@@ -128,4 +190,122 @@ pub(super) fn cancel_pending(
         }
     }
     Ok(entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{Change, Subscriber};
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<Change>>);
+
+    impl Subscriber for Seen {
+        fn apply(&self, changes: &[Change]) {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(changes.iter().cloned());
+        }
+    }
+
+    fn webhook() -> Webhook {
+        Webhook {
+            id: "wh_1".into(),
+            tenant: "acme".into(),
+            url: "https://example.com/hook".into(),
+            event_types: vec!["*".into()],
+            channels: vec![],
+            description: Some("first".into()),
+            headers: Default::default(),
+            oauth: None,
+            secrets: vec![],
+            notification_email: None,
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            metadata: Default::default(),
+            rate_limit_per_second: None,
+            created_at: 1,
+            updated_at: 1,
+            deleted_at: None,
+            failing_since: None,
+            version: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn update_webhook_writes_only_accepted_changes_and_bumps_the_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            Store::open(&dir.path().join("t.redb"), Cipher::new(&[3; 32]), 1 << 20).expect("open");
+        let seen = Arc::new(Seen::default());
+        store.subscribe(seen.clone());
+        let published = || seen.0.lock().map(|v| v.len()).unwrap_or(0);
+
+        let created = store.create_webhook(webhook()).await.expect("create");
+        assert_eq!(created.version, 1);
+        assert_eq!(published(), 1);
+        assert!(matches!(
+            store.create_webhook(webhook()).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        // A refused change writes and publishes nothing.
+        let refused = store
+            .update_webhook("wh_1".into(), |w| {
+                w.enabled = false;
+                Err::<(), _>("no")
+            })
+            .await
+            .expect("store ok");
+        assert_eq!(refused.err(), Some("no"));
+        let stored = store.get_webhook("wh_1").expect("read").expect("exists");
+        assert!(stored.enabled && stored.version == 1);
+        assert_eq!(published(), 1);
+
+        // A change that changes nothing keeps the version; the id cannot move.
+        let (same, ()) = store
+            .update_webhook("wh_1".into(), |w| {
+                w.id = "wh_other".into();
+                w.version = 99;
+                Ok::<(), ()>(())
+            })
+            .await
+            .expect("store ok")
+            .expect("accepted");
+        assert_eq!((same.id.as_str(), same.version), ("wh_1", 1));
+        assert_eq!(published(), 1);
+
+        // An accepted change is written against the stored record, bumped and
+        // published.
+        let (next, n) = store
+            .update_webhook("wh_1".into(), |w| {
+                w.description = Some("second".into());
+                Ok::<u8, ()>(7)
+            })
+            .await
+            .expect("store ok")
+            .expect("accepted");
+        assert_eq!((next.version, n), (2, 7));
+        assert_eq!(
+            store.get_webhook("wh_1").expect("read"),
+            Some((*next).clone())
+        );
+        assert_eq!(published(), 2);
+        assert!(matches!(
+            seen.0.lock().expect("lock").last(),
+            Some(Change::Webhook(w)) if w.description.as_deref() == Some("second")
+        ));
+
+        assert!(matches!(
+            store
+                .update_webhook("wh_none".into(), |_| Ok::<(), ()>(()))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        store.close();
+    }
 }

@@ -106,9 +106,13 @@ impl TestReceiver {
 
     /// Starts a receiver with a default reply for unscripted requests.
     pub async fn start_with(default: Reply) -> TestReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
+        Self::start_on("127.0.0.1:0", default).await
+    }
+
+    /// Starts a receiver on a given loopback address (e.g. the one baked into a
+    /// fixture's webhooks) with a default reply for unscripted requests.
+    pub async fn start_on(addr: &str, default: Reply) -> TestReceiver {
+        let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("receiver address");
         let shared = Arc::new(Mutex::new(Shared {
             script: VecDeque::new(),
