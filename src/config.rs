@@ -30,7 +30,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_MASTER_KEY", "master_key"),
     ("HOOKBOX_MAX_BODY_BYTES", "max_body_bytes"),
     ("HOOKBOX_CACHE_MIB", "cache_mib"),
-    ("HOOKBOX_PER_TENANT_IN_FLIGHT", "delivery.per_tenant_in_flight"),
+    (
+        "HOOKBOX_PER_TENANT_IN_FLIGHT",
+        "delivery.per_tenant_in_flight",
+    ),
     ("HOOKBOX_MAX_QUEUED_BYTES", "delivery.max_queued_bytes"),
     ("HOOKBOX_LOG_FORMAT", "log.format"),
     ("HOOKBOX_LOG_LEVEL", "log.level"),

@@ -263,10 +263,7 @@ impl Dispatcher {
         let Some(hook) = self.hooks.get_mut(work.entry.webhook_id.as_str()) else {
             return;
         };
-        let younger_than_all = hook
-            .queue
-            .back()
-            .is_none_or(|b| b.key() <= work.key());
+        let younger_than_all = hook.queue.back().is_none_or(|b| b.key() <= work.key());
         if hook.queue.len() >= per_hook || total_full {
             if younger_than_all || total_full {
                 hook.backlog = true;
@@ -511,7 +508,13 @@ impl Dispatcher {
 
     /// An outcome is committed (or the attempt was skipped): the claim goes;
     /// `retry_at` when the delivery was rescheduled.
-    pub(super) fn done(&mut self, delivery_id: &str, webhook_id: &str, retry_at: Option<i64>, now: i64) {
+    pub(super) fn done(
+        &mut self,
+        delivery_id: &str,
+        webhook_id: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) {
         if let Some(at) = retry_at {
             self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
         }
@@ -557,11 +560,13 @@ impl Dispatcher {
     /// webhook that is gone: its attempt cancels it). Returns true when the sweep
     /// reached the end of what is due: report the next due time with
     /// [`Dispatcher::set_next_due`].
-    pub(super) fn swept(&mut self, entries: Vec<(DueEntry, Option<Arc<str>>)>, limit: usize) -> bool {
+    pub(super) fn swept(
+        &mut self,
+        entries: Vec<(DueEntry, Option<Arc<str>>)>,
+        limit: usize,
+    ) -> bool {
         let full = entries.len() == limit;
-        self.cursor = entries
-            .last()
-            .map(|(e, _)| (e.due, e.delivery_id.clone()));
+        self.cursor = entries.last().map(|(e, _)| (e.due, e.delivery_id.clone()));
         for (entry, tenant) in entries {
             let tenant = tenant.as_deref().unwrap_or("");
             self.offer(
@@ -592,7 +597,12 @@ impl Dispatcher {
 
     /// Reports a refill: the webhook's due entries read after its cursor, and the
     /// cursor to continue from (`None`: nothing more waits on disk).
-    pub(super) fn refilled(&mut self, webhook_id: &str, entries: Vec<DueEntry>, next: Option<String>) {
+    pub(super) fn refilled(
+        &mut self,
+        webhook_id: &str,
+        entries: Vec<DueEntry>,
+        next: Option<String>,
+    ) {
         let Some(hook) = self.hooks.get_mut(webhook_id) else {
             return;
         };

@@ -142,11 +142,16 @@ fn each_in_flight_bound_holds_until_an_exchange_ends() {
         }
         let started = t.pump();
         assert_eq!(started.len(), *n, "{offers:?}");
-        assert!(t.pump().is_empty(), "nothing more starts while all are in flight");
+        assert!(
+            t.pump().is_empty(),
+            "nothing more starts while all are in flight"
+        );
         let mut per_tenant: HashMap<&str, usize> = HashMap::new();
         let mut per_hook: HashMap<&str, usize> = HashMap::new();
         for w in &started {
-            *per_tenant.entry(tenant_of(&w.entry.webhook_id)).or_default() += 1;
+            *per_tenant
+                .entry(tenant_of(&w.entry.webhook_id))
+                .or_default() += 1;
             *per_hook.entry(w.entry.webhook_id.as_str()).or_default() += 1;
         }
         assert!(per_tenant.values().all(|c| c <= per_t), "{per_tenant:?}");
@@ -384,7 +389,7 @@ fn loaded(webhook: &str, n: u32, payload: usize) -> Work {
 fn waiting_work_past_the_byte_budget_waits_as_ids() {
     // (budget, payload size, offered, expected loaded among the queued)
     let cases: &[(usize, usize, u32, usize)] = &[
-        (10_000, 900, 20, 7),  // 7 x (900 + 512) = 9,884 <= 10,000
+        (10_000, 900, 20, 7),   // 7 x (900 + 512) = 9,884 <= 10,000
         (1 << 20, 900, 20, 20), // all fit
         (100, 900, 5, 0),       // none fits: all wait as ids
     ];

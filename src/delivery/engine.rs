@@ -48,6 +48,7 @@ impl Engine {
         cfg: EngineConfig,
         notifier: Notifier,
     ) -> Engine {
+        super::alloc::keep_large_buffers_returnable();
         let (to_scheduler, scheduler_rx) = mpsc::unbounded_channel();
         let (to_recorder, recorder_rx) = mpsc::unbounded_channel();
         let (to_followups, followups_rx) = mpsc::channel(FOLLOWUP_QUEUE);
@@ -129,11 +130,7 @@ impl Engine {
     /// the next step). Only for an engine that was not started (returns 0 if it
     /// was), so two schedulers never claim the same delivery.
     pub async fn run_due_once(&self, now: i64) -> usize {
-        let started = self
-            .inner
-            .receivers
-            .lock()
-            .map_or(true, |r| r.is_none());
+        let started = self.inner.receivers.lock().map_or(true, |r| r.is_none());
         if started {
             tracing::warn!("run_due_once called on a started engine; nothing done");
             return 0;

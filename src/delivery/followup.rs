@@ -183,7 +183,13 @@ async fn disable(ctx: &Arc<Ctx>, webhook: &Webhook, reason: String, now: i64) {
 /// tenant's webhooks subscribed to it, never to the failing webhook itself. Its
 /// deliveries are planned and handed over exactly as ingest's are (first delay
 /// included).
-async fn emit(ctx: &Arc<Ctx>, about: &Webhook, event_type: &str, data: serde_json::Value, now: i64) {
+async fn emit(
+    ctx: &Arc<Ctx>,
+    about: &Webhook,
+    event_type: &str,
+    data: serde_json::Value,
+    now: i64,
+) {
     let targets: Vec<Arc<Webhook>> = ctx
         .registry
         .matching(&about.tenant, event_type, &[])
@@ -203,7 +209,8 @@ async fn emit(ctx: &Arc<Ctx>, about: &Webhook, event_type: &str, data: serde_jso
         created_at: now,
     };
     let first = ctx.cfg.policy.first_delay().as_millis() as i64;
-    let deliveries = plan::plan_deliveries(&event, targets.iter().map(|w| w.id.as_str()), first, now);
+    let deliveries =
+        plan::plan_deliveries(&event, targets.iter().map(|w| w.id.as_str()), first, now);
     let item = IngestItem {
         event,
         deliveries,

@@ -7,6 +7,7 @@
 //! `dispatch` (pure decisions), `plan` (new deliveries) -> `msg` (message types) ->
 //! `worker` and the pure leaves (`signer`, `schedule`, `client`, `oauth`, `ssrf`).
 
+mod alloc;
 pub mod client;
 mod context;
 mod dispatch;

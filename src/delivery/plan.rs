@@ -47,7 +47,11 @@ pub fn plan_deliveries<'a>(
 /// Hands a committed event's deliveries to the scheduler without a store read when
 /// they are due now (the fast path); otherwise asks it to look at the due index, so
 /// its timer is set from what is on disk.
-pub(super) fn hand_over(to_scheduler: &mpsc::UnboundedSender<Msg>, first_delay_ms: i64, item: IngestItem) {
+pub(super) fn hand_over(
+    to_scheduler: &mpsc::UnboundedSender<Msg>,
+    first_delay_ms: i64,
+    item: IngestItem,
+) {
     if item.deliveries.is_empty() {
         return;
     }

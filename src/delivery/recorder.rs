@@ -22,7 +22,11 @@ const BATCH: usize = 2048;
 /// Records outcomes until `stop` fires, then records what is already queued and
 /// returns. (The engine's own handle keeps a sender alive, so the channel never
 /// closes by itself.)
-pub(super) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Outcome>, stop: CancellationToken) {
+pub(super) async fn run(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    stop: CancellationToken,
+) {
     let mut stopping = false;
     loop {
         let next = if stopping {

@@ -48,10 +48,9 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
     match read {
         Read::Sweep { after, limit } => {
             let store = ctx.store.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                store.due_entries(now, after.as_ref(), limit)
-            })
-            .await;
+            let found =
+                tokio::task::spawn_blocking(move || store.due_entries(now, after.as_ref(), limit))
+                    .await;
             let entries = match found {
                 Ok(Ok(e)) => e,
                 Ok(Err(e)) => {

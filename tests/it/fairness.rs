@@ -52,8 +52,11 @@ async fn another_tenants_hanging_webhooks_do_not_delay_a_healthy_delivery() {
     )
     .await;
     let sent = Instant::now();
-    app.event(&other, json!({"type": "shift.created", "data": {"ok": true}}))
-        .await;
+    app.event(
+        &other,
+        json!({"type": "shift.created", "data": {"ok": true}}),
+    )
+    .await;
     let got = healthy.wait_for(1, Duration::from_secs(10)).await;
     let waited = got[0].at.duration_since(sent);
     assert!(

@@ -24,3 +24,4 @@ mod receiver;
 mod receiver_auth;
 mod retention;
 mod smtp;
+mod stepping;

@@ -26,7 +26,7 @@ const EVENTS: usize = 1_200;
 const EVENT_BYTES: usize = 900 * 1024;
 const RSS_BOUND_KIB: u64 = 150 * 1024;
 /// How long a receiver takes to answer each request.
-const SLOW: Duration = Duration::from_millis(100);
+const SLOW: Duration = Duration::from_millis(500);
 const DEADLINE: Duration = Duration::from_secs(90);
 
 /// The hookbox binary; killed when dropped.
@@ -94,7 +94,13 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -196,15 +202,28 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
         if s == StatusCode::OK {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "hookbox did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "hookbox did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let idle = rss_kib(pid).expect("read VmRSS");
 
     let t = api
-        .expect(StatusCode::CREATED, "/v1/tenants", ADMIN, json!({"name": "mem"}))
+        .expect(
+            StatusCode::CREATED,
+            "/v1/tenants",
+            ADMIN,
+            json!({"name": "mem"}),
+        )
         .await;
-    let scopes = ["webhooks:read", "webhooks:write", "events:write", "events:read"];
+    let scopes = [
+        "webhooks:read",
+        "webhooks:write",
+        "events:write",
+        "events:read",
+    ];
     let k = api
         .expect(
             StatusCode::CREATED,
@@ -247,8 +266,13 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
     let sem = Arc::new(tokio::sync::Semaphore::new(4));
     let mut posts = Vec::new();
     for i in 0..EVENTS {
-        let ty = if i % 2 == 0 { "shift.created" } else { "PATIENT_CREATED" };
-        let body = format!(r#"{{"type":"{ty}","data":{{"i":{i},"blob":"{filler}"}}}}"#).into_bytes();
+        let ty = if i % 2 == 0 {
+            "shift.created"
+        } else {
+            "PATIENT_CREATED"
+        };
+        let body =
+            format!(r#"{{"type":"{ty}","data":{{"i":{i},"blob":"{filler}"}}}}"#).into_bytes();
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
         let api = api.clone();
         let key = key.clone();
@@ -272,7 +296,10 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
         "memory: idle {idle} KiB, peak {peak} KiB (while ingesting {pending_peak} KiB), ingest took {ingested:?}, all delivered after {:?}",
         started.elapsed()
     );
-    assert!(all.is_ok(), "{delivered} of {EVENTS} delivered within {DEADLINE:?}");
+    assert!(
+        all.is_ok(),
+        "{delivered} of {EVENTS} delivered within {DEADLINE:?}"
+    );
     assert_eq!(delivered, EVENTS);
     assert!(
         peak < RSS_BOUND_KIB,
