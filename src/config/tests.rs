@@ -488,7 +488,8 @@ fn per_tenant_and_byte_bounds_load_default_and_validate() {
     assert_eq!(c.delivery.max_queued_bytes, 3 * 1024 * 1024);
 
     // Every bad value is reported with its key.
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "[delivery]\nper_tenant_in_flight = 0\n",
             &[],

@@ -29,6 +29,9 @@ fn hooks(work: &[Work]) -> Vec<&str> {
     work.iter().map(|w| w.entry.webhook_id.as_str()).collect()
 }
 
+/// Offers as (webhook, how many).
+type Offers<'a> = &'a [(&'a str, usize)];
+
 fn limits(max: usize, per_tenant: usize, per_webhook: usize) -> Limits {
     Limits::new(max, per_tenant, per_webhook, 64 << 20)
 }
@@ -91,7 +94,7 @@ impl T {
 #[test]
 fn slots_go_round_robin_by_tenant_then_by_webhook() {
     // (offers as (webhook, count), max in flight, expected webhooks started in order)
-    let cases: &[(&[(&str, usize)], usize, &[&str])] = &[
+    let cases: &[(Offers, usize, &[&str])] = &[
         // One tenant: its webhooks take turns.
         (
             &[("a-1", 3), ("a-2", 3), ("a-3", 3)],
@@ -125,7 +128,7 @@ fn slots_go_round_robin_by_tenant_then_by_webhook() {
 #[test]
 fn each_in_flight_bound_holds_until_an_exchange_ends() {
     // (limits (max, per tenant, per webhook), offers, how many start, who waits)
-    let cases: &[((usize, usize, usize), &[(&str, usize)], usize)] = &[
+    let cases: &[((usize, usize, usize), Offers, usize)] = &[
         // Global.
         ((3, 10, 10), &[("a-1", 5), ("b-1", 5)], 3),
         // Per webhook: 2 of a-1's 5.
@@ -240,7 +243,8 @@ fn outcomes_awaiting_commit_are_bounded() {
 #[test]
 fn a_webhooks_work_leaves_oldest_first() {
     // (offers as (due, n), expected start order of n)
-    let cases: &[(&[(u64, u32)], &[u32])] = &[
+    type Due<'a> = &'a [(u64, u32)];
+    let cases: &[(Due, &[u32])] = &[
         (&[(10, 1), (11, 2), (12, 3)], &[1, 2, 3]),
         // Found out of order (a sweep, a retry): due time first, then id.
         (&[(12, 3), (10, 4), (11, 2), (10, 1)], &[1, 4, 2, 3]),
