@@ -4,10 +4,11 @@
 //!
 //! Module layers (imports only go down; no cycles): `engine` (the public face) ->
 //! `scheduler`, `recorder`, `followup` (the tasks) -> `context` (shared handles) ->
-//! `dispatch` (pure decisions), `plan` (new deliveries) -> `msg` (message types) ->
+//! `dispatch` (pure decisions, with `bucket`), `plan` (new deliveries) -> `msg` (message types) ->
 //! `worker` and the pure leaves (`signer`, `schedule`, `client`, `oauth`, `ssrf`).
 
 mod alloc;
+mod bucket;
 pub mod client;
 mod context;
 mod dispatch;
