@@ -13,9 +13,12 @@ use crate::receiver::{Reply, TestReceiver};
 #[tokio::test]
 async fn another_tenants_hanging_webhooks_do_not_delay_a_healthy_delivery() {
     // Defaults: 256 in flight in all, 16 per webhook, a quarter (64) per tenant. A
-    // 4 s request timeout: on the old code the healthy delivery waited it out.
+    // 4 s request timeout: on the old code the healthy delivery waited it out. The
+    // connect timeout is as long, so that on a loaded host no hanging attempt fails
+    // early at connect and frees its slot by chance.
     let app = TestApp::spawn_with(|c| {
         c.delivery.request_timeout = Duration::from_secs(4);
+        c.delivery.connect_timeout = Duration::from_secs(4);
     })
     .await;
     // A receiver that accepts and never answers within the timeout.
