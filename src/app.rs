@@ -136,6 +136,18 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("no local address")?;
 
+        // Tenants deleted before their data was purged (a purge cut short, or a
+        // data file from a version that did not purge): purge them now.
+        store
+            .mark_orphaned_tenants(now_ms())
+            .await
+            .context("cannot look for deleted tenants' data")?;
+        for tenant in store
+            .tenants_being_purged()
+            .context("cannot list deleted tenants")?
+        {
+            store.spawn_purge(tenant);
+        }
         let shutdown = CancellationToken::new();
         let engine_task = engine.start(shutdown.clone(), GRACE);
         let retention = tokio::spawn(retention_loop(
@@ -181,6 +193,7 @@ impl App {
         let _ = self.server.await;
         let _ = self.engine_task.await;
         let _ = self.retention.await;
+        self.store.stop_purges().await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("hookbox stopped");

@@ -14,6 +14,9 @@ use super::{ApiState, Call, Reply, dto, json_response, no_content, validate};
 use crate::model::{ApiKey, EventType, Scope, Tenant, new_id, now_ms};
 use crate::secrets::{hash_key, random_token};
 
+/// How long a tenant delete waits for the purge of its data before answering.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Answers the unauthenticated operational routes; `None` for every other path.
 pub fn operational(state: &Arc<ApiState>, method: &Method, path: &str) -> Option<Reply> {
     let reply = match path {
@@ -51,6 +54,13 @@ pub fn operational(state: &Arc<ApiState>, method: &Method, path: &str) -> Option
 pub async fn create_tenant(call: &Call<'_>) -> Reply {
     require_admin(&call.principal)?;
     let spec = validate::tenant_create(&call.json()?).map_err(ApiError::invalid)?;
+    if let Some(id) = &spec.id
+        && call.state.store.tenant_being_purged(id)?
+    {
+        return Err(ApiError::conflict(format!(
+            "tenant {id} was deleted and its data is still being purged; try again shortly"
+        )));
+    }
     let now = now_ms();
     let tenant = Tenant {
         id: spec.id.unwrap_or_else(|| new_id("ten")),
@@ -107,6 +117,11 @@ pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
     let now = now_ms();
     call.state.store.delete_tenant(id.clone(), now).await?;
     call.state.registry.remove_tenant(&id, now);
+    // The old data goes in chunks; a small tenant is gone before the answer, so the
+    // id can be reused at once. A big one carries on in the background (the id
+    // answers 409 until it is done).
+    let purged = call.state.store.spawn_purge(id);
+    let _ = tokio::time::timeout(PURGE_WAIT, purged).await;
     Ok(no_content())
 }
 

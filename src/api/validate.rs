@@ -21,6 +21,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::dto::MASK;
+
+mod origin;
+#[cfg(test)]
+mod sec_tests;
 use crate::model::{self, OAuthConfig, Scope, Secret, UnixMs, Webhook};
 
 /// Longest accepted webhook or token URL, in bytes.
@@ -347,6 +351,19 @@ fn check_text(name: &str, s: &str, max: usize, r: &mut Vec<String>) -> bool {
     }
 }
 
+/// Whether `s` is free of control characters (CR, LF, NUL, tab and the rest of
+/// C0, DEL, C1), which would let a stored value forge lines in logs, e-mails or
+/// headers; pushes a reason naming the field when it is not.
+fn no_control_chars(name: &str, s: &str, r: &mut Vec<String>) -> bool {
+    let ok = !s.chars().any(char::is_control);
+    if !ok {
+        r.push(format!(
+            "{name} must not contain control characters (such as CR or LF)"
+        ));
+    }
+    ok
+}
+
 /// Quotes a client-supplied string for a reason: escaped, and cut at 64
 /// characters (on a char boundary) so a huge key cannot balloon the response.
 fn quote(s: &str) -> String {
@@ -368,6 +385,14 @@ fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> Option<Stri
     let before = r.len();
     if s.len() > MAX_URL_LEN {
         r.push(format!("{name} must be at most {MAX_URL_LEN} characters"));
+        return None;
+    }
+    if has_zone_id(s) {
+        // A zone id (`[fe80::1%25lo]`, or `%lo` raw) names a local interface: the
+        // host is not one global address the SSRF guard could judge.
+        r.push(format!(
+            "{name} host must not carry an IPv6 zone id (\"%\" inside the brackets)"
+        ));
         return None;
     }
     let uri: http::Uri = match s.parse() {
@@ -420,6 +445,17 @@ fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> Option<Stri
         }
     }
     (r.len() == before).then(|| s.to_owned())
+}
+
+/// Whether the authority of URL text `s` holds a bracketed IPv6 literal with a
+/// zone id (`%` inside the brackets, encoded as `%25` or raw).
+fn has_zone_id(s: &str) -> bool {
+    let rest = s.split_once("://").map_or(s, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    host.split_once('[')
+        .and_then(|(_, tail)| tail.split_once(']'))
+        .is_some_and(|(literal, _)| literal.contains('%'))
 }
 
 /// The port text of an authority (`user@host:port`, `[v6]:port`), if any.
@@ -587,11 +623,14 @@ fn is_tchar(b: u8) -> bool {
 
 /// A custom header map. A value of exactly `"****"` (what reads show) keeps the
 /// value in `keep` under the same name, so a client may send back what it read;
-/// with nothing to keep it is refused rather than stored as a literal mask.
+/// with nothing to keep it is refused rather than stored as a literal mask. When
+/// `moved` says why the stored values' destination changed, a mask keeps nothing
+/// and each masked value must be sent again.
 fn check_headers(
     f: &Field,
     rules: &HeaderRules,
     keep: Option<&BTreeMap<String, Secret>>,
+    moved: Option<&str>,
     r: &mut Vec<String>,
 ) -> Option<BTreeMap<String, Secret>> {
     let Some(map) = f.value.as_object() else {
@@ -649,6 +688,9 @@ fn check_headers(
         } else if v == MASK {
             let kept = keep.and_then(|k| k.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)));
             match kept {
+                Some(_) if let Some(why) = moved => {
+                    r.push(format!("{}.{name} must be sent again: {why}", f.name));
+                }
                 Some((_, secret)) => {
                     out.insert(name.clone(), secret.clone());
                 }
@@ -678,6 +720,14 @@ fn check_oauth(
 
     let token_url = required(fields.get(&["token_url"], r), &format!("{p}token_url"), r)
         .and_then(|f| f.string(r).and_then(|s| check_url(&f.name, s, ctx, r)));
+    // Stored OAuth secrets belong to the token endpoint: a mask keeps them only
+    // while it stays at the same scheme, host and port.
+    let moved = match (current, &token_url) {
+        (Some(c), Some(next)) if !origin::same_destination(&c.token_url, next) => {
+            Some(format!("{p}token_url moves to another host"))
+        }
+        _ => None,
+    };
     let client_id = required(fields.get(&["client_id"], r), &format!("{p}client_id"), r)
         .and_then(|f| f.text(MAX_TEXT_LEN, r));
     let client_secret = required(
@@ -689,6 +739,10 @@ fn check_oauth(
         let s = f.text(MAX_TEXT_LEN, r)?;
         if s != MASK {
             return Some(Secret::new(s));
+        }
+        if let (Some(why), Some(_)) = (&moved, current) {
+            r.push(format!("{} must be sent again: {why}", f.name));
+            return None;
         }
         let kept = current.map(|c| c.client_secret.clone());
         if kept.is_none() {
@@ -704,9 +758,13 @@ fn check_oauth(
         _ => None,
     };
     let headers = match fields.get(&["headers"], r) {
-        Some(f) if !f.is_null() => {
-            check_headers(&f, &OAUTH_HEADERS, current.map(|c| &c.headers), r)
-        }
+        Some(f) if !f.is_null() => check_headers(
+            &f,
+            &OAUTH_HEADERS,
+            current.map(|c| &c.headers),
+            moved.as_deref(),
+            r,
+        ),
         _ => Some(BTreeMap::new()),
     };
     fields.finish(r);
@@ -931,6 +989,14 @@ fn webhook_fields(
         }
         None => {}
     }
+    // Stored header values belong to the webhook's destination: a mask keeps them
+    // only while `url` stays at the same scheme, host and port.
+    let url_moved = match (current, &p.url) {
+        (Some(w), Some(next)) if !origin::same_destination(&w.url, next) => {
+            Some("url moves to another host".to_owned())
+        }
+        _ => None,
+    };
     let headers_field = fields.get(&["headers"], r);
     let header_names: Vec<&str> = match &headers_field {
         Some(f) => f
@@ -944,8 +1010,24 @@ fn webhook_fields(
     };
     match &headers_field {
         Some(f) if f.is_null() => p.headers = Some(BTreeMap::new()),
-        Some(f) => p.headers = check_headers(f, &WEBHOOK_HEADERS, current.map(|w| &w.headers), r),
-        None => {}
+        Some(f) => {
+            p.headers = check_headers(
+                f,
+                &WEBHOOK_HEADERS,
+                current.map(|w| &w.headers),
+                url_moved.as_deref(),
+                r,
+            )
+        }
+        // Stored header values left out of the PATCH would follow the webhook to
+        // its new host just as masked ones would.
+        None => {
+            if let (Some(why), Some(w)) = (&url_moved, current) {
+                for name in w.headers.keys() {
+                    r.push(format!("headers.{name} must be sent again: {why}"));
+                }
+            }
+        }
     }
     if oauth_set {
         for name in header_names {
@@ -1165,7 +1247,8 @@ pub fn tenant_create(body: &Value) -> Result<TenantSpec, Vec<String>> {
         _ => None,
     };
     let name = required(fields.get(&["name"], &mut r), "name", &mut r)
-        .and_then(|f| f.text(MAX_NAME_LEN, &mut r));
+        .and_then(|f| f.text(MAX_NAME_LEN, &mut r))
+        .filter(|s| no_control_chars("name", s, &mut r));
     fields.finish(&mut r);
     match name {
         Some(name) if r.is_empty() => Ok(TenantSpec { id, name }),
@@ -1182,7 +1265,8 @@ pub fn api_key_create(body: &Value) -> Result<ApiKeySpec, Vec<String>> {
     let tenant = required(fields.get(&["tenant"], &mut r), "tenant", &mut r)
         .and_then(|f| check_tenant_id(&f, &mut r));
     let name = required(fields.get(&["name"], &mut r), "name", &mut r)
-        .and_then(|f| f.text(MAX_NAME_LEN, &mut r));
+        .and_then(|f| f.text(MAX_NAME_LEN, &mut r))
+        .filter(|s| no_control_chars("name", s, &mut r));
     let scopes = required(fields.get(&["scopes"], &mut r), "scopes", &mut r).and_then(|f| {
         let Some(items) = f.value.as_array() else {
             r.push(format!("{} must be an array of strings", f.name));
@@ -1308,7 +1392,8 @@ fn serde_reason(e: &serde_json::Error) -> String {
     }
 }
 
-/// Checks an idempotency key: 1..=256 characters.
+/// Checks an idempotency key: 1..=256 characters, none of them a control
+/// character.
 fn check_idempotency_key(name: &str, key: &str, r: &mut Vec<String>) -> bool {
     let n = key.chars().count();
     let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&n);
@@ -1317,7 +1402,7 @@ fn check_idempotency_key(name: &str, key: &str, r: &mut Vec<String>) -> bool {
             "{name} must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
         ));
     }
-    ok
+    ok && no_control_chars(name, key, r)
 }
 
 /// The field checks of one parsed event.
@@ -1516,7 +1601,7 @@ mod tests {
         }
     }
 
-    fn ctx(require_https: bool) -> Ctx<'static> {
+    pub(super) fn ctx(require_https: bool) -> Ctx<'static> {
         Ctx {
             require_https,
             known_event_type: &known,
@@ -1524,18 +1609,18 @@ mod tests {
         }
     }
 
-    fn reasons<T: std::fmt::Debug>(res: Result<T, Vec<String>>) -> Vec<String> {
+    pub(super) fn reasons<T: std::fmt::Debug>(res: Result<T, Vec<String>>) -> Vec<String> {
         match res {
             Ok(v) => panic!("expected reasons, got {v:?}"),
             Err(r) => r,
         }
     }
 
-    fn assert_has(r: &[String], want: &str) {
+    pub(super) fn assert_has(r: &[String], want: &str) {
         assert!(r.iter().any(|x| x == want), "missing {want:?} in {r:#?}");
     }
 
-    fn stored() -> Webhook {
+    pub(super) fn stored() -> Webhook {
         Webhook {
             id: "wh_1".to_owned(),
             tenant: "acme".to_owned(),

@@ -108,7 +108,8 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     let mut next = (*current).clone();
     patch.apply(&mut next, now_ms());
     call.state.store.put_webhook(next.clone()).await?;
-    if next.oauth != current.oauth {
+    // A token was fetched for this destination; a new url or oauth fetches anew.
+    if next.oauth != current.oauth || next.url != current.url {
         call.state.engine.forget_token(&next.id);
     }
     let body = dto::webhook_json(&next, false);

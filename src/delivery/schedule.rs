@@ -116,20 +116,34 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a `Retry-After` header value: delta-seconds or an HTTP-date (RFC 2822
-/// form, e.g. `Wed, 21 Oct 2015 07:28:00 GMT`). A negative delay or a date in the
-/// past gives zero; anything unparseable gives `None`.
+/// Parses a `Retry-After` header value: delta-seconds or an HTTP-date (RFC 9110
+/// 5.6.7: the IMF-fixdate `Wed, 21 Oct 2015 07:28:00 GMT`, and the obsolete RFC 850
+/// and asctime forms every recipient must still accept). A negative delay or a date
+/// in the past gives zero; anything unparseable gives `None`.
 pub fn parse_retry_after(value: &str, now_ms: UnixMs) -> Option<Duration> {
-    static HTTP_DATE: jiff::fmt::rfc2822::DateTimeParser =
-        jiff::fmt::rfc2822::DateTimeParser::new();
-
     let value = value.trim();
     if let Ok(secs) = value.parse::<i64>() {
         return Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0)));
     }
-    let at = HTTP_DATE.parse_timestamp(value).ok()?;
+    let at = parse_http_date(value)?;
     let ahead_ms = at.as_millisecond().saturating_sub(now_ms);
     Some(Duration::from_millis(u64::try_from(ahead_ms).unwrap_or(0)))
+}
+
+/// An HTTP-date in any of its three forms (times are always UTC).
+fn parse_http_date(value: &str) -> Option<jiff::Timestamp> {
+    static IMF: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    if let Ok(at) = IMF.parse_timestamp(value) {
+        return Some(at);
+    }
+    // RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37
+    // 1994`); a run of spaces is one space, so asctime's padded day parses too.
+    let squeezed = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y"]
+        .iter()
+        .find_map(|format| jiff::civil::DateTime::strptime(format, &squeezed).ok())
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
 }
 
 #[cfg(test)]
@@ -223,6 +237,20 @@ mod tests {
             ),
             ("Wed, 21 Oct 2015 07:28:00 GMT", date_ms + 1_000, Some(s(0))),
             ("Wed, 21 Oct 2015 07:28:00 +0000", date_ms, Some(s(0))),
+            // The obsolete forms RFC 9110 still requires recipients to accept.
+            (
+                "Wednesday, 21-Oct-15 07:28:00 GMT",
+                date_ms - 30_000,
+                Some(s(30)),
+            ),
+            ("Wed Oct 21 07:28:00 2015", date_ms - 45_000, Some(s(45))),
+            ("Thu Oct  1 07:28:00 2015", date_ms, Some(s(0))),
+            (
+                "Fri, 30 Oct 2026 11:00:00 GMT",
+                1_793_358_000_000 - 600_000,
+                Some(s(600)),
+            ),
+            ("Wed, 21 Oct 2015 07:28:00 GMT junk", 0, None),
             ("soon", 0, None),
             ("", 0, None),
             ("1.5", 0, None),

@@ -205,3 +205,53 @@ async fn post<'a>(
     }
     Ok(result?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: Some(retry_after.to_owned()),
+            body: Bytes::new(),
+            latency: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_honoured_and_clamped() {
+        // Fri, 30 Oct 2026 11:00:00 GMT in Unix milliseconds.
+        let date_ms: UnixMs = 1_793_358_000_000;
+        let date = "Fri, 30 Oct 2026 11:00:00 GMT";
+        let policy = RetryPolicy::new(
+            vec![Duration::ZERO, Duration::from_secs(5)],
+            0.0,
+            Duration::from_secs(3600),
+        )
+        .expect("valid policy");
+        // (now, expected wait): the receiver's wish, capped at retry_after_max (1 h),
+        // never below the schedule (5 s).
+        let cases = [
+            (date_ms - 120_000, Duration::from_secs(120)),
+            (date_ms - 7_200_000, Duration::from_secs(3600)),
+            (date_ms - 2_000, Duration::from_secs(5)),
+            (date_ms + 60_000, Duration::from_secs(5)),
+        ];
+        for (now, want) in cases {
+            let Verdict::Retry { retry_after } = classify(Some(&answer(503, date)), now) else {
+                panic!("503 is retried");
+            };
+            assert_eq!(
+                next_delay(&policy, 1, retry_after, 0.5),
+                Some(want),
+                "now {now}"
+            );
+        }
+        // Only 429, 502, 503 and 504 are taken at their word.
+        assert_eq!(
+            classify(Some(&answer(500, date)), date_ms - 120_000),
+            Verdict::Retry { retry_after: None }
+        );
+    }
+}

@@ -18,6 +18,17 @@ impl Store {
             if tenants.get(tenant.id.as_str())?.is_some() {
                 return Err(StoreError::Conflict(format!("tenant {}", tenant.id)));
             }
+            // A deleted tenant's id stays taken until its old data is purged.
+            if txn
+                .open_table(TENANT_PURGES)?
+                .get(tenant.id.as_str())?
+                .is_some()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "tenant {} (deleted, its data still being purged)",
+                    tenant.id
+                )));
+            }
             let bytes = encode("tenants", &tenant)?;
             let mut types = txn.open_table(EVENT_TYPES)?;
             let mut encoded = Vec::with_capacity(catalogue.len());
@@ -45,9 +56,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a tenant with its keys and catalogue, and soft-deletes its webhooks
-    /// (cancelling their deliveries). Returns the deleted webhooks' ids, or
-    /// `NotFound`. Events and attempts age out through retention.
+    /// Deletes a tenant with its keys and catalogue, soft-deletes its webhooks
+    /// (cancelling their deliveries) and marks the id for purging: its events,
+    /// deliveries, attempts and idempotency records are then removed in chunks by
+    /// [`Store::purge_tenant`], and the id cannot be created again until that is
+    /// done. Returns the deleted webhooks' ids, or `NotFound`.
     pub async fn delete_tenant(&self, id: String, now: i64) -> Result<Vec<String>, StoreError> {
         let cipher = self.inner.cipher.clone();
         self.write(true, move |txn| {
@@ -69,6 +82,8 @@ impl Store {
                 }
             }
             tenants.remove(id.as_str())?;
+            txn.open_table(TENANT_PURGES)?
+                .insert(id.as_str(), now.max(0) as u64)?;
             txn.open_table(API_KEYS)?
                 .retain(|_, v| decode::<ApiKey>("api_keys", v).map_or(true, |k| k.tenant != id))?;
             txn.open_table(EVENT_TYPES)?.retain(|(t, _), _| t != id)?;

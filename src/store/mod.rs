@@ -7,6 +7,7 @@ pub mod codec;
 mod deliveries;
 mod events;
 mod notify;
+mod purge;
 mod tables;
 mod webhooks;
 mod writer;
@@ -83,6 +84,7 @@ struct Inner {
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
     ingest_queue: Arc<std::sync::Mutex<events::IngestQueue>>,
+    purges: purge::PurgeTasks,
 }
 
 impl Store {
@@ -117,6 +119,7 @@ impl Store {
             txn.open_table(ATTEMPTS)?;
             txn.open_table(NOTIFY)?;
             txn.open_table(META)?;
+            txn.open_table(TENANT_PURGES)?;
         }
         txn.commit()?;
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
@@ -139,6 +142,7 @@ impl Store {
                 healthy,
                 stats,
                 ingest_queue: Arc::default(),
+                purges: purge::PurgeTasks::default(),
             }),
         })
     }

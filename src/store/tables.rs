@@ -41,5 +41,8 @@ pub(crate) const PENDING: TableDefinition<(&str, &str), u64> = TableDefinition::
 pub(crate) const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts");
 /// `webhook id -> notification state` (failure streak, email throttle).
 pub(crate) const NOTIFY: TableDefinition<&str, &[u8]> = TableDefinition::new("notify");
+/// `tenant id -> deleted at (unix ms)`: deleted tenants whose data is still being
+/// purged (`purge.rs`); such an id cannot be created again until its row is gone.
+pub(crate) const TENANT_PURGES: TableDefinition<&str, u64> = TableDefinition::new("tenant_purges");
 /// `name -> value`: small store-wide records (the config seeds already applied).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -23,5 +23,7 @@ mod openapi;
 mod receiver;
 mod receiver_auth;
 mod retention;
+mod security;
+mod security_minor;
 mod smtp;
 mod stepping;
