@@ -116,6 +116,8 @@ impl App {
             EngineConfig {
                 max_in_flight: config.delivery.max_in_flight,
                 per_webhook_in_flight: config.delivery.per_webhook_in_flight,
+                per_tenant_in_flight: config.delivery.per_tenant_bound(),
+                max_queued_bytes: config.delivery.max_queued_bytes,
                 policy,
                 disable_after: config.delivery.disable_after,
             },

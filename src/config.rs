@@ -30,6 +30,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_MASTER_KEY", "master_key"),
     ("HOOKBOX_MAX_BODY_BYTES", "max_body_bytes"),
     ("HOOKBOX_CACHE_MIB", "cache_mib"),
+    (
+        "HOOKBOX_PER_TENANT_IN_FLIGHT",
+        "delivery.per_tenant_in_flight",
+    ),
+    ("HOOKBOX_MAX_QUEUED_BYTES", "delivery.max_queued_bytes"),
     ("HOOKBOX_LOG_FORMAT", "log.format"),
     ("HOOKBOX_LOG_LEVEL", "log.level"),
     ("HOOKBOX_REQUIRE_HTTPS", "security.require_https"),
@@ -127,6 +132,15 @@ pub struct DeliveryConfig {
     pub max_in_flight: usize,
     /// Bound on outbound requests in flight to one webhook; at least 1.
     pub per_webhook_in_flight: usize,
+    /// Bound on outbound requests in flight for one tenant (all its webhooks), so one
+    /// tenant cannot hold every slot while others wait; at least 1 and at most
+    /// `max_in_flight`. `None` means a quarter of `max_in_flight` (at least 1): see
+    /// [`DeliveryConfig::per_tenant_bound`].
+    pub per_tenant_in_flight: Option<usize>,
+    /// Bytes of event payload that work waiting in memory may hold; past it, waiting
+    /// work is kept as ids and its event is read back when its attempt starts. At
+    /// least 1 MiB.
+    pub max_queued_bytes: usize,
     /// Cap on an honoured `Retry-After`, so a receiver cannot park deliveries for days.
     pub retry_after_max: Duration,
     /// Extra PEM CA bundle trusted for receivers (private CAs), besides webpki roots.
@@ -349,9 +363,21 @@ impl Default for DeliveryConfig {
             disable_after: Duration::from_secs(5 * 24 * HOUR),
             max_in_flight: 256,
             per_webhook_in_flight: 16,
+            per_tenant_in_flight: None,
+            max_queued_bytes: 64 * 1024 * 1024,
             retry_after_max: Duration::from_secs(HOUR),
             ca_file: None,
         }
+    }
+}
+
+impl DeliveryConfig {
+    /// The per-tenant in-flight bound in force: the configured value, or a quarter
+    /// of `max_in_flight` (at least 1).
+    pub fn per_tenant_bound(&self) -> usize {
+        self.per_tenant_in_flight
+            .unwrap_or(self.max_in_flight / 4)
+            .clamp(1, self.max_in_flight.max(1))
     }
 }
 

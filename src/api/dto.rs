@@ -18,6 +18,8 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use crate::model::{self, OAuthConfig, Secret, UnixMs};
 
+pub use super::error::{Error, ErrorCode, ErrorDetail};
+
 /// What reads show instead of a secret value. A PATCH that sends it back for a
 /// header or the OAuth client secret keeps the stored value.
 pub const MASK: &str = "****";
@@ -543,71 +545,6 @@ pub struct Ready {
 #[derive(Serialize, ToSchema)]
 pub struct OpenApiDocument {
     pub openapi: String,
-}
-
-/// The error codes, one per status.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    Conflict,
-    PreconditionFailed,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    Unavailable,
-    Internal,
-}
-
-/// The inside of an error body.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorDetail<'a> {
-    #[schema(value_type = ErrorCode)]
-    pub code: &'a str,
-    pub title: &'static str,
-    pub message: &'a str,
-    /// Every problem found; empty when there is none to list.
-    pub reasons: &'a [String],
-}
-
-/// Every error answer: `{"error": {...}}`.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Error<'a> {
-    pub error: ErrorDetail<'a>,
-}
-
-impl<'a> Error<'a> {
-    /// An error body. `reasons` is always present (an empty array when there is
-    /// nothing to list), so clients can read it without checking for its absence.
-    pub fn new(code: &'a str, message: &'a str, reasons: &'a [String]) -> Self {
-        let title = match code {
-            "bad_request" => "Bad request",
-            "unauthorized" => "Unauthorized",
-            "forbidden" => "Forbidden",
-            "not_found" => "Not found",
-            "conflict" => "Conflict",
-            "precondition_failed" => "Precondition failed",
-            "payload_too_large" => "Payload too large",
-            "unsupported_media_type" => "Unsupported media type",
-            "too_many_requests" => "Too many requests",
-            "method_not_allowed" => "Method not allowed",
-            "unavailable" => "Service unavailable",
-            _ => "Internal server error",
-        };
-        Error {
-            error: ErrorDetail {
-                code,
-                title,
-                message,
-                reasons,
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! The one place that turns errors into HTTP responses. Internal causes are logged
+//! The one place that turns errors into HTTP responses, and the error body's wire
+//! type (`Error`, with its derived schema). Internal causes are logged
 //! with their whole chain and never sent to the client.
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
+
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -126,7 +130,7 @@ impl ApiError {
 
     /// The response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = super::dto::Error::new(self.code, &self.message, &self.reasons);
+        let body = Error::new(self.code, &self.message, &self.reasons);
         let mut resp = super::json_response(self.status, &body);
         for (name, value) in self.headers {
             if let Ok(v) = http::HeaderValue::from_str(&value) {
@@ -147,6 +151,71 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Closed => ApiError::unavailable("the server is shutting down"),
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// The error codes, one per status.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unavailable,
+    Internal,
+}
+
+/// The inside of an error body.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail<'a> {
+    #[schema(value_type = ErrorCode)]
+    pub code: &'a str,
+    pub title: &'static str,
+    pub message: &'a str,
+    /// Every problem found; empty when there is none to list.
+    pub reasons: &'a [String],
+}
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Error<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+impl<'a> Error<'a> {
+    /// An error body. `reasons` is always present (an empty array when there is
+    /// nothing to list), so clients can read it without checking for its absence.
+    pub fn new(code: &'a str, message: &'a str, reasons: &'a [String]) -> Self {
+        let title = match code {
+            "bad_request" => "Bad request",
+            "unauthorized" => "Unauthorized",
+            "forbidden" => "Forbidden",
+            "not_found" => "Not found",
+            "conflict" => "Conflict",
+            "precondition_failed" => "Precondition failed",
+            "payload_too_large" => "Payload too large",
+            "unsupported_media_type" => "Unsupported media type",
+            "too_many_requests" => "Too many requests",
+            "method_not_allowed" => "Method not allowed",
+            "unavailable" => "Service unavailable",
+            _ => "Internal server error",
+        };
+        Error {
+            error: ErrorDetail {
+                code,
+                title,
+                message,
+                reasons,
+            },
         }
     }
 }

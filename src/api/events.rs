@@ -1,17 +1,15 @@
 //! Event and delivery handlers: durable ingest (single and batch) with the fast
 //! path into the engine, event reads, the delivery log, recover and manual retry.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::webhooks::owned;
 use super::{Call, Reply, dto, json_response, validate};
-use crate::delivery::Work;
-use crate::model::{Delivery, DeliveryState, Event, UnixMs, new_id, now_ms, parse_rfc3339};
-use crate::store::{DueEntry, IngestItem, IngestOutcome, RecoverScope};
+use crate::delivery::plan_deliveries;
+use crate::model::{DeliveryState, Event, UnixMs, new_id, now_ms, parse_rfc3339};
+use crate::store::{IngestItem, IngestOutcome, RecoverScope};
 
 /// Builds the event and its deliveries for one validated spec.
 fn prepare(
@@ -30,28 +28,16 @@ fn prepare(
         idempotency_key: spec.idempotency_key,
         created_at: now,
     };
-    let due = now + call.state.engine.first_delay_ms();
-    let deliveries = call
+    let targets = call
         .state
         .registry
-        .matching(tenant, &event.event_type, &event.channels)
-        .iter()
-        .map(|w| Delivery {
-            id: new_id("dlv"),
-            tenant: tenant.to_owned(),
-            event_id: event.id.clone(),
-            webhook_id: w.id.clone(),
-            event_type: event.event_type.clone(),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            schedule_step: 0,
-            next_attempt_at: Some(due),
-            last_status: None,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-        })
-        .collect();
+        .matching(tenant, &event.event_type, &event.channels);
+    let deliveries = plan_deliveries(
+        &event,
+        targets.iter().map(|w| w.id.as_str()),
+        call.state.engine.first_delay_ms(),
+        now,
+    );
     IngestItem {
         event,
         deliveries,
@@ -94,28 +80,7 @@ fn fingerprint(spec: &validate::EventSpec) -> [u8; 32] {
 
 /// Hands committed deliveries to the engine without a store read.
 fn fast_path(call: &Call<'_>, item: IngestItem) {
-    if item.deliveries.is_empty() {
-        return;
-    }
-    if call.state.engine.first_delay_ms() > 0 {
-        // Not due yet: let the scheduler set its timer from the due index.
-        call.state.engine.kick();
-        return;
-    }
-    let event = Arc::new(item.event);
-    let work = item
-        .deliveries
-        .into_iter()
-        .map(|d| Work {
-            entry: DueEntry {
-                due: d.next_attempt_at.unwrap_or(d.created_at).max(0) as u64,
-                delivery_id: d.id.clone(),
-                webhook_id: d.webhook_id.clone(),
-            },
-            loaded: Some((d, event.clone())),
-        })
-        .collect();
-    call.state.engine.enqueue(work);
+    call.state.engine.hand_over(item);
 }
 
 fn idempotency_header(call: &Call<'_>) -> Result<Option<String>, ApiError> {

@@ -461,3 +461,64 @@ fn secrets_never_appear_in_debug_output() {
     let debug = format!("{c:?}");
     assert!(!debug.contains("secret-value"), "{debug}");
 }
+
+#[test]
+fn per_tenant_and_byte_bounds_load_default_and_validate() {
+    // Defaults: a quarter of max_in_flight (at least 1) and 64 MiB.
+    let c = Config::from_toml("", &[]).expect("valid");
+    assert_eq!(c.delivery.per_tenant_in_flight, None);
+    assert_eq!(c.delivery.per_tenant_bound(), 64);
+    assert_eq!(c.delivery.max_queued_bytes, 64 * 1024 * 1024);
+    let c = Config::from_toml("[delivery]\nmax_in_flight = 2\n", &[]).expect("valid");
+    assert_eq!(c.delivery.per_tenant_bound(), 1);
+    let c = Config::from_toml("[delivery]\nmax_in_flight = 40\n", &[]).expect("valid");
+    assert_eq!(c.delivery.per_tenant_bound(), 10);
+
+    // File values, then env overrides.
+    let toml = "[delivery]\nper_tenant_in_flight = 8\nmax_queued_bytes = 2097152\n";
+    let c = Config::from_toml(toml, &[]).expect("valid");
+    assert_eq!(c.delivery.per_tenant_bound(), 8);
+    assert_eq!(c.delivery.max_queued_bytes, 2 * 1024 * 1024);
+    let vars = [
+        ("HOOKBOX_PER_TENANT_IN_FLIGHT", "12"),
+        ("HOOKBOX_MAX_QUEUED_BYTES", "3145728"),
+    ];
+    let c = Config::from_toml(toml, &env(&vars)).expect("valid");
+    assert_eq!(c.delivery.per_tenant_bound(), 12);
+    assert_eq!(c.delivery.max_queued_bytes, 3 * 1024 * 1024);
+
+    // Every bad value is reported with its key.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            "[delivery]\nper_tenant_in_flight = 0\n",
+            &[],
+            "delivery.per_tenant_in_flight: 0 is out of range",
+        ),
+        (
+            "[delivery]\nmax_in_flight = 10\nper_tenant_in_flight = 11\n",
+            &[],
+            "delivery.per_tenant_in_flight: 11 is out of range 1..=delivery.max_in_flight (10)",
+        ),
+        (
+            "[delivery]\nmax_queued_bytes = 1000\n",
+            &[],
+            "delivery.max_queued_bytes: 1000 is out of range",
+        ),
+        (
+            "",
+            &[("HOOKBOX_PER_TENANT_IN_FLIGHT", "many")],
+            "delivery.per_tenant_in_flight",
+        ),
+        (
+            "",
+            &[("HOOKBOX_MAX_QUEUED_BYTES", "-1")],
+            "delivery.max_queued_bytes",
+        ),
+    ];
+    for (toml, vars, want) in cases {
+        let err = Config::from_toml(toml, &env(vars)).expect_err(toml);
+        let text = err.to_string();
+        assert!(text.contains(want), "{toml:?} {vars:?}: {text}");
+    }
+}

@@ -97,6 +97,8 @@ struct RawDelivery {
     disable_after: Option<String>,
     max_in_flight: Option<i64>,
     per_webhook_in_flight: Option<i64>,
+    per_tenant_in_flight: Option<i64>,
+    max_queued_bytes: Option<i64>,
     retry_after_max: Option<String>,
     ca_file: Option<PathBuf>,
 }
@@ -199,6 +201,14 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
             },
             "HOOKBOX_CACHE_MIB" => match value.trim().parse() {
                 Ok(n) => raw.cache_mib = Some(n),
+                Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
+            },
+            "HOOKBOX_PER_TENANT_IN_FLIGHT" => match value.trim().parse() {
+                Ok(n) => raw.delivery.per_tenant_in_flight = Some(n),
+                Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
+            },
+            "HOOKBOX_MAX_QUEUED_BYTES" => match value.trim().parse() {
+                Ok(n) => raw.delivery.max_queued_bytes = Some(n),
                 Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
             },
             "HOOKBOX_LOG_FORMAT" => raw.log.format = Some(value.clone()),
@@ -427,25 +437,47 @@ fn build_delivery(raw: RawDelivery, d: DeliveryConfig, p: &mut Problems) -> Deli
         );
     }
 
+    let max_in_flight = p.int_in(
+        "delivery.max_in_flight",
+        raw.max_in_flight,
+        1,
+        1_000_000,
+        d.max_in_flight,
+    );
+    let per_tenant_in_flight = match raw.per_tenant_in_flight {
+        None => None,
+        Some(n) if n >= 1 && usize::try_from(n).is_ok_and(|n| n <= max_in_flight) => {
+            usize::try_from(n).ok()
+        }
+        Some(n) => {
+            p.add(
+                "delivery.per_tenant_in_flight",
+                format_args!("{n} is out of range 1..=delivery.max_in_flight ({max_in_flight})"),
+            );
+            None
+        }
+    };
     DeliveryConfig {
         retry_schedule,
         jitter,
         connect_timeout,
         request_timeout,
         disable_after: p.positive("delivery.disable_after", raw.disable_after, d.disable_after),
-        max_in_flight: p.int_in(
-            "delivery.max_in_flight",
-            raw.max_in_flight,
-            1,
-            1_000_000,
-            d.max_in_flight,
-        ),
+        max_in_flight,
         per_webhook_in_flight: p.int_in(
             "delivery.per_webhook_in_flight",
             raw.per_webhook_in_flight,
             1,
             1_000_000,
             d.per_webhook_in_flight,
+        ),
+        per_tenant_in_flight,
+        max_queued_bytes: p.int_in(
+            "delivery.max_queued_bytes",
+            raw.max_queued_bytes,
+            1024 * 1024,
+            1 << 40,
+            d.max_queued_bytes,
         ),
         retry_after_max: p.duration(
             "delivery.retry_after_max",

@@ -9,47 +9,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::HttpClient;
+use super::context::{Ctx, EngineConfig, FOLLOWUP_QUEUE};
+use super::dispatch::Dispatcher;
+use super::followup;
 use super::metrics::Metrics;
+use super::msg::{FollowUp, Msg, Outcome, Work};
 use super::oauth::TokenCache;
-use super::recorder::{self, Outcome};
-use super::schedule::RetryPolicy;
-use super::scheduler::{self, Msg};
-use super::worker;
+use super::{plan, recorder, scheduler, worker};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms};
 use crate::notify::Notifier;
 use crate::registry::Registry;
-use crate::store::{DueEntry, Store, StoreError};
+use crate::store::{IngestItem, Store, StoreError};
 
-/// Engine limits and policy.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    /// Requests in flight at once, over all webhooks.
-    pub max_in_flight: usize,
-    /// Requests in flight at once to one webhook.
-    pub per_webhook_in_flight: usize,
-    pub policy: RetryPolicy,
-    /// A webhook failing continuously this long is disabled.
-    pub disable_after: Duration,
-}
-
-/// A delivery to attempt; `loaded` carries the records when the caller has them
-/// (the ingest fast path), saving a read.
-#[derive(Debug, Clone)]
-pub struct Work {
-    pub entry: DueEntry,
-    pub loaded: Option<(Delivery, Arc<Event>)>,
-}
-
-pub(super) struct Inner {
-    pub store: Store,
-    pub registry: Registry,
-    pub client: HttpClient,
-    pub tokens: TokenCache,
-    pub cfg: EngineConfig,
-    pub metrics: Metrics,
-    pub notifier: Notifier,
-    pub to_scheduler: mpsc::UnboundedSender<Msg>,
-    pub to_recorder: mpsc::UnboundedSender<Outcome>,
+struct Inner {
+    ctx: Arc<Ctx>,
     stopping: AtomicBool,
     receivers: std::sync::Mutex<Option<Receivers>>,
 }
@@ -57,12 +30,13 @@ pub(super) struct Inner {
 struct Receivers {
     scheduler: mpsc::UnboundedReceiver<Msg>,
     recorder: mpsc::UnboundedReceiver<Outcome>,
+    followups: mpsc::Receiver<FollowUp>,
 }
 
 /// The delivery engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl Engine {
@@ -74,31 +48,37 @@ impl Engine {
         cfg: EngineConfig,
         notifier: Notifier,
     ) -> Engine {
+        super::alloc::keep_large_buffers_returnable();
         let (to_scheduler, scheduler_rx) = mpsc::unbounded_channel();
         let (to_recorder, recorder_rx) = mpsc::unbounded_channel();
+        let (to_followups, followups_rx) = mpsc::channel(FOLLOWUP_QUEUE);
         Engine {
             inner: Arc::new(Inner {
-                store,
-                registry,
-                client,
-                tokens: TokenCache::default(),
-                cfg,
-                metrics: Metrics::default(),
-                notifier,
-                to_scheduler,
-                to_recorder,
+                ctx: Arc::new(Ctx {
+                    store,
+                    registry,
+                    client,
+                    tokens: TokenCache::default(),
+                    cfg,
+                    metrics: Metrics::default(),
+                    notifier,
+                    to_scheduler,
+                    to_recorder,
+                    to_followups,
+                }),
                 stopping: AtomicBool::new(false),
                 receivers: std::sync::Mutex::new(Some(Receivers {
                     scheduler: scheduler_rx,
                     recorder: recorder_rx,
+                    followups: followups_rx,
                 })),
             }),
         }
     }
 
-    /// Starts the scheduler and recorder. They stop when `shutdown` fires, after
-    /// in-flight attempts finish (at most `grace`) and their outcomes are written.
-    /// Resolves when both have stopped.
+    /// Starts the scheduler, the recorder and the follow-up task. They stop when
+    /// `shutdown` fires, after in-flight attempts finish (at most `grace`) and their
+    /// outcomes and follow-ups are written. Resolves when all have stopped.
     pub fn start(
         &self,
         shutdown: CancellationToken,
@@ -111,9 +91,16 @@ impl Engine {
                 tracing::error!("the delivery engine was started twice");
                 return;
             };
+            let ctx = inner.ctx.clone();
+            let followup_stop = CancellationToken::new();
+            let followups = tokio::spawn(followup::run(
+                ctx.clone(),
+                rx.followups,
+                followup_stop.clone(),
+            ));
             let recorder_stop = CancellationToken::new();
             let recorder = tokio::spawn(recorder::run(
-                inner.clone(),
+                ctx.clone(),
                 rx.recorder,
                 recorder_stop.clone(),
             ));
@@ -123,19 +110,76 @@ impl Engine {
                 stopping.cancelled().await;
                 flag.stopping.store(true, Ordering::SeqCst);
             });
-            scheduler::run(inner.clone(), rx.scheduler, shutdown, grace).await;
+            scheduler::run(ctx, rx.scheduler, shutdown, grace).await;
             // The scheduler has seen every in-flight attempt recorded (or given up
             // after the grace period). The recorder cannot wait for its channel to
-            // close (every `Engine` handle holds a sender), so it is told to stop.
+            // close (every `Engine` handle holds a sender), so it is told to stop;
+            // then the follow-ups it queued are handled.
             drop(inner);
             recorder_stop.cancel();
             let _ = recorder.await;
+            followup_stop.cancel();
+            let _ = followups.await;
         })
+    }
+
+    /// One step of the engine, for tests that drive it without its tasks: every
+    /// delivery due by `now` (Unix ms) is attempted within the bounds, its outcome
+    /// recorded and its follow-ups handled, before this returns the number of
+    /// attempts made (work found by this step's one sweep; later retries wait for
+    /// the next step). Only for an engine that was not started (returns 0 if it
+    /// was), so two schedulers never claim the same delivery.
+    pub async fn run_due_once(&self, now: i64) -> usize {
+        let started = self.inner.receivers.lock().map_or(true, |r| r.is_none());
+        if started {
+            tracing::warn!("run_due_once called on a started engine; nothing done");
+            return 0;
+        }
+        let ctx = &self.inner.ctx;
+        let mut d = Dispatcher::new(ctx.cfg.limits());
+        let mut starts = Vec::new();
+        let mut made = 0;
+        loop {
+            while let Some(r) = d.next_read() {
+                scheduler::read(ctx, &mut d, r, now).await;
+            }
+            scheduler::pump(ctx, &mut d, now, &mut starts);
+            if starts.is_empty() {
+                return made;
+            }
+            let tasks: Vec<_> = starts
+                .drain(..)
+                .map(|w| {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        let wh = w.entry.webhook_id.clone();
+                        (wh, scheduler::run_attempt(&ctx, w).await)
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                if let Ok((wh, o)) = t.await {
+                    d.finished(&wh);
+                    if matches!(o, Outcome::Attempted(_)) {
+                        made += 1;
+                    }
+                    outcomes.push(o);
+                }
+            }
+            let recorded = recorder::record(ctx, outcomes).await;
+            for (entry, retry_at) in recorded.released {
+                d.done(&entry.delivery_id, &entry.webhook_id, retry_at, now);
+            }
+            for f in recorded.followups {
+                followup::handle(ctx, f).await;
+            }
+        }
     }
 
     /// The delay of a new delivery's first attempt, in milliseconds.
     pub fn first_delay_ms(&self) -> i64 {
-        self.inner.cfg.policy.first_delay().as_millis() as i64
+        self.inner.ctx.cfg.policy.first_delay().as_millis() as i64
     }
 
     /// Whether shutdown has begun.
@@ -147,30 +191,37 @@ impl Engine {
     /// cannot be taken now stays in the due index and is found by the next sweep.
     pub fn enqueue(&self, work: Vec<Work>) {
         for w in work {
-            let _ = self.inner.to_scheduler.send(Msg::Work(Box::new(w)));
+            let _ = self.inner.ctx.to_scheduler.send(Msg::Work(Box::new(w)));
         }
+    }
+
+    /// Hands a committed event's deliveries to the scheduler: as loaded work when
+    /// they are due now, else by asking for a sweep (their timer comes from disk).
+    pub fn hand_over(&self, item: IngestItem) {
+        plan::hand_over(&self.inner.ctx.to_scheduler, self.first_delay_ms(), item);
     }
 
     /// Asks the scheduler to sweep the due index (after recover, manual changes).
     pub fn kick(&self) {
-        let _ = self.inner.to_scheduler.send(Msg::Sweep);
+        let _ = self.inner.ctx.to_scheduler.send(Msg::Sweep);
     }
 
     /// Drops the cached OAuth token of a webhook (its settings changed).
     pub fn forget_token(&self, webhook_id: &str) {
-        self.inner.tokens.invalidate(webhook_id);
+        self.inner.ctx.tokens.invalidate(webhook_id);
     }
 
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        &self.inner.ctx.metrics
     }
 
     /// Prometheus text for `/metrics`.
     pub fn metrics_text(&self, store: &Store) -> String {
         self.inner
+            .ctx
             .metrics
-            .render(store, self.inner.tokens.fetches())
+            .render(store, self.inner.ctx.tokens.fetches())
     }
 
     /// Sends a test event to `webhook` now, without retries, and records it in the
@@ -191,25 +242,20 @@ impl Engine {
             idempotency_key: None,
             created_at: now,
         };
-        let delivery_id = new_id("dlv");
+        let planned = plan::delivery(&event, &webhook.id, None, now);
         let tried = worker::attempt(
-            &self.inner.client,
-            &self.inner.tokens,
+            &self.inner.ctx.client,
+            &self.inner.ctx.tokens,
             webhook,
             &event,
-            &delivery_id,
+            &planned.id,
             Trigger::Test,
         )
         .await;
-        self.inner.metrics.observe_attempt(&tried);
+        self.inner.ctx.metrics.observe_attempt(&tried);
         let mut attempt = tried.attempt;
         attempt.number = 1;
         let delivery = Delivery {
-            id: delivery_id,
-            tenant: webhook.tenant.clone(),
-            event_id: event.id.clone(),
-            webhook_id: webhook.id.clone(),
-            event_type: event.event_type.clone(),
             state: if tried.verdict == worker::Verdict::Delivered {
                 DeliveryState::Succeeded
             } else {
@@ -220,10 +266,10 @@ impl Engine {
             next_attempt_at: None,
             last_status: attempt.status,
             last_error: attempt.error.clone(),
-            created_at: now,
-            updated_at: now,
+            ..planned
         };
         self.inner
+            .ctx
             .store
             .record_test(event, delivery, attempt.clone())
             .await?;
@@ -239,18 +285,19 @@ impl Engine {
         event: &Event,
     ) -> Result<(Attempt, Delivery), StoreError> {
         let tried = worker::attempt(
-            &self.inner.client,
-            &self.inner.tokens,
+            &self.inner.ctx.client,
+            &self.inner.ctx.tokens,
             webhook,
             event,
             &delivery.id,
             Trigger::Manual,
         )
         .await;
-        self.inner.metrics.observe_attempt(&tried);
+        self.inner.ctx.metrics.observe_attempt(&tried);
         let ok = tried.verdict == worker::Verdict::Delivered;
         let updated = self
             .inner
+            .ctx
             .store
             .record_manual(tried.attempt.clone(), ok)
             .await?;

@@ -29,6 +29,8 @@ pub struct Metrics {
     latency_sum_us: AtomicU64,
     in_flight: AtomicU64,
     queued: AtomicU64,
+    queued_bytes: AtomicU64,
+    followup_waits: AtomicU64,
 }
 
 impl Metrics {
@@ -79,6 +81,16 @@ impl Metrics {
     pub fn set_in_flight(&self, in_flight: usize, queued: usize) {
         self.in_flight.store(in_flight as u64, Relaxed);
         self.queued.store(queued as u64, Relaxed);
+    }
+
+    /// Sets the gauge of event bytes held by waiting work.
+    pub fn set_queued_bytes(&self, bytes: usize) {
+        self.queued_bytes.store(bytes as u64, Relaxed);
+    }
+
+    /// Counts a time the recorder waited because the follow-up queue was full.
+    pub fn observe_followup_wait(&self) {
+        self.followup_waits.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -164,6 +176,18 @@ impl Metrics {
                 "Deliveries claimed in memory, waiting for a slot.",
                 "gauge",
                 self.queued.load(Relaxed),
+            ),
+            (
+                "hookbox_queued_bytes",
+                "Event bytes held in memory by deliveries waiting for a slot.",
+                "gauge",
+                self.queued_bytes.load(Relaxed),
+            ),
+            (
+                "hookbox_followup_queue_full_total",
+                "Times the recorder waited for room in the follow-up queue.",
+                "counter",
+                self.followup_waits.load(Relaxed),
             ),
             (
                 "hookbox_oauth_token_requests_total",

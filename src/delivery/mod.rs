@@ -1,11 +1,23 @@
 //! Delivery: signing, the retry schedule, the outbound HTTP client with its SSRF
-//! guard, OAuth tokens, and the engine (scheduler, workers, recorder) that drives
-//! every delivery to its end. Only the recorder and the engine write to the store.
+//! guard, OAuth tokens, and the engine that drives every delivery to its end. Only
+//! the recorder, the follow-up task and the engine write to the store.
+//!
+//! Module layers (imports only go down; no cycles): `engine` (the public face) ->
+//! `scheduler`, `recorder`, `followup` (the tasks) -> `context` (shared handles) ->
+//! `dispatch` (pure decisions, with `bucket`), `plan` (new deliveries) -> `msg` (message types) ->
+//! `worker` and the pure leaves (`signer`, `schedule`, `client`, `oauth`, `ssrf`).
 
+mod alloc;
+mod bucket;
 pub mod client;
+mod context;
+mod dispatch;
 mod engine;
+mod followup;
 pub mod metrics;
+mod msg;
 pub mod oauth;
+pub mod plan;
 mod recorder;
 pub mod schedule;
 mod scheduler;
@@ -13,4 +25,8 @@ pub mod signer;
 pub mod ssrf;
 pub mod worker;
 
-pub use engine::{Engine, EngineConfig, Work};
+pub use context::EngineConfig;
+pub use engine::Engine;
+pub use followup::{OP_DISABLED, OP_EXHAUSTED};
+pub use msg::Work;
+pub use plan::plan_deliveries;

@@ -309,7 +309,13 @@ async fn the_rate_limit_spreads_requests_over_time() {
 
 #[tokio::test]
 async fn the_global_in_flight_bound_holds_across_webhooks() {
-    let app = TestApp::spawn_with(|c| c.delivery.max_in_flight = 2).await;
+    // One tenant here, so its own bound (a quarter of the global one by default)
+    // is raised to the global one: this test is about the global bound.
+    let app = TestApp::spawn_with(|c| {
+        c.delivery.max_in_flight = 2;
+        c.delivery.per_tenant_in_flight = Some(2);
+    })
+    .await;
     let t = app.tenant("bound").await;
     let slow = Duration::from_millis(600);
     let mut receivers = Vec::new();

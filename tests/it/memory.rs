@@ -1,0 +1,309 @@
+//! Memory held by waiting work is bounded in bytes (issue 17): the real binary in a
+//! child process, slow receivers, and 1,200 events of 900 KB pending. Its RSS (read
+//! from /proc while it works) stays under 150 MiB, and every event is delivered.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const ADMIN: &str = "memory-test-admin-token-0123456789";
+const EVENTS: usize = 1_200;
+const EVENT_BYTES: usize = 900 * 1024;
+const RSS_BOUND_KIB: u64 = 150 * 1024;
+/// How long a receiver takes to answer each request.
+const SLOW: Duration = Duration::from_millis(500);
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// The hookbox binary; killed when dropped.
+struct Child_(Child);
+
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A receiver that reads each body, remembers its `webhook-id`, and answers 200
+/// after [`SLOW`]. It keeps no bodies.
+async fn slow_receiver(seen: Arc<Mutex<HashSet<String>>>, tx: Arc<watch::Sender<usize>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    let tx = tx.clone();
+                    async move {
+                        let id = req
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let _ = req.into_body().collect().await;
+                        tokio::time::sleep(SLOW).await;
+                        let n = {
+                            let mut s = seen.lock().expect("seen lock");
+                            s.insert(id);
+                            s.len()
+                        };
+                        tx.send_replace(n);
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        match self.client.request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+                let v = body
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(Value::Null);
+                (status, v)
+            }
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+        }
+    }
+
+    async fn expect(&self, want: StatusCode, path: &str, token: &str, body: Value) -> Value {
+        let (status, v) = self
+            .call(Method::POST, path, token, body.to_string().into_bytes())
+            .await;
+        assert_eq!(status, want, "POST {path}: {v}");
+        v
+    }
+}
+
+fn start_hookbox(dir: &Path) -> (Child_, String) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+        probe.local_addr().expect("probe address").port()
+    };
+    let data = toml::Value::String(dir.join("data").display().to_string()).to_string();
+    // Defaults for the byte budget (64 MiB) and the page cache; 16 requests in
+    // flight (so in-flight bodies stay a known, small share).
+    let config = format!(
+        r#"listen = "127.0.0.1:{port}"
+data_dir = {data}
+admin_token = "{ADMIN}"
+max_body_bytes = 2097152
+
+[log]
+level = "warn"
+
+[security]
+require_https = false
+allow_networks = ["127.0.0.0/8"]
+
+[delivery]
+retry_schedule = ["0s", "100ms", "200ms"]
+jitter = 0.0
+max_in_flight = 16
+per_tenant_in_flight = 16
+per_webhook_in_flight = 8
+
+[[event_types]]
+name = "shift.created"
+
+[[event_types]]
+name = "PATIENT_CREATED"
+"#
+    );
+    let path = dir.join("hookbox.toml");
+    std::fs::write(&path, config).expect("write the config file");
+    let log = std::fs::File::create(dir.join("hookbox.log")).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
+    for (var, _) in hookbox::config::ENV_OVERRIDES {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .env_remove("HOOKBOX_CONFIG")
+        .env_remove("RUST_LOG")
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn hookbox");
+    (Child_(child), format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (child, base) = start_hookbox(dir.path());
+    let pid = child.0.id();
+    let api = Arc::new(Api {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        base,
+    });
+    let started = Instant::now();
+    loop {
+        let (s, _) = api.call(Method::GET, "/readyz", "", Vec::new()).await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "hookbox did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let idle = rss_kib(pid).expect("read VmRSS");
+
+    let t = api
+        .expect(
+            StatusCode::CREATED,
+            "/v1/tenants",
+            ADMIN,
+            json!({"name": "mem"}),
+        )
+        .await;
+    let scopes = [
+        "webhooks:read",
+        "webhooks:write",
+        "events:write",
+        "events:read",
+    ];
+    let k = api
+        .expect(
+            StatusCode::CREATED,
+            "/v1/api-keys",
+            ADMIN,
+            json!({"tenant": t["id"], "name": "mem", "scopes": scopes}),
+        )
+        .await;
+    let key = k["key"].as_str().expect("api key").to_owned();
+    // Two slow receivers, one per event type: each event is one delivery.
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let (tx, mut count) = watch::channel(0usize);
+    let tx = Arc::new(tx);
+    for ty in ["shift.created", "PATIENT_CREATED"] {
+        let url = slow_receiver(seen.clone(), tx.clone()).await;
+        api.expect(
+            StatusCode::CREATED,
+            "/v1/webhooks",
+            &key,
+            json!({"url": url, "event_types": [ty]}),
+        )
+        .await;
+    }
+
+    // Sample RSS every 20 ms until the end.
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(idle));
+    let sampling = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            while let Some(kib) = rss_kib(pid) {
+                peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // 1,200 events of 900 KB, four at a time, much faster than the receivers take
+    // them (16 x 10 per second).
+    let filler = "x".repeat(EVENT_BYTES);
+    let sem = Arc::new(tokio::sync::Semaphore::new(4));
+    let mut posts = Vec::new();
+    for i in 0..EVENTS {
+        let ty = if i % 2 == 0 {
+            "shift.created"
+        } else {
+            "PATIENT_CREATED"
+        };
+        let body =
+            format!(r#"{{"type":"{ty}","data":{{"i":{i},"blob":"{filler}"}}}}"#).into_bytes();
+        let permit = sem.clone().acquire_owned().await.expect("semaphore");
+        let api = api.clone();
+        let key = key.clone();
+        posts.push(tokio::spawn(async move {
+            let (s, v) = api.call(Method::POST, "/v1/events", &key, body).await;
+            drop(permit);
+            assert_eq!(s, StatusCode::ACCEPTED, "ingest {i}: {v}");
+        }));
+    }
+    for p in posts {
+        p.await.expect("ingest task");
+    }
+    let ingested = started.elapsed();
+    let pending_peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+
+    let all = tokio::time::timeout(DEADLINE, count.wait_for(|n| *n >= EVENTS)).await;
+    let delivered = seen.lock().expect("seen lock").len();
+    sampling.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "memory: idle {idle} KiB, peak {peak} KiB (while ingesting {pending_peak} KiB), ingest took {ingested:?}, all delivered after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        all.is_ok(),
+        "{delivered} of {EVENTS} delivered within {DEADLINE:?}"
+    );
+    assert_eq!(delivered, EVENTS);
+    assert!(
+        peak < RSS_BOUND_KIB,
+        "peak RSS {peak} KiB is over {RSS_BOUND_KIB} KiB"
+    );
+    drop(child);
+}
