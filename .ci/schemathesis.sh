@@ -5,7 +5,9 @@
 # rejection), and no schema-valid request refused (positive data acceptance) except
 # for the documented semantic refusals: operations marked `x-semantic-400` in the
 # document may answer 400 (an event type not in the catalogue, a tenant that does
-# not exist, a blocked host...). Exits non-zero on any failure. Under two minutes.
+# not exist, a blocked host...); 409 (conflict) and 412 (a conditional request whose
+# If-Match no longer matches) are documented outcomes of valid requests everywhere.
+# Exits non-zero on any failure. Under two minutes once the release binary is built.
 #
 # Usage: bash .ci/schemathesis.sh   (from anywhere; builds the release binary)
 # Env: SCHEMATHESIS_EXAMPLES (per operation, default 100), SCHEMATHESIS_SEED (default 1105).
@@ -87,11 +89,11 @@ doc = json.load(open(sys.argv[1]))
 semantic = [op["operationId"] for item in doc["paths"].values() for op in item.values()
             if op.get("x-semantic-400")]
 print('[checks.positive_data_acceptance]')
-print('expected-statuses = ["2xx", "401", "403", "404", "409"]')
+print('expected-statuses = ["2xx", "401", "403", "404", "409", "412"]')
 print()
 print('[[operations]]')
 print('include-operation-id = %s' % json.dumps(semantic))
-print('checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]')
+print('checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "412"]')
 EOF
 
 # The fuzzing phase (positive and negative cases from the schemas); the coverage
