@@ -23,8 +23,6 @@ struct Inner {
     store: Store,
     mailer: Option<Mailer>,
     interval_ms: i64,
-    /// Serialises throttle decisions so two notifications cannot both pass.
-    lock: tokio::sync::Mutex<()>,
 }
 
 impl Notifier {
@@ -35,7 +33,6 @@ impl Notifier {
                 store,
                 mailer,
                 interval_ms: interval.as_millis().min(i64::MAX as u128) as i64,
-                lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -53,25 +50,29 @@ impl Notifier {
         let (Some(mailer), Some(to)) = (&self.inner.mailer, &webhook.notification_email) else {
             return;
         };
-        let decision = {
-            let _guard = self.inner.lock.lock().await;
-            let state = self
-                .inner
-                .store
-                .notify_state(&webhook.id)
-                .unwrap_or_default()
-                .unwrap_or_default();
-            let decision = email::decide(&state, now, self.inner.interval_ms);
-            let next = email::after(&state, decision, now);
-            if let Err(e) = self
-                .inner
-                .store
-                .put_notify_state(webhook.id.clone(), next)
-                .await
-            {
+        let interval = self.inner.interval_ms;
+        let decided = self
+            .inner
+            .store
+            .update_notify_state(webhook.id.clone(), move |state| {
+                let decision = email::decide(state, now, interval);
+                (email::after(state, decision, now), decision)
+            })
+            .await;
+        let decision = match decided {
+            Ok(decision) => decision,
+            Err(e) => {
+                // The throttle could not be saved (the store cannot write): decide on
+                // what is stored, as an email about a failing webhook still matters.
                 tracing::error!(error = %e, "cannot save the notification throttle");
+                let state = self
+                    .inner
+                    .store
+                    .notify_state(&webhook.id)
+                    .unwrap_or_default()
+                    .unwrap_or_default();
+                email::decide(&state, now, interval)
             }
-            decision
         };
         let Decision::Send { suppressed } = decision else {
             return;

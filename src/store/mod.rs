@@ -108,7 +108,7 @@ from_redb!(
 ///   `pending_due`, `delivery_with_event`, `record_attempts` (lazily durable; the
 ///   due entry is the lease), `cancel_delivery`, `record_manual`, `record_test`,
 ///   `recover`; reads `get_delivery`, `list_webhook_deliveries`.
-/// - Notifications: `notify_state`, `put_notify_state`. Retention: `purge_before`.
+/// - Notifications: `notify_state`, `update_notify_state` (read-modify-write in the writer). Retention: `purge_before`.
 /// - Deleted tenants' data: `spawn_purge`, `purge_tenant`, `purge_tenant_chunk`,
 ///   `mark_orphaned_tenants`, `tenants_being_purged`, `tenant_being_purged`,
 ///   `stop_purges`.
