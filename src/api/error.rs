@@ -146,6 +146,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => ApiError::not_found(what),
+            // The key was deleted (with its tenant, or revoked) while the request
+            // was being read: as if it had been presented after the deletion.
+            StoreError::Revoked(_) => ApiError::unauthorized(),
             StoreError::Unavailable(reason) => {
                 ApiError::unavailable(format!("the store cannot accept writes: {reason}"))
             }

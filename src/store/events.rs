@@ -46,13 +46,17 @@ pub type Ingested = Vec<(IngestOutcome, IngestItem)>;
 /// What one `ingest` call waits for.
 type IngestReply = tokio::sync::oneshot::Sender<Result<Ingested, StoreError>>;
 
+/// One queued `ingest` call: its items, the API key it was authorised by (checked
+/// again in the writer job), and where its answer goes.
+type IngestCall = (Vec<IngestItem>, Option<String>, IngestReply);
+
 /// Ingest calls waiting for the writer. Concurrent calls are combined into one
 /// writer job (flat combining): the first caller submits the job, later callers only
 /// join the queue, and the job takes everything queued when it runs. The tables are
 /// then opened once per commit instead of once per call.
 #[derive(Default)]
 pub(super) struct IngestQueue {
-    calls: Vec<(Vec<IngestItem>, IngestReply)>,
+    calls: Vec<IngestCall>,
     /// A job that will take `calls` is in the writer's queue.
     submitted: bool,
 }
@@ -65,7 +69,7 @@ struct DrainOnDrop {
 }
 
 impl DrainOnDrop {
-    fn take(mut self) -> Vec<(Vec<IngestItem>, IngestReply)> {
+    fn take(mut self) -> Vec<IngestCall> {
         self.armed = false;
         take_calls(&self.queue)
     }
@@ -74,7 +78,7 @@ impl DrainOnDrop {
 impl Drop for DrainOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            for (_, reply) in take_calls(&self.queue) {
+            for (_, _, reply) in take_calls(&self.queue) {
                 let _ = reply.send(Err(StoreError::Unavailable(
                     "the write was not committed; the store cannot write".into(),
                 )));
@@ -83,7 +87,7 @@ impl Drop for DrainOnDrop {
     }
 }
 
-fn take_calls(queue: &std::sync::Mutex<IngestQueue>) -> Vec<(Vec<IngestItem>, IngestReply)> {
+fn take_calls(queue: &std::sync::Mutex<IngestQueue>) -> Vec<IngestCall> {
     let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
     q.submitted = false;
     std::mem::take(&mut q.calls)
@@ -95,12 +99,24 @@ impl Store {
     /// are resolved first: if any item of this call conflicts, nothing of it is
     /// written. Answers one outcome per item, in order, with the item itself.
     pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<Ingested, StoreError> {
+        self.ingest_as(items, None).await
+    }
+
+    /// [`Store::ingest`] for a caller authorised by API key `key_id`: the writer job
+    /// checks that the key still exists when it commits, so a request that
+    /// authenticated before its key (or tenant) was deleted stores nothing
+    /// ([`StoreError::Revoked`]) even if the tenant id was created again meanwhile.
+    pub async fn ingest_as(
+        &self,
+        items: Vec<IngestItem>,
+        key_id: Option<String>,
+    ) -> Result<Ingested, StoreError> {
         let writer = self.writer()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queue = self.inner.ingest_queue.clone();
         let submit = {
             let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.calls.push((items, reply));
+            q.calls.push((items, key_id, reply));
             !std::mem::replace(&mut q.submitted, true)
         };
         if submit {
@@ -113,7 +129,7 @@ impl Store {
                         StoreError::Unavailable(msg) => msg,
                         other => other.to_string(),
                     });
-                    for ((items, reply), result) in calls.into_iter().zip(results) {
+                    for ((items, _, reply), result) in calls.into_iter().zip(results) {
                         let _ = reply.send(match &failure {
                             Some(msg) => Err(StoreError::Unavailable(msg.clone())),
                             None => {
@@ -204,6 +220,7 @@ struct IngestTables<'t> {
     by_event: redb::Table<'t, (&'static str, &'static str), ()>,
     due: redb::Table<'t, (u64, &'static str), &'static str>,
     pending: redb::Table<'t, (&'static str, &'static str), u64>,
+    api_keys: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> IngestTables<'t> {
@@ -217,6 +234,7 @@ impl<'t> IngestTables<'t> {
             by_event: txn.open_table(EVENT_DELIVERIES)?,
             due: txn.open_table(DUE)?,
             pending: txn.open_table(PENDING)?,
+            api_keys: txn.open_table(API_KEYS)?,
         })
     }
 }
@@ -224,7 +242,7 @@ impl<'t> IngestTables<'t> {
 /// Runs every queued call in order; one result per call.
 fn ingest_calls(
     txn: &WriteTransaction,
-    calls: &[(Vec<IngestItem>, IngestReply)],
+    calls: &[IngestCall],
 ) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
     let mut tables = match IngestTables::open(txn) {
         Ok(t) => t,
@@ -238,7 +256,14 @@ fn ingest_calls(
     };
     calls
         .iter()
-        .map(|(items, _)| ingest_call(&mut tables, items))
+        .map(|(items, key_id, _)| match key_id {
+            Some(id) => match tables.api_keys.get(id.as_str()).map(|k| k.is_some()) {
+                Ok(true) => ingest_call(&mut tables, items),
+                Ok(false) => Err(StoreError::Revoked(id.clone())),
+                Err(e) => Err(e.into()),
+            },
+            None => ingest_call(&mut tables, items),
+        })
         .collect()
 }
 
@@ -338,4 +363,68 @@ fn insert(t: &mut IngestTables, item: &IngestItem) -> Result<IngestOutcome, Stor
         event_id: event.id.clone(),
         deliveries: count,
     })
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use crate::model::{ApiKey, Scope, Tenant};
+    use crate::secrets::Cipher;
+
+    fn item(tenant: &str) -> IngestItem {
+        IngestItem {
+            event: Event {
+                id: crate::model::new_id("evt"),
+                tenant: tenant.into(),
+                event_type: "t".into(),
+                payload: "{}".into(),
+                channels: Vec::new(),
+                idempotency_key: None,
+                created_at: 1,
+            },
+            deliveries: Vec::new(),
+            body_hash: [0; 32],
+        }
+    }
+
+    /// An ingest authorised by a key that was deleted before the commit (a slow body
+    /// racing a tenant delete and re-create) stores nothing; a live key stores.
+    #[tokio::test]
+    async fn an_ingest_by_a_key_deleted_before_the_commit_stores_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            Store::open(&dir.path().join("t.redb"), Cipher::new(&[3; 32]), 1 << 20).expect("open");
+        let tenant = Tenant {
+            id: "t3".into(),
+            name: "T3".into(),
+            created_at: 1,
+        };
+        store
+            .create_tenant(tenant, Vec::new())
+            .await
+            .expect("tenant");
+        let key = ApiKey {
+            id: "key_1".into(),
+            tenant: "t3".into(),
+            name: "k".into(),
+            scopes: vec![Scope::EventsWrite],
+            hash: [7; 32],
+            prefix: "hbk_x".into(),
+            created_at: 1,
+        };
+        store.create_api_key(key).await.expect("key");
+        let kept = store
+            .ingest_as(vec![item("t3")], Some("key_1".into()))
+            .await
+            .expect("ingest with a live key");
+        assert!(matches!(kept[0].0, IngestOutcome::Created { .. }));
+
+        store.delete_api_key("key_1".into()).await.expect("revoke");
+        let late = item("t3");
+        let late_id = late.event.id.clone();
+        let refused = store.ingest_as(vec![late], Some("key_1".into())).await;
+        assert!(matches!(refused, Err(StoreError::Revoked(ref id)) if id == "key_1"));
+        assert!(store.get_event(&late_id).expect("read").is_none());
+        store.close();
+    }
 }

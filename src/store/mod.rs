@@ -48,6 +48,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("the api key {0} no longer exists")]
+    Revoked(String),
     #[error("the store cannot write: {0}")]
     Unavailable(String),
     #[error("the store is closed")]
