@@ -62,7 +62,11 @@ impl Limits {
             per_tenant: per_tenant.max(1),
             per_webhook: per_webhook.max(1),
             max_recording: max_in_flight.saturating_mul(4).max(64),
-            queue_per_webhook: 1024,
+            // Bytes are bounded by `max_queued_bytes`; this count only caps the ids
+            // kept per webhook. At 1,024 a one-webhook burst went to the slower
+            // oldest-first refill from disk and drained up to 2 s after the last 202
+            // (BENCHMARKS.md, session 3); 8,192 ids are about 2 MiB.
+            queue_per_webhook: 8192,
             queue_total: 65_536,
             max_queued_bytes,
         }
