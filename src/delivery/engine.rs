@@ -13,7 +13,7 @@ use super::context::{Ctx, EngineConfig, FOLLOWUP_QUEUE};
 use super::dispatch::Dispatcher;
 use super::followup;
 use super::metrics::Metrics;
-use super::msg::{FollowUp, Msg, Outcome, Work};
+use super::msg::{FollowUp, Msg, Outcome};
 use super::oauth::TokenCache;
 use super::{plan, recorder, scheduler, worker};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms};
@@ -185,14 +185,6 @@ impl Engine {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.inner.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Hands freshly committed deliveries to the scheduler (the fast path). Work that
-    /// cannot be taken now stays in the due index and is found by the next sweep.
-    pub fn enqueue(&self, work: Vec<Work>) {
-        for w in work {
-            let _ = self.inner.ctx.to_scheduler.send(Msg::Work(Box::new(w)));
-        }
     }
 
     /// Hands a committed event's deliveries to the scheduler: as loaded work when
