@@ -24,6 +24,7 @@ mod notify;
 mod openapi;
 mod pg_cluster;
 mod pg_schema;
+mod pg_store;
 mod receiver;
 mod receiver_auth;
 mod retention;
