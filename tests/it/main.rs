@@ -23,6 +23,7 @@ mod metrics;
 mod notify;
 mod openapi;
 mod pg_cluster;
+mod pg_ingest;
 mod pg_schema;
 mod pg_store;
 mod receiver;

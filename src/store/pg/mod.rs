@@ -5,11 +5,12 @@
 //! imports the API or the delivery engine.
 //!
 //! Status: `PgStore` serves the tenant, key, catalogue and webhook part of the store
-//! interface (`admin.rs`, `webhooks.rs`), with the same rules and change feed as the
-//! redb store; ingest and delivery are not served from PostgreSQL yet, and nothing
-//! outside the tests opens a `PgStore`.
+//! interface (`admin.rs`, `webhooks.rs`) and ingest (`ingest.rs`), with the same
+//! rules and change feed as the redb store; delivery (claims, leases) is not served
+//! from PostgreSQL yet, and nothing outside the tests opens a `PgStore`.
 
 mod admin;
+mod ingest;
 mod migrate;
 mod webhooks;
 
@@ -112,6 +113,8 @@ pub struct PgStore {
     /// Held from a write's first statement until its changes are published, so this
     /// node publishes in commit order (as the redb writer thread does).
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// Ingest calls waiting to share the next transaction.
+    ingest: Arc<std::sync::Mutex<ingest::Combiner>>,
 }
 
 impl PgStore {
@@ -126,6 +129,7 @@ impl PgStore {
             cipher,
             feed: Arc::new(Feed::default()),
             writes: Arc::new(tokio::sync::Mutex::new(())),
+            ingest: ingest::combiner(),
         })
     }
 
