@@ -22,6 +22,7 @@ mod memory;
 mod metrics;
 mod notify;
 mod openapi;
+mod pg_claims;
 mod pg_cluster;
 mod pg_ingest;
 mod pg_schema;
