@@ -195,3 +195,56 @@ async fn one_profile_on_leaves_the_others_off() {
         "description": "Seed API profile serving seed document(s) 004"}])
     );
 }
+
+#[tokio::test]
+async fn every_profile_on_is_documented_tagged_and_scoped_as_enforced() {
+    let app = spawn(&ApiProfile::ALL).await;
+    let (s, doc) = app.raw(Method::GET, "/openapi.json", &[], Vec::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = doc.to_string();
+    for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap_or_default();
+        assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+    }
+    let reader = app.tenant_with_scopes("reader", &["webhooks:read"]).await;
+    let writer = app.tenant_with_scopes("writer", &["webhooks:write"]).await;
+    let mut seen = Vec::new();
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let Some(tag) = op["tags"][0].as_str() else {
+                continue;
+            };
+            seen.push(tag.to_owned());
+            assert!(ApiProfile::from_name(tag).is_some(), "{method} {template}");
+            for name in template
+                .split('{')
+                .skip(1)
+                .filter_map(|s| s.split('}').next())
+            {
+                let declared = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(declared, "{method} {template}: {name}");
+            }
+            // The documented scope is the one dispatch enforces.
+            let path = template.replace("{id}", "x1").replace("{webhookId}", "x1");
+            let m: Method = method.to_uppercase().parse().expect("method");
+            let body = (m != Method::GET).then(|| json!({}));
+            let (with, without) = match op["x-scope"].as_str() {
+                Some("webhooks:read") => (&reader, &writer),
+                Some("webhooks:write") => (&writer, &reader),
+                other => panic!("{method} {template}: scope {other:?}"),
+            };
+            let (s, v) = app.as_tenant(without, m.clone(), &path, body.clone()).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{method} {template}: {v}");
+            let (s, v) = app.as_tenant(with, m, &path, body).await;
+            assert!(
+                s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED,
+                "{method} {template}: {s} {v}"
+            );
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+}
