@@ -162,6 +162,8 @@ pub(super) async fn insert(
         deleted_at: None,
         failing_since: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     };
     Ok(call.state.store.create_webhook(webhook).await?)
 }

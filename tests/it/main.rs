@@ -22,6 +22,8 @@ mod memory;
 mod metrics;
 mod notify;
 mod openapi;
+mod pg_cluster;
+mod pg_schema;
 mod profiles;
 mod receiver;
 mod receiver_auth;
