@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod handlers;
 mod openapi;
+pub mod profiles;
 pub mod requests;
 mod router;
 pub mod routes;
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub seed_event_types: Vec<(String, Option<String>)>,
     /// The delivery engine: wakes on ingest, runs test events and manual retries.
     pub engine: Engine,
+    /// The seed API profiles served beside `/v1` (config `[api] profiles`).
+    pub profiles: Vec<crate::config::ApiProfile>,
 }
 
 /// A request whose body has been read within the size limit.

@@ -27,6 +27,7 @@ mod pg_cluster;
 mod pg_ingest;
 mod pg_schema;
 mod pg_store;
+mod profiles;
 mod receiver;
 mod receiver_auth;
 mod retention;
