@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod handlers;
 mod openapi;
+mod portal;
 pub mod requests;
 mod router;
 pub mod routes;
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub seed_event_types: Vec<(String, Option<String>)>,
     /// The delivery engine: wakes on ingest, runs test events and manual retries.
     pub engine: Engine,
+    /// The portal page's shell, branding and headers (`[portal]`, `public_url`).
+    pub portal: crate::portal::PortalSite,
 }
 
 /// A request whose body has been read within the size limit.

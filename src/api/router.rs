@@ -145,8 +145,13 @@ async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
     let (principal, tenant) = match route.access {
         Access::Public => (None, None),
         access => {
-            let principal =
-                auth::authenticate(req.headers(), state.admin_token.expose(), &state.registry)?;
+            let principal = auth::authenticate(
+                req.headers(),
+                state.admin_token.expose(),
+                &state.registry,
+                &state.store,
+            )?;
+            auth::require_portal_route(&principal, route.portal)?;
             let tenant = match access {
                 Access::Tenant(scope) => {
                     auth::require(&principal, scope)?;

@@ -22,6 +22,7 @@ mod memory;
 mod metrics;
 mod notify;
 mod openapi;
+mod portal_api;
 mod receiver;
 mod receiver_auth;
 mod retention;

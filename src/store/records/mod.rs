@@ -8,12 +8,15 @@
 //!   `WebhookV1`, `EventV1`, `DeliveryV1`, `AttemptV1`, `ThrottleV1`). Each V1
 //!   struct keeps exactly the field order and types of 0.1.0's model structs.
 //! - 2: `WebhookV2` = `WebhookV1` + `version: u64` (the ETag). Webhooks only.
+//! - `PortalSessionV1` (version byte 1) is the first layout of the portal-session
+//!   table, which 0.1.0 did not have (`portal.rs`).
 //!
 //! The hot records (events and deliveries) are encoded from borrowed views
 //! (`EventRef`, `DeliveryRef`) with the same layout as their V1 structs, so ingest
 //! encodes without cloning.
 
 mod event;
+mod portal;
 mod webhook;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,7 @@ use super::codec::{self, CodecError};
 use crate::model::{ApiKey, EventType, Scope, Tenant};
 use crate::notify::email::ThrottleState;
 
+pub use portal::PortalSessionV1;
 pub use webhook::{WebhookV1, WebhookV2};
 
 /// A domain value the store writes as a versioned record.
