@@ -573,14 +573,16 @@ pub struct PortalSession {
     pub read_only: bool,
 }
 
-/// `GET /v1/portal/sessions`: the calling portal session.
+/// `GET /v1/portal/sessions`: the calling portal session (or, for a key or the
+/// admin token, what a session it creates by default may do).
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortalSessionInfo<'a> {
     pub tenant: &'a str,
     /// Whether the session can only read.
     pub read_only: bool,
-    /// When the link stops working (RFC 3339).
-    #[schema(format = DateTime)]
-    pub expires_at: String,
+    /// When the link stops working (RFC 3339); null when the caller is not a
+    /// portal session.
+    #[schema(required = true, schema_with = timestamp_or_null)]
+    pub expires_at: Option<String>,
 }

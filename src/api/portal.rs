@@ -68,17 +68,18 @@ pub async fn revoke(call: &Call<'_>) -> Reply {
 }
 
 pub async fn current(call: &Call<'_>) -> Reply {
-    match &call.principal {
-        Some(Principal::Portal(s)) => Ok(json_response(
-            StatusCode::OK,
-            &dto::PortalSessionInfo {
-                tenant: &s.tenant,
-                read_only: s.read_only,
-                expires_at: rfc3339(s.expires_at),
-            },
-        )),
-        _ => Err(ApiError::not_found(
-            "portal session (this route answers portal session tokens only)",
-        )),
-    }
+    let tenant = call.tenant()?;
+    let (read_only, expires_at) = match &call.principal {
+        Some(Principal::Portal(s)) => (s.read_only, Some(rfc3339(s.expires_at))),
+        // A key or the admin: what a session it created by default could do.
+        other => (!can_write(other), None),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &dto::PortalSessionInfo {
+            tenant: &tenant,
+            read_only,
+            expires_at,
+        },
+    ))
 }

@@ -258,7 +258,7 @@ pub static ROUTES: &[Route] = &[
         json::<rq::PortalSessionCreate>(), CREATED, Json(wire::<dto::PortalSession>()),
         also NONE, query NO, errors E, |c| Box::pin(portal::create(c))),
     route!(portal GET "/v1/portal/sessions", Tenant(WebhooksRead),
-        "The calling portal session (answers portal session tokens only, 404 otherwise)", None,
+        "The calling portal session (for a key: what its sessions may do by default)", None,
         OK, Json(wire::<dto::PortalSessionInfo>()), also NONE, query NO, errors E,
         |c| Box::pin(portal::current(c))),
     route!(DELETE "/v1/portal/sessions", Tenant(WebhooksWrite),

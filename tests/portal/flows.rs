@@ -40,6 +40,13 @@ impl Write for Captured {
 const HOSTILE: &str =
     "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>oops";
 
+/// How many form fields on the page have no label (keyboard and screen-reader use).
+const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea')]\
+    .filter(e => !e.labels.length && !e.getAttribute('aria-label')).length;";
+
+/// How many elements act on clicks without being a button, link or form control.
+const FAKE_CONTROLS: &str = "return document.querySelectorAll('[onclick], [role=button], div[tabindex], span[tabindex]').length;";
+
 async fn session(app: &TestApp, t: &Tenant, read_only: bool) -> (String, String) {
     let (s, v) = app
         .as_tenant(
@@ -135,8 +142,19 @@ async fn full_flow(driver: &Driver, app: &TestApp, t: &Tenant, receiver: &TestRe
     );
     screenshot(&c, "list-empty-laptop").await;
 
-    // Create a webhook through the form, picking the type from the catalogue.
-    click(&c, "#new-webhook").await;
+    // Create a webhook through the form, picking the type from the catalogue;
+    // the link opens from the keyboard (Enter), and every field has a label.
+    find(&c, "#new-webhook")
+        .await
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
+    find(&c, "#webhook-form").await;
+    assert_eq!(
+        js(&c, UNLABELLED).await,
+        json!(0),
+        "a form field has no label"
+    );
     let hook = receiver.url("/orders");
     find(&c, "#wh-url")
         .await
@@ -172,6 +190,12 @@ async fn full_flow(driver: &Driver, app: &TestApp, t: &Tenant, receiver: &TestRe
     assert_eq!(w["event_types"], json!(["PATIENT_CREATED"]), "{w}");
     assert_eq!(w["headers"]["X-Shop"], "****", "{w}");
 
+    assert_eq!(js(&c, UNLABELLED).await, json!(0), "a field has no label");
+    assert_eq!(
+        js(&c, FAKE_CONTROLS).await,
+        json!(0),
+        "a control is not a button or link"
+    );
     // Send a test event and see it succeed.
     find(&c, "#test-type")
         .await
