@@ -28,7 +28,7 @@ use crate::model::{ApiKey, EventType, Scope, Tenant};
 use crate::notify::email::ThrottleState;
 
 pub use portal::PortalSessionV1;
-pub use webhook::{WebhookV1, WebhookV2, WebhookV3};
+pub use webhook::{OAuthV1, SigningSecretV1, WebhookV1, WebhookV2, WebhookV3};
 
 /// A domain value the store writes as a versioned record.
 pub trait Record: Sized {
