@@ -166,6 +166,7 @@ impl App {
             seed_event_types: seeds,
             engine: engine.clone(),
             profiles: config.api_profiles.clone(),
+            portal: crate::portal::PortalSite::new(&config, addr),
         });
         let server = tokio::spawn(server::serve(listener, tls, state, shutdown.clone(), GRACE));
         tracing::info!(%addr, data = %path.display(), "hookbox is serving");

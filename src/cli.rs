@@ -4,7 +4,7 @@
 //! `output` the tables. It must never open the data file (redb allows one process,
 //! and the server holds it), never go through the delivery client (whose SSRF guard
 //! refuses loopback), and never print a secret other than the API key `key create`
-//! exists to show once.
+//! and the portal link `portal open` exist to show once.
 //!
 //! Exit status: 0 ok, 1 the server refused or failed (every reason is printed), 2 bad
 //! usage, 3 the server cannot be reached, 64 an invalid config file.
@@ -12,6 +12,7 @@
 mod args;
 mod client;
 mod output;
+mod portal;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -172,6 +173,7 @@ pub async fn execute(
         ClientCommand::Webhook(c) => &c.conn,
         ClientCommand::Event(c) => &c.conn,
         ClientCommand::Delivery(c) => &c.conn,
+        ClientCommand::Portal(c) => &c.conn,
     };
     let token = admin_token(conn, config, env)?;
     let api = ApiClient::new(&conn.server, token, conn.ca_file.as_deref())?;
@@ -182,6 +184,7 @@ pub async fn execute(
         ClientCommand::Webhook(c) => webhook(&api, c.cmd, json).await,
         ClientCommand::Event(c) => event(&api, c.cmd, json).await,
         ClientCommand::Delivery(c) => delivery(&api, c.cmd, json).await,
+        ClientCommand::Portal(c) => portal::run(&api, c.cmd, json).await,
     }
 }
 

@@ -17,9 +17,12 @@ use serde::Deserialize;
 
 use crate::model::Secret;
 
+mod portal;
 #[cfg(test)]
 mod tests;
 mod validate;
+
+pub use portal::{default_public_url, origin as url_origin};
 
 /// The environment variables that override config keys, with the key each sets.
 /// Empty values are ignored, so `HOOKBOX_X=` in a unit file does not clear a setting.
@@ -41,6 +44,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_ALLOW_NETWORKS", "security.allow_networks"),
     ("HOOKBOX_SMTP_PASSWORD", "smtp.password"),
     ("HOOKBOX_API_PROFILES", "api.profiles"),
+    ("HOOKBOX_PUBLIC_URL", "public_url"),
 ];
 
 /// The validated configuration of one hookbox process.
@@ -79,6 +83,12 @@ pub struct Config {
     /// Seed API profiles served beside `/v1` (`[api] profiles`, env
     /// `HOOKBOX_API_PROFILES` as a comma list); none by default.
     pub api_profiles: Vec<ApiProfile>,
+    /// The address users reach hookbox at (`public_url`, env `HOOKBOX_PUBLIC_URL`),
+    /// without a trailing `/`; portal links start with it. `None` means
+    /// `http://<listen>` (`https://` with `[tls]`), with the port actually bound.
+    pub public_url: Option<String>,
+    /// The portal page's branding and framing (`[portal]`).
+    pub portal: PortalConfig,
 }
 
 /// A seed API profile (DESIGN.md section 10): one seed document's webhook API,
@@ -117,6 +127,31 @@ impl ApiProfile {
     /// The profile called `name`, if there is one.
     pub fn from_name(name: &str) -> Option<ApiProfile> {
         Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// The portal page's branding and who may frame it (`[portal]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortalConfig {
+    /// The title shown on the page (default `Webhooks`).
+    pub name: String,
+    /// The accent colour, `#rgb` or `#rrggbb` (default `#2563eb`).
+    pub accent: String,
+    /// An `https://` logo URL, or empty for none.
+    pub logo_url: String,
+    /// Origins (`https://app.example.com`) allowed to frame the page; empty means
+    /// `frame-ancestors 'none'`.
+    pub frame_ancestors: Vec<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            name: "Webhooks".to_owned(),
+            accent: "#2563eb".to_owned(),
+            logo_url: String::new(),
+            frame_ancestors: Vec::new(),
+        }
     }
 }
 
@@ -360,6 +395,8 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             event_types: Vec::new(),
             api_profiles: Vec::new(),
+            public_url: None,
+            portal: PortalConfig::default(),
         }
     }
 }

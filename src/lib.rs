@@ -9,6 +9,7 @@
 //! - [`api`]: the HTTP API (the only hyper server code).
 //! - [`delivery`]: signing, retry schedule, outbound client, scheduler and workers.
 //! - [`notify`]: failure emails and operational events.
+//! - [`portal`]: the portal page (compiled-in assets, CSP, branding).
 //! - [`app`]: wires everything together and owns shutdown.
 //! - [`cli`]: the operator's client commands (HTTP calls to a running server).
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod delivery;
 pub mod model;
 pub mod notify;
+pub mod portal;
 pub mod registry;
 pub mod secrets;
 pub mod store;

@@ -124,6 +124,32 @@ pub struct ApiKey {
     pub created_at: UnixMs,
 }
 
+/// A portal session: a short-lived bearer token (`hbp_...`) a tenant hands its own
+/// customer for the portal page. Only its SHA-256 hash is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortalSession {
+    /// SHA-256 of the full token string.
+    pub hash: [u8; 32],
+    pub tenant: String,
+    /// Read-only sessions hold `webhooks:read` only.
+    pub read_only: bool,
+    pub created_at: UnixMs,
+    /// After this instant the token is refused (at most 24 h after creation).
+    pub expires_at: UnixMs,
+}
+
+impl PortalSession {
+    /// The scopes the session holds: `webhooks:read`, plus `webhooks:write` unless
+    /// it is read-only.
+    pub fn scopes(&self) -> &'static [Scope] {
+        if self.read_only {
+            &[Scope::WebhooksRead]
+        } else {
+            &[Scope::WebhooksRead, Scope::WebhooksWrite]
+        }
+    }
+}
+
 /// An entry of a tenant's event-type catalogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventType {

@@ -551,3 +551,51 @@ async fn help_shows_examples_and_usage_errors_exit_2() {
     .await;
     assert_eq!(out.code, 2, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_open_prints_a_working_link_and_revoke_ends_it() {
+    let s = Server::start().await;
+    ok(&s
+        .run(&["tenant", "create", "--name", "Acme", "--id", "acme"])
+        .await);
+    let out = s
+        .run(&[
+            "portal",
+            "open",
+            "--tenant",
+            "acme",
+            "--read-only",
+            "--ttl",
+            "30m",
+        ])
+        .await;
+    let text = ok(&out);
+    let link = text.lines().next().expect("the link");
+    let prefix = format!("{}/portal#token=hbp_", s.base);
+    assert!(link.starts_with(&prefix), "{out:?}");
+    assert!(
+        text.contains("expires at ") && text.contains("(read-only)"),
+        "{out:?}"
+    );
+    let token = link.split_once("#token=").expect("token").1;
+    let me = s
+        .api(token)
+        .call(Method::GET, "/v1/portal/sessions", None, None)
+        .await
+        .expect("the link works");
+    assert_eq!(me.json()["read_only"], true, "{:?}", me.json());
+    for bad in ["25h", "10s", "soon"] {
+        let out = s
+            .run(&["portal", "open", "--tenant", "acme", "--ttl", bad])
+            .await;
+        assert_ne!(out.code, 0, "--ttl {bad}: {out:?}");
+    }
+    let out = s.run(&["portal", "revoke", "--tenant", "acme"]).await;
+    assert_eq!(ok(&out), "revoked every portal session of acme\n");
+    let gone = s
+        .api(token)
+        .call(Method::GET, "/v1/portal/sessions", None, None)
+        .await;
+    assert!(gone.is_err(), "a revoked link still works");
+    s.app.shutdown().await;
+}

@@ -523,7 +523,11 @@ pub struct BatchAccepted {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recovered {
+    /// How many deliveries were re-queued (with `dry_run`: would be).
     pub requeued: u64,
+    /// True when nothing was changed: `requeued` is the count a real run would
+    /// re-queue now.
+    pub dry_run: bool,
 }
 
 /// `/healthz`.
@@ -553,3 +557,35 @@ pub struct OpenApiDocument {
 #[cfg(test)]
 #[path = "dto_tests.rs"]
 mod tests;
+
+/// `POST /v1/portal/sessions`: the link to hand a customer. The token is shown only
+/// here; the server keeps its hash.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSession {
+    /// `{public_url}/portal#token=<token>`: the token travels in the fragment, which
+    /// browsers never send to a server.
+    pub url: String,
+    /// The bearer token (`hbp_...`) the portal page uses against this API.
+    #[schema(pattern = "^hbp_")]
+    pub token: String,
+    /// When the link stops working (RFC 3339).
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// Whether the session can only read.
+    pub read_only: bool,
+}
+
+/// `GET /v1/portal/sessions`: the calling portal session (or, for a key or the
+/// admin token, what a session it creates by default may do).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSessionInfo<'a> {
+    pub tenant: &'a str,
+    /// Whether the session can only read.
+    pub read_only: bool,
+    /// When the link stops working (RFC 3339); null when the caller is not a
+    /// portal session.
+    #[schema(required = true, schema_with = timestamp_or_null)]
+    pub expires_at: Option<String>,
+}

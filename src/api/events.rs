@@ -9,7 +9,7 @@ use super::webhooks::owned;
 use super::{Call, Reply, dto, json_response, validate};
 use crate::delivery::plan_deliveries;
 use crate::model::{DeliveryState, Event, UnixMs, new_id, now_ms, parse_rfc3339};
-use crate::store::{IngestItem, IngestOutcome, RecoverScope};
+use crate::store::{DeliveryFilter, IngestItem, IngestOutcome, RecoverScope};
 
 /// Builds the event and its deliveries for one validated spec.
 fn prepare(
@@ -277,18 +277,11 @@ pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     owned(call, &tenant, id)?;
     let (limit, cursor) = call.page()?;
-    let state = match call.query("status") {
-        None => None,
-        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
-            ApiError::bad_request(
-                "status must be one of pending, succeeded, failed, exhausted, cancelled",
-            )
-        })?),
-    };
+    let filter = delivery_filter(call)?;
     let store = call.state.store.clone();
     let key = id.to_owned();
     let (items, next) =
-        blocking(move || store.list_webhook_deliveries(&key, state, cursor.as_deref(), limit))
+        blocking(move || store.list_webhook_deliveries(&key, &filter, cursor.as_deref(), limit))
             .await?;
     let data = items.iter().map(dto::Delivery::new).collect();
     Ok(json_response(
@@ -300,10 +293,63 @@ pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
     ))
 }
 
+/// The delivery log's filters (`status`, `event_type`, `since`, `until`), every
+/// reason listed.
+fn delivery_filter(call: &Call<'_>) -> Result<DeliveryFilter, ApiError> {
+    let mut reasons = Vec::new();
+    let mut time = |name: &str| match call.query(name) {
+        None => None,
+        Some(s) => parse_rfc3339(s).or_else(|| {
+            reasons.push(format!("{name} must be an RFC 3339 timestamp"));
+            None
+        }),
+    };
+    let since = time("since");
+    let until = time("until");
+    let state = match call.query("status") {
+        None => None,
+        Some(s) => DeliveryState::parse(s).or_else(|| {
+            reasons.push(
+                "status must be one of pending, succeeded, failed, exhausted, cancelled".into(),
+            );
+            None
+        }),
+    };
+    let event_type = match call.query("event_type") {
+        Some("") => {
+            reasons.push("event_type must not be empty".into());
+            None
+        }
+        other => other.map(str::to_owned),
+    };
+    if reasons.is_empty() {
+        Ok(DeliveryFilter {
+            state,
+            event_type,
+            since,
+            until,
+        })
+    } else {
+        Err(ApiError::invalid(reasons))
+    }
+}
+
 pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let webhook = owned(call, &tenant, id)?;
-    let since = validate::recover(&call.json()?).map_err(ApiError::invalid)?;
+    let (since, dry_run) = validate::recover_spec(&call.json()?).map_err(ApiError::invalid)?;
+    if dry_run {
+        let store = call.state.store.clone();
+        let key = webhook.id.clone();
+        let n = blocking(move || store.count_recoverable(&key, since)).await?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &dto::Recovered {
+                requeued: n,
+                dry_run: true,
+            },
+        ));
+    }
     if !webhook.enabled {
         return Err(ApiError::conflict(
             "the webhook is disabled; enable it (PATCH enabled=true) before recovering",
@@ -318,7 +364,10 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
     call.state.engine.kick();
     Ok(json_response(
         StatusCode::ACCEPTED,
-        &dto::Recovered { requeued: n as u64 },
+        &dto::Recovered {
+            requeued: n,
+            dry_run: false,
+        },
     ))
 }
 

@@ -8,6 +8,7 @@ mod events;
 mod handlers;
 mod openapi;
 pub mod profiles;
+mod portal;
 pub mod requests;
 mod router;
 pub mod routes;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub engine: Engine,
     /// The seed API profiles served beside `/v1` (config `[api] profiles`).
     pub profiles: Vec<crate::config::ApiProfile>,
+    /// The portal page's shell, branding and headers (`[portal]`, `public_url`).
+    pub portal: crate::portal::PortalSite,
 }
 
 /// A request whose body has been read within the size limit.

@@ -43,6 +43,7 @@ fn error_meaning(status: u16) -> &'static str {
         }
         409 => "Conflict (already exists, idempotency key reused, webhook disabled)",
         412 => "If-Match does not match the webhook's current ETag (the answer carries it)",
+        404 => "No such asset",
         _ => "Error",
     }
 }
@@ -63,9 +64,17 @@ fn query_parameter(name: &str) -> Value {
             "Only deliveries in this state",
         ),
         "type" => (json!({"type": "string"}), "Only events of this type"),
+        "event_type" => (
+            json!({"type": "string", "minLength": 1}),
+            "Only deliveries of this event type",
+        ),
+        "until" => (
+            json!({"type": "string", "format": "date-time"}),
+            "Only deliveries created at or before this time",
+        ),
         "since" => (
             json!({"type": "string", "format": "date-time"}),
-            "Only events created at or after this time",
+            "Only those created at or after this time",
         ),
         _ => (json!({"type": "string"}), "Only this tenant's keys"),
     };
@@ -102,6 +111,17 @@ fn operation(r: &Route, profile: Option<&Profile>) -> Value {
         Body::Text => json!({
             "description": r.summary,
             "content": {"text/plain": {"schema": {"type": "string"}}},
+        }),
+        Body::Html => json!({
+            "description": r.summary,
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }),
+        Body::Asset => json!({
+            "description": r.summary,
+            "content": {
+                "text/javascript": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+            },
         }),
     };
     responses.insert(status.to_string(), success);
@@ -148,6 +168,9 @@ fn operation(r: &Route, profile: Option<&Profile>) -> Value {
     if r.errors.contains(&400) {
         op["x-semantic-400"] = json!(true);
     }
+    if r.portal {
+        op["x-portal"] = json!(true);
+    }
     match r.access {
         Access::Public => op["security"] = json!([]),
         Access::Admin => op["x-scope"] = json!("admin"),
@@ -183,7 +206,10 @@ fn operation(r: &Route, profile: Option<&Profile>) -> Value {
     }
     if let Some(w) = &r.request {
         // Bodies that are all optional may be left out (`{}` is implied).
-        let all_optional = matches!((w.name)().as_str(), "Rotate" | "WebhookPatch" | "TestEvent");
+        let all_optional = matches!(
+            (w.name)().as_str(),
+            "Rotate" | "WebhookPatch" | "TestEvent" | "PortalSessionCreate"
+        );
         op["requestBody"] = json!({
             "required": !all_optional || (w.name)() == "TestEvent",
             "content": json_content(w),
@@ -301,7 +327,7 @@ pub fn document(enabled: &[ApiProfile]) -> Value {
     doc["jsonSchemaDialect"] = json!("https://spec.openapis.org/oas/3.1/dialect/base");
     doc["security"] = json!([{"bearer": []}, {"apiKey": []}]);
     doc["components"]["securitySchemes"] = json!({
-        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (hbk_...) or the admin token"},
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (hbk_...), a portal session token (hbp_..., on the operations marked x-portal) or the admin token"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "API-KEY", "description": "The seed spelling of the bearer key"},
     });
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {

@@ -335,6 +335,9 @@ pub struct Recover {
     /// Deliveries created at or after this time; not in the future (a 400).
     #[schema(format = DateTime)]
     pub since: String,
+    /// Only count: answer 200 with how many would be re-queued, change nothing.
+    #[schema(default = false)]
+    pub dry_run: Option<bool>,
 }
 
 /// A tenant id: 1 to 64 letters, digits, `_` or `-`.
@@ -528,4 +531,26 @@ impl ToSchema for EventBatch {
 pub struct BatchWrapper {
     #[schema(schema_with = batch_events)]
     pub events: Vec<EventCreate>,
+}
+
+fn portal_ttl() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(super::validate::portal::MIN_TTL_SECONDS))
+        .maximum(Some(super::validate::portal::MAX_TTL_SECONDS))
+        .default(Some(super::validate::portal::DEFAULT_TTL_SECONDS.into()))
+        .description(Some("How long the link works, in seconds (at most 24 h)"))
+        .build()
+}
+
+/// `POST /v1/portal/sessions`; `{}` (or no body) asks for the default session.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSessionCreate {
+    /// A session that can only read (`webhooks:read`). Default false, except that a
+    /// caller without `webhooks:write` always gets a read-only session, and asking
+    /// it for `false` explicitly is a 403.
+    pub read_only: Option<bool>,
+    #[schema(schema_with = portal_ttl)]
+    pub ttl_seconds: Option<u64>,
 }

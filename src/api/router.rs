@@ -161,8 +161,13 @@ async fn call(
     let (principal, tenant) = match route.access {
         Access::Public => (None, None),
         access => {
-            let principal =
-                auth::authenticate(req.headers(), state.admin_token.expose(), &state.registry)?;
+            let principal = auth::authenticate(
+                req.headers(),
+                state.admin_token.expose(),
+                &state.registry,
+                &state.store,
+            )?;
+            auth::require_portal_route(&principal, route.portal)?;
             let tenant = match access {
                 Access::Tenant(scope) => {
                     auth::require(&principal, scope)?;

@@ -11,8 +11,9 @@ use http::{Method, StatusCode};
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, schema::Schema};
 
-use super::{Call, Reply, dto, events, handlers, requests as rq, webhooks};
+use super::{Call, Reply, dto, events, handlers, portal, requests as rq, webhooks};
 use crate::model::Scope;
+use crate::portal as site;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,10 @@ pub enum Body {
     Empty,
     /// `text/plain` (the Prometheus exposition format).
     Text,
+    /// `text/html` (the portal page).
+    Html,
+    /// A portal asset: `text/javascript` or `text/css`.
+    Asset,
 }
 
 /// A handler future, borrowing the call.
@@ -87,12 +92,18 @@ pub struct Route {
     /// Error statuses this route may answer besides the ones every authenticated
     /// route may (401, 403, 404, 405, 413, 415, 500, 503).
     pub errors: &'static [u16],
+    /// Whether a portal session token (`hbp_...`) may call it (still within the
+    /// session's scopes). Only a tenant's webhook, delivery, secret, test-send,
+    /// recover and catalogue-read routes are.
+    pub portal: bool,
     pub handler: Handler,
 }
 
 macro_rules! route {
-    ($m:ident $path:literal, $access:expr, $summary:literal, $req:expr, $status:ident,
-     $resp:expr, also $also:expr, query $query:expr, errors $errors:expr, $handler:expr) => {
+    (portal $($rest:tt)*) => { $crate::api::routes::route!(@make true; $($rest)*) };
+    (@make $portal:expr; $m:ident $path:literal, $access:expr, $summary:literal, $req:expr,
+     $status:ident, $resp:expr, also $also:expr, query $query:expr, errors $errors:expr,
+     $handler:expr) => {
         $crate::api::routes::Route {
             method: http::Method::$m,
             path: $path,
@@ -104,14 +115,16 @@ macro_rules! route {
             also: $also,
             query: $query,
             errors: $errors,
+            portal: $portal,
             handler: $handler,
         }
     };
+    ($($rest:tt)*) => { $crate::api::routes::route!(@make false; $($rest)*) };
 }
 pub(crate) use route;
 
 use Access::{Admin, Public, Tenant};
-use Body::{Empty, Json, Text};
+use Body::{Asset, Empty, Html, Json, Text};
 use Scope::{EventsRead, EventsWrite, WebhooksRead, WebhooksWrite};
 
 const PAGE: &[&str] = &["limit", "cursor"];
@@ -170,56 +183,58 @@ pub static ROUTES: &[Route] = &[
         |c| Box::pin(ready(handlers::get_key(c, c.id())))),
     route!(DELETE "/v1/api-keys/{id}", Admin, "Revoke an API key", None, NO_CONTENT, Empty,
         also NONE, query NO, errors E, |c| Box::pin(handlers::delete_key(c, c.id().to_owned()))),
-    route!(GET "/v1/event-types", Tenant(WebhooksRead), "List the event-type catalogue", None,
+    route!(portal GET "/v1/event-types", Tenant(WebhooksRead), "List the event-type catalogue", None,
         OK, Json(wire::<dto::EventTypeList>()), also NONE, query NO, errors E,
         |c| Box::pin(ready(handlers::list_event_types(c)))),
     route!(POST "/v1/event-types", Tenant(WebhooksWrite), "Add an event type to the catalogue",
         json::<rq::EventTypeCreate>(), CREATED, Json(wire::<dto::EventType>()), also NONE,
         query NO, errors CONFLICT, |c| Box::pin(handlers::create_event_type(c))),
-    route!(GET "/v1/event-types/{name}", Tenant(WebhooksRead), "Read an event type", None, OK,
+    route!(portal GET "/v1/event-types/{name}", Tenant(WebhooksRead), "Read an event type", None, OK,
         Json(wire::<dto::EventType>()), also NONE, query NO, errors E,
         |c| Box::pin(ready(handlers::get_event_type(c, c.id())))),
     route!(DELETE "/v1/event-types/{name}", Tenant(WebhooksWrite), "Remove an event type",
         None, NO_CONTENT, Empty, also NONE, query NO, errors E,
         |c| Box::pin(handlers::delete_event_type(c, c.id().to_owned()))),
-    route!(POST "/v1/webhooks", Tenant(WebhooksWrite),
+    route!(portal POST "/v1/webhooks", Tenant(WebhooksWrite),
         "Register a webhook; the answer shows its secrets", json::<rq::WebhookCreate>(),
         CREATED, Json(wire::<dto::Webhook>()), also NONE, query NO, errors SEMANTIC,
         |c| Box::pin(webhooks::create(c))),
-    route!(GET "/v1/webhooks", Tenant(WebhooksRead), "List webhooks (secrets masked)", None, OK,
+    route!(portal GET "/v1/webhooks", Tenant(WebhooksRead), "List webhooks (secrets masked)", None, OK,
         Json(wire::<dto::WebhookList>()), also NONE, query PAGE, errors E,
         |c| Box::pin(ready(webhooks::list(c)))),
-    route!(GET "/v1/webhooks/{id}", Tenant(WebhooksRead), "Read a webhook (secrets masked)",
+    route!(portal GET "/v1/webhooks/{id}", Tenant(WebhooksRead), "Read a webhook (secrets masked)",
         None, OK, Json(wire::<dto::Webhook>()), also NONE, query NO, errors E,
         |c| Box::pin(ready(webhooks::get(c, c.id())))),
-    route!(PATCH "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Change some fields of a webhook",
+    route!(portal PATCH "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Change some fields of a webhook",
         json::<rq::WebhookPatch>(), OK, Json(wire::<dto::Webhook>()), also NONE, query NO,
         errors SEMANTIC_PRECONDITION, |c| Box::pin(webhooks::update(c, c.id()))),
-    route!(DELETE "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Soft-delete a webhook", None,
+    route!(portal DELETE "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Soft-delete a webhook", None,
         NO_CONTENT, Empty, also NONE, query NO, errors PRECONDITION,
         |c| Box::pin(webhooks::delete(c, c.id()))),
-    route!(GET "/v1/webhooks/{id}/secrets", Tenant(WebhooksWrite),
+    route!(portal GET "/v1/webhooks/{id}/secrets", Tenant(WebhooksWrite),
         "Reveal the active signing secrets", None, OK, Json(wire::<dto::WebhookSecrets>()),
         also NONE, query NO, errors E, |c| Box::pin(ready(webhooks::secrets(c, c.id())))),
-    route!(POST "/v1/webhooks/{id}/secrets/rotate", Tenant(WebhooksWrite),
+    route!(portal POST "/v1/webhooks/{id}/secrets/rotate", Tenant(WebhooksWrite),
         "Rotate the signing secret; the previous one signs on for the grace period",
         json::<rq::Rotate>(), OK, Json(wire::<dto::WebhookSecrets>()), also NONE, query NO,
         errors PRECONDITION, |c| Box::pin(webhooks::rotate(c, c.id()))),
-    route!(POST "/v1/webhooks/{id}/test", Tenant(WebhooksWrite),
+    route!(portal POST "/v1/webhooks/{id}/test", Tenant(WebhooksWrite),
         "Send a test event now; answers with the attempt", json::<rq::TestEvent>(), OK,
         Json(wire::<dto::Attempt>()), also NONE, query NO, errors SEMANTIC,
         |c| Box::pin(webhooks::test(c, c.id()))),
-    route!(POST "/v1/webhooks/{id}/test-event", Tenant(WebhooksWrite),
+    route!(portal POST "/v1/webhooks/{id}/test-event", Tenant(WebhooksWrite),
         "Send a test event now (the seeds' path)", json::<rq::TestEvent>(), OK,
         Json(wire::<dto::Attempt>()), also NONE, query NO, errors SEMANTIC,
         |c| Box::pin(webhooks::test(c, c.id()))),
-    route!(GET "/v1/webhooks/{id}/deliveries", Tenant(WebhooksRead), "A webhook's delivery log",
+    route!(portal GET "/v1/webhooks/{id}/deliveries", Tenant(WebhooksRead), "A webhook's delivery log",
         None, OK, Json(wire::<dto::DeliveryList>()), also NONE,
-        query &["status", "limit", "cursor"], errors E,
+        query &["status", "event_type", "since", "until", "limit", "cursor"], errors E,
         |c| Box::pin(events::webhook_deliveries(c, c.id()))),
-    route!(POST "/v1/webhooks/{id}/recover", Tenant(WebhooksWrite),
+    route!(portal POST "/v1/webhooks/{id}/recover", Tenant(WebhooksWrite),
         "Re-queue failed, exhausted and cancelled deliveries since a time",
-        json::<rq::Recover>(), ACCEPTED, Json(wire::<dto::Recovered>()), also NONE, query NO,
+        json::<rq::Recover>(), ACCEPTED, Json(wire::<dto::Recovered>()),
+        also &[(200, "A dry run (dry_run: true): how many would be re-queued; nothing changed")],
+        query NO,
         errors SEMANTIC_CONFLICT, |c| Box::pin(events::recover(c, c.id()))),
     route!(POST "/v1/events", Tenant(EventsWrite), "Ingest one event (202 once durable)",
         json::<rq::EventCreate>(), ACCEPTED, Json(wire::<dto::IngestAccepted>()),
@@ -235,13 +250,33 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/events/{id}", Tenant(EventsRead), "An event with its deliveries", None, OK,
         Json(wire::<dto::EventDetail>()), also NONE, query NO, errors E,
         |c| Box::pin(events::get(c, c.id()))),
-    route!(GET "/v1/deliveries/{id}", Tenant(WebhooksRead), "A delivery with its attempts",
+    route!(portal GET "/v1/deliveries/{id}", Tenant(WebhooksRead), "A delivery with its attempts",
         None, OK, Json(wire::<dto::DeliveryDetail>()), also NONE, query NO, errors E,
         |c| Box::pin(events::delivery(c, c.id()))),
-    route!(POST "/v1/deliveries/{id}/retry", Tenant(WebhooksWrite),
+    route!(portal POST "/v1/deliveries/{id}/retry", Tenant(WebhooksWrite),
         "Attempt a delivery now; answers with the attempt", None, OK,
         Json(wire::<dto::DeliveryRetried>()), also NONE, query NO, errors CONFLICT,
         |c| Box::pin(events::retry(c, c.id()))),
+    route!(POST "/v1/portal/sessions", Tenant(WebhooksRead),
+        "Create a portal session: a link for the tenant's customer (the token is shown only here)",
+        json::<rq::PortalSessionCreate>(), CREATED, Json(wire::<dto::PortalSession>()),
+        also NONE, query NO, errors E, |c| Box::pin(portal::create(c))),
+    route!(portal GET "/v1/portal/sessions", Tenant(WebhooksRead),
+        "The calling portal session (for a key: what its sessions may do by default)", None,
+        OK, Json(wire::<dto::PortalSessionInfo>()), also NONE, query NO, errors E,
+        |c| Box::pin(portal::current(c))),
+    route!(DELETE "/v1/portal/sessions", Tenant(WebhooksWrite),
+        "Revoke every portal session of the tenant", None, NO_CONTENT, Empty, also NONE,
+        query NO, errors E, |c| Box::pin(portal::revoke(c))),
+    route!(GET "/portal", Public, "The portal page (the session token goes in the URL fragment)",
+        None, OK, Html, also NONE, query NO, errors E, |c| Box::pin(ready(site::page(c)))),
+    route!(GET "/portal/webhooks/{id}", Public, "The portal page: a webhook (deep link)", None,
+        OK, Html, also NONE, query NO, errors E, |c| Box::pin(ready(site::page(c)))),
+    route!(GET "/portal/deliveries/{id}", Public, "The portal page: a delivery (deep link)",
+        None, OK, Html, also NONE, query NO, errors E, |c| Box::pin(ready(site::page(c)))),
+    route!(GET "/portal/assets/{name}", Public, "A portal script or stylesheet", None, OK,
+        Asset, also NONE, query NO, errors &[404],
+        |c| Box::pin(ready(site::asset(c, c.id())))),
 ];
 
 /// The outcome of looking a method and path up in the table.

@@ -45,6 +45,8 @@ pub enum ClientCommand {
     Event(Event),
     /// Inspect and retry deliveries.
     Delivery(Delivery),
+    /// Open portal links for a tenant's customers.
+    Portal(super::portal::Portal),
 }
 
 /// `hookbox tenant ...`
@@ -264,10 +266,10 @@ pub(super) enum DeliveryCmd {
 
 /// The tenant a scoped command acts for (sent as `X-Tenant-Id`).
 #[derive(Args, Debug)]
-pub(super) struct TenantArg {
+pub(crate) struct TenantArg {
     /// The tenant to act for.
     #[arg(long, env = "HOOKBOX_TENANT")]
-    pub(super) tenant: String,
+    pub(crate) tenant: String,
 }
 
 /// One page of a list.

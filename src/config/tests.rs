@@ -577,3 +577,74 @@ fn api_profiles_report_every_unknown_name_with_the_known_ones() {
         )]
     );
 }
+
+#[test]
+fn public_url_and_portal_load_default_and_validate() {
+    let d = Config::default();
+    assert_eq!(d.public_url, None);
+    assert_eq!(default_public_url(d.listen, false), "http://127.0.0.1:8080");
+    assert_eq!(
+        default_public_url("[::1]:8443".parse().unwrap(), true),
+        "https://[::1]:8443"
+    );
+    assert_eq!(d.portal.accent, "#2563eb");
+    assert!(d.portal.frame_ancestors.is_empty());
+    let c = Config::from_toml(
+        r##"
+public_url = "https://hooks.example.com/"
+[portal]
+name = "Acme hooks"
+accent = "#ABC"
+logo_url = "https://cdn.example.com/logo.png"
+frame_ancestors = ["https://app.example.com", "https://admin.example.com:8443/"]
+"##,
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(c.public_url.as_deref(), Some("https://hooks.example.com"));
+    assert_eq!(c.portal.name, "Acme hooks");
+    assert_eq!(c.portal.accent, "#abc");
+    assert_eq!(
+        c.portal.frame_ancestors,
+        ["https://app.example.com", "https://admin.example.com:8443"]
+    );
+    let c =
+        Config::from_toml("", &env(&[("HOOKBOX_PUBLIC_URL", "https://h.example")])).expect("valid");
+    assert_eq!(c.public_url.as_deref(), Some("https://h.example"));
+    assert_eq!(
+        url_origin("https://cdn.example.com:444/a/logo.png").as_deref(),
+        Some("https://cdn.example.com:444")
+    );
+
+    // Every problem at once, each naming its key.
+    let p = problems(
+        r##"
+public_url = "ftp://x"
+[portal]
+name = ""
+accent = "blue"
+logo_url = "http://cdn.example.com/logo.png"
+frame_ancestors = ["https://ok.example", "https://x.example/path", "javascript:alert(1)", "https://a b"]
+"##,
+        &[],
+    );
+    assert_eq!(
+        p,
+        [
+            "public_url: \"ftp://x\" must start with http:// or https://",
+            "portal.name: must be 1 to 64 characters without control characters",
+            "portal.accent: \"blue\" is not a hex colour such as \"#2563eb\" or \"#36c\"",
+            "portal.logo_url: \"http://cdn.example.com/logo.png\" must be an https:// URL (or empty)",
+            "portal.frame_ancestors[1]: \"https://x.example/path\" must be an origin (scheme://host[:port]) without a path",
+            "portal.frame_ancestors[2]: \"javascript:alert(1)\" is not an absolute http(s) URL",
+            "portal.frame_ancestors[3]: \"https://a b\" has no valid host",
+        ]
+    );
+    let p = problems("public_url = \"https://h.example/x?y=1\"", &[]);
+    assert_eq!(
+        p,
+        ["public_url: \"https://h.example/x?y=1\" must not have a query or fragment"]
+    );
+    let p = problems("[portal]\nlogo_url = \"https://x.example/a'b\"", &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+}

@@ -66,6 +66,8 @@ struct RawConfig {
     notify: RawNotify,
     event_types: Vec<EventTypeSeed>,
     api: RawApi,
+    public_url: Option<String>,
+    portal: super::portal::RawPortal,
 }
 
 #[derive(Default, Deserialize)]
@@ -243,6 +245,7 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
                     .collect();
                 raw.api.profiles = Some(list);
             }
+            "HOOKBOX_PUBLIC_URL" => raw.public_url = Some(value.clone()),
             "HOOKBOX_SMTP_PASSWORD" => match raw.smtp.as_mut() {
                 Some(smtp) => smtp.password = Some(Secret::new(value.clone())),
                 None => problems.add(key, "is set but the config file has no [smtp] section"),
@@ -316,7 +319,13 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
         d.cache_mib,
     );
 
+    let tls = build_tls(raw.tls, p);
+    let mut add = |key: &str, message: String| p.add(key, message);
+    let public_url = super::portal::public_url(raw.public_url, &mut add);
+    let portal = super::portal::build(raw.portal, &mut add);
     Config {
+        public_url,
+        portal,
         listen,
         data_dir,
         admin_token: raw.admin_token,
@@ -324,7 +333,7 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
         max_body_bytes,
         cache_mib,
         log: build_log(raw.log, d.log, p),
-        tls: build_tls(raw.tls, p),
+        tls,
         security: build_security(raw.security, d.security, p),
         delivery: build_delivery(raw.delivery, d.delivery, p),
         retention: RetentionConfig {

@@ -10,6 +10,7 @@ mod deliveries;
 mod events;
 mod notify;
 pub mod pg;
+mod portal;
 mod purge;
 pub mod records;
 mod tables;
@@ -26,7 +27,7 @@ use crate::secrets::Cipher;
 use records::Record;
 
 pub use changes::{Change, Subscriber};
-pub use deliveries::{AttemptWrite, DueEntry, Next, RecoverScope};
+pub use deliveries::{AttemptWrite, DeliveryFilter, DueEntry, Next, RecoverScope};
 pub use events::{IngestItem, IngestOutcome, Ingested};
 pub use writer::WriterStats;
 
@@ -114,8 +115,10 @@ from_redb!(
 /// - Delivery engine: `due_entries`, `next_due`, `next_due_after`, `due_count`,
 ///   `pending_due`, `delivery_with_event`, `record_attempts` (lazily durable; the
 ///   due entry is the lease), `cancel_delivery`, `record_manual`, `record_test`,
-///   `recover`; reads `get_delivery`, `list_webhook_deliveries`.
+///   `recover`, `count_recoverable`; reads `get_delivery`, `list_webhook_deliveries`.
 /// - Notifications: `notify_state`, `update_notify_state` (read-modify-write in the writer). Retention: `purge_before`.
+/// - Portal sessions: `create_portal_session`, `portal_session` (by token hash),
+///   `revoke_portal_sessions`; a tenant's purge removes them.
 /// - Deleted tenants' data: `spawn_purge`, `purge_tenant`, `purge_tenant_chunk`,
 ///   `mark_orphaned_tenants`, `tenants_being_purged`, `tenant_being_purged`,
 ///   `stop_purges`.
@@ -192,6 +195,7 @@ impl Store {
             txn.open_table(NOTIFY)?;
             txn.open_table(META)?;
             txn.open_table(TENANT_PURGES)?;
+            txn.open_table(PORTAL_SESSIONS)?;
         }
         txn.commit()?;
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));

@@ -1,6 +1,6 @@
 //! Purging a deleted tenant's data: its events (payloads), deliveries, attempts
-//! (response bodies), idempotency records, due/pending entries, notification state
-//! and webhook index rows, in small transactions so the writer never stalls on a
+//! (response bodies), idempotency records, due/pending entries, notification state,
+//! webhook index rows and portal sessions, in small transactions so the writer never stalls on a
 //! big tenant. Must never touch another tenant's rows, and never write anything
 //! in a job that fails (the writer's job invariant).
 //!
@@ -286,6 +286,8 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
             webhooks.push(wh.to_owned());
         }
     }
+    // Reads every session before its first write, like the rest of this job.
+    super::portal::remove_sessions(txn, |s| s.tenant == tenant)?;
     let mut index = txn.open_table(TENANT_WEBHOOKS)?;
     let mut notify = txn.open_table(NOTIFY)?;
     for wh in &webhooks {

@@ -44,5 +44,10 @@ pub(crate) const NOTIFY: TableDefinition<&str, &[u8]> = TableDefinition::new("no
 /// `tenant id -> deleted at (unix ms)`: deleted tenants whose data is still being
 /// purged (`purge.rs`); such an id cannot be created again until its row is gone.
 pub(crate) const TENANT_PURGES: TableDefinition<&str, u64> = TableDefinition::new("tenant_purges");
+/// `hex SHA-256 of a portal token -> PortalSession` (`records/portal.rs`). Small:
+/// a tenant's expired sessions are dropped whenever it creates one, and revoking
+/// or purging a tenant scans the table.
+pub(crate) const PORTAL_SESSIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("portal_sessions");
 /// `name -> value`: small store-wide records (the config seeds already applied).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -28,6 +28,7 @@ mod pg_ingest;
 mod pg_schema;
 mod pg_store;
 mod profiles;
+mod portal_api;
 mod receiver;
 mod receiver_auth;
 mod retention;

@@ -557,6 +557,51 @@ async fn real_answers_match_the_documented_schemas() {
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{recovered}");
+    let (s, dry) = tc(
+        Method::POST,
+        "/v1/webhooks/{id}/recover",
+        format!("/v1/webhooks/{wh_id}/recover"),
+        Some(json!({"since": "2020-01-01T00:00:00Z", "dry_run": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{dry}");
+
+    // Portal sessions, and the portal's page and assets (text, not JSON).
+    let (s, session) = tc(
+        Method::POST,
+        "/v1/portal/sessions",
+        "/v1/portal/sessions".into(),
+        Some(json!({"read_only": true, "ttl_seconds": 600})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let portal = session["token"].as_str().expect("token");
+    let (s, v) = app
+        .call(Method::GET, "/v1/portal/sessions", portal, &[], None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    spec.answer("get", "/v1/portal/sessions", s, &v);
+    for (template, path) in [
+        ("/portal", "/portal"),
+        ("/portal/webhooks/{id}", "/portal/webhooks/wh_1"),
+        ("/portal/deliveries/{id}", "/portal/deliveries/dlv_1"),
+        ("/portal/assets/{name}", "/portal/assets/app.js"),
+    ] {
+        let (s, _) = app.raw(Method::GET, path, &[], Vec::new()).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        spec.seen
+            .lock()
+            .expect("not poisoned")
+            .insert(("get".to_owned(), template.to_owned()));
+    }
+    let (s, _) = tc(
+        Method::DELETE,
+        "/v1/portal/sessions",
+        "/v1/portal/sessions".into(),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 
     // Errors: 400, 401, 404, 405, 409, 415 all carry the Error body.
     let (s, _) = tc(

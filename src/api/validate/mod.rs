@@ -25,6 +25,7 @@ pub mod admin;
 pub mod event;
 mod fields;
 mod origin;
+pub mod portal;
 #[cfg(test)]
 mod sec_tests;
 #[cfg(test)]
@@ -37,9 +38,10 @@ pub use admin::{
     ApiKeySpec, EventTypeSpec, TenantSpec, api_key_create, event_type_create, tenant_create,
 };
 pub use event::{EventSpec, event_batch, event_create};
+pub use portal::{PortalSessionSpec, portal_session_create};
 pub use webhook::{
-    RotateSpec, TestEventSpec, WebhookPatch, WebhookSpec, recover, recover_at, rotate, test_event,
-    webhook_create, webhook_patch,
+    RotateSpec, TestEventSpec, WebhookPatch, WebhookSpec, recover, recover_at, recover_spec,
+    recover_spec_at, rotate, test_event, webhook_create, webhook_patch,
 };
 
 /// Longest accepted webhook or token URL, in bytes.

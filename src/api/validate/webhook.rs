@@ -366,6 +366,17 @@ pub fn recover(body: &Value) -> Result<UnixMs, Vec<String>> {
 
 /// [`recover`] with an explicit clock: `since` must not be after `now`.
 pub fn recover_at(body: &Value, now: UnixMs) -> Result<UnixMs, Vec<String>> {
+    recover_spec_at(body, now).map(|(since, _)| since)
+}
+
+/// A recover body: `since` and whether it is a dry run (`dry_run`, default false:
+/// only count what would be re-queued).
+pub fn recover_spec(body: &Value) -> Result<(UnixMs, bool), Vec<String>> {
+    recover_spec_at(body, model::now_ms())
+}
+
+/// [`recover_spec`] with an explicit clock.
+pub fn recover_spec_at(body: &Value, now: UnixMs) -> Result<(UnixMs, bool), Vec<String>> {
     let mut r = Vec::new();
     let Some(mut fields) = Fields::of(body, String::new(), "request body", &mut r) else {
         return Err(r);
@@ -387,9 +398,17 @@ pub fn recover_at(body: &Value, now: UnixMs) -> Result<UnixMs, Vec<String>> {
             }
         }
     });
+    let dry_run = match fields.get(&["dry_run"], &mut r) {
+        None => false,
+        Some(f) if f.is_null() => false,
+        Some(f) => f.value.as_bool().unwrap_or_else(|| {
+            r.push(format!("{} must be true or false", f.name));
+            false
+        }),
+    };
     fields.finish(&mut r);
     match since {
-        Some(ms) if r.is_empty() => Ok(ms),
+        Some(ms) if r.is_empty() => Ok((ms, dry_run)),
         _ => Err(r),
     }
 }

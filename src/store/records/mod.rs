@@ -10,12 +10,15 @@
 //! - 2: `WebhookV2` = `WebhookV1` + `version: u64` (the ETag). Webhooks only.
 //! - 3: `WebhookV3` = `WebhookV2` + `ordering: u8` (0 none, 1 fifo) + `filter:
 //!   Option<String>` (canonical JSON text). Webhooks only.
+//! - `PortalSessionV1` (version byte 1) is the first layout of the portal-session
+//!   table, which 0.1.0 did not have (`portal.rs`).
 //!
 //! The hot records (events and deliveries) are encoded from borrowed views
 //! (`EventRef`, `DeliveryRef`) with the same layout as their V1 structs, so ingest
 //! encodes without cloning.
 
 mod event;
+mod portal;
 mod webhook;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,7 @@ use super::codec::{self, CodecError};
 use crate::model::{ApiKey, EventType, Scope, Tenant};
 use crate::notify::email::ThrottleState;
 
+pub use portal::PortalSessionV1;
 pub use webhook::{OAuthV1, SigningSecretV1, WebhookV1, WebhookV2, WebhookV3};
 
 /// A domain value the store writes as a versioned record.
