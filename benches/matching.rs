@@ -38,6 +38,8 @@ fn webhook(i: usize, filter: String) -> Webhook {
         deleted_at: None,
         failing_since: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     }
 }
 

@@ -372,6 +372,8 @@ mod tests {
             deleted_at: None,
             failing_since: None,
             version: 1,
+            ordering: Default::default(),
+            filter: None,
         }
     }
 

@@ -10,7 +10,8 @@ use hookbox::api::validate;
 use hookbox::config::Config;
 use hookbox::delivery::signer;
 use hookbox::model::{
-    Attempt, Delivery, DeliveryState, Event, OAuthConfig, Secret, SigningSecret, Trigger, Webhook,
+    Attempt, Delivery, DeliveryState, Event, OAuthConfig, Ordering, Secret, SigningSecret, Trigger,
+    Webhook,
 };
 use hookbox::store::records::Record;
 use proptest::prelude::*;
@@ -187,6 +188,7 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                 any::<Option<i64>>(),
                 any::<Option<i64>>(),
             ),
+            (any::<bool>(), opt_text()),
         ),
     )
         .prop_map(
@@ -201,6 +203,7 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                     metadata,
                     rate,
                     (created_at, updated_at, deleted_at, failing_since),
+                    (fifo, filter),
                 ),
             )| Webhook {
                 id,
@@ -223,6 +226,8 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                 deleted_at,
                 failing_since,
                 version: updated_at.unsigned_abs(),
+                ordering: if fifo { Ordering::Fifo } else { Ordering::None },
+                filter,
             },
         )
 }

@@ -56,6 +56,8 @@ fn webhook() -> WebhookRecord {
         deleted_at: None,
         failing_since: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     }
 }
 

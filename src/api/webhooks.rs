@@ -136,6 +136,8 @@ pub async fn create(call: &Call<'_>) -> Reply {
         deleted_at: None,
         failing_since: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     };
     // The registry shows it once this returns (the store's change feed).
     let stored = call.state.store.create_webhook(webhook).await?;

@@ -233,6 +233,8 @@ mod tests {
             deleted_at: None,
             failing_since: None,
             version: 0,
+            ordering: Default::default(),
+            filter: None,
         }
     }
 

@@ -85,6 +85,8 @@ pub(super) fn stored() -> Webhook {
         deleted_at: None,
         failing_since: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     }
 }
 
