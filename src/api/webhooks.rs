@@ -136,7 +136,7 @@ pub async fn create(call: &Call<'_>) -> Reply {
         deleted_at: None,
         failing_since: None,
         version: 1,
-        ordering: Default::default(),
+        ordering: spec.ordering,
         filter: None,
     };
     // The registry shows it once this returns (the store's change feed).
@@ -196,6 +196,8 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     if destination_changed {
         call.state.engine.forget_token(&w.id);
     }
+    // A change of `ordering` applies to work not started yet, now.
+    call.state.engine.webhook_changed(&w.id);
     let resp = json_response(StatusCode::OK, &dto::Webhook::new(&w, false));
     Ok(with_etag(resp, w.version))
 }

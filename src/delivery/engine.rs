@@ -207,6 +207,14 @@ impl Engine {
         });
     }
 
+    /// Tells the scheduler that a webhook's settings changed (PATCH): a change of
+    /// `ordering` applies at once to its work that has not started.
+    pub fn webhook_changed(&self, webhook_id: &str) {
+        let _ = self.inner.ctx.to_scheduler.send(Msg::Changed {
+            webhook_id: webhook_id.to_owned(),
+        });
+    }
+
     /// For a manual retry: the delivery at the head of `webhook`'s FIFO line when
     /// `delivery` is unfinished and behind it (a manual attempt would overtake it);
     /// `None` when the webhook is not FIFO, the delivery is finished (not in the

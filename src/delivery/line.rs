@@ -205,7 +205,7 @@ impl Dispatcher {
     /// flight finishes as it started; a new line starts only once every attempt
     /// of the webhook is settled. A FIFO head waiting for its retry becomes plain
     /// due work again (the sweep finds it at its due time).
-    pub(super) fn set_mode(&mut self, webhook_id: &str, fifo: bool) {
+    pub(in crate::delivery) fn set_mode(&mut self, webhook_id: &str, fifo: bool) {
         let Some(hook) = self.hooks.get_mut(webhook_id) else {
             return;
         };

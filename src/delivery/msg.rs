@@ -56,6 +56,9 @@ pub(super) enum Msg {
     /// A webhook's unfinished deliveries changed on disk behind the scheduler's
     /// back (recover): a FIFO line re-reads itself, then the due index is swept.
     Resync { webhook_id: String },
+    /// A webhook's settings changed (PATCH): a change of `ordering` applies to its
+    /// waiting work now, not at its next offer or start.
+    Changed { webhook_id: String },
     /// A manual retry delivered this delivery: it leaves its line (or queue) now.
     Delivered {
         delivery_id: String,

@@ -19,7 +19,7 @@ use super::context::Ctx;
 use super::dispatch::{Dispatcher, Policy, Read};
 use super::msg::{Attempted, Msg, Outcome, Work};
 use super::worker;
-use crate::model::{Trigger, Webhook, now_ms};
+use crate::model::{Ordering, Trigger, Webhook, now_ms};
 
 /// Feeds one message to the dispatcher.
 fn handle(ctx: &Ctx, d: &mut Dispatcher, msg: Msg) {
@@ -42,7 +42,11 @@ fn handle(ctx: &Ctx, d: &mut Dispatcher, msg: Msg) {
             settled,
         } => d.done(&delivery_id, &webhook_id, settled, now_ms()),
         Msg::Sweep => d.want_sweep(),
-        Msg::Resync { webhook_id } => d.resync(&webhook_id),
+        Msg::Resync { webhook_id } => {
+            d.set_mode(&webhook_id, policy(ctx, &webhook_id).fifo);
+            d.resync(&webhook_id);
+        }
+        Msg::Changed { webhook_id } => d.set_mode(&webhook_id, policy(ctx, &webhook_id).fifo),
         Msg::Delivered {
             delivery_id,
             webhook_id,
@@ -51,8 +55,8 @@ fn handle(ctx: &Ctx, d: &mut Dispatcher, msg: Msg) {
 }
 
 /// Whether a webhook's deliveries go one at a time in event order.
-pub(super) fn is_fifo(_webhook: &Webhook) -> bool {
-    false // TEMP until model::Ordering lands
+pub(super) fn is_fifo(webhook: &Webhook) -> bool {
+    webhook.ordering == Ordering::Fifo
 }
 
 /// A webhook's dispatch policy as the registry has it now (the default for a

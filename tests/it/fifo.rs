@@ -195,7 +195,7 @@ async fn manual_retry_behind_the_head_is_409_and_test_sends_skip_the_line() {
         dlv.push(ds[0]["id"].as_str().expect("delivery id").to_owned());
     }
     // The head fails and waits for its retry, in state failed.
-    app.wait_delivery(&t, &dlv[0], DEADLINE, |d| d["state"] == "failed")
+    app.wait_delivery(&t, &dlv[0], DEADLINE, |d| d["status"] == "failed")
         .await;
     assert_eq!(sequence(&rcv, "/fifo"), [1]);
 
