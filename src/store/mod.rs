@@ -9,6 +9,7 @@ pub mod codec;
 mod deliveries;
 mod events;
 mod notify;
+pub mod pg;
 mod purge;
 pub mod records;
 mod tables;

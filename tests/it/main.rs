@@ -23,6 +23,8 @@ mod memory;
 mod metrics;
 mod notify;
 mod openapi;
+mod pg_cluster;
+mod pg_schema;
 mod receiver;
 mod receiver_auth;
 mod retention;
