@@ -93,10 +93,11 @@ async fn ingest_batch(app: &TestApp, t: &Tenant, from: i64, to: i64) {
 
 #[tokio::test]
 async fn fifo_webhook_gets_200_events_in_order_each_after_the_previous_success() {
-    // Retries after 50 ms, so the line spends at least 67 x 50 ms waiting on them;
-    // several requests at once per webhook are allowed (the plain one uses them).
+    // Retries after 100 ms, so the line spends at least 67 x 100 ms waiting on
+    // them; several requests at once per webhook are allowed (the plain one uses
+    // them).
     let app = TestApp::spawn_with(|c| {
-        c.delivery.retry_schedule = vec![Duration::ZERO, Duration::from_millis(50)];
+        c.delivery.retry_schedule = vec![Duration::ZERO, Duration::from_millis(100)];
         c.delivery.per_webhook_in_flight = 8;
     })
     .await;
