@@ -4,16 +4,26 @@
 //! format). It never holds a transaction open across anything but SQL, and it never
 //! imports the API or the delivery engine.
 //!
-//! Status: the store interface is not yet served from PostgreSQL; this module is the
-//! part of the engine that exists (connect, migrate), tested against a real cluster.
+//! Status: `PgStore` serves the tenant, key, catalogue and webhook part of the store
+//! interface (`admin.rs`, `webhooks.rs`) and ingest (`ingest.rs`), with the same
+//! rules and change feed as the redb store; delivery (claims, leases) is not served
+//! from PostgreSQL yet, and nothing outside the tests opens a `PgStore`.
 
+mod admin;
+mod ingest;
 mod migrate;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+
+use super::StoreError;
+use super::changes::{Change, Feed, Subscriber};
+use crate::secrets::Cipher;
 
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 
@@ -91,4 +101,68 @@ fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
 pub async fn connect_and_migrate(pool: &Pool) -> Result<i32, PgError> {
     let mut client = pool.get().await?;
     migrate(&mut client).await
+}
+
+/// The store on PostgreSQL: a connection pool, the master key that seals webhook
+/// secrets, and the change feed its writes publish on after they commit.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    cipher: Cipher,
+    feed: Arc<Feed>,
+    /// Held from a write's first statement until its changes are published, so this
+    /// node publishes in commit order (as the redb writer thread does).
+    writes: Arc<tokio::sync::Mutex<()>>,
+    /// Ingest calls waiting to share the next transaction.
+    ingest: Arc<std::sync::Mutex<ingest::Combiner>>,
+}
+
+impl PgStore {
+    /// Connects to `url` with at most `pool_size` connections and migrates the
+    /// schema. An unreachable database is [`PgError::Unreachable`], a newer schema
+    /// [`PgError::NewerSchema`].
+    pub async fn open(url: &str, pool_size: usize, cipher: Cipher) -> Result<PgStore, PgError> {
+        let pool = pool(url, pool_size)?;
+        connect_and_migrate(&pool).await?;
+        Ok(PgStore {
+            pool,
+            cipher,
+            feed: Arc::new(Feed::default()),
+            writes: Arc::new(tokio::sync::Mutex::new(())),
+            ingest: ingest::combiner(),
+        })
+    }
+
+    /// Sets the subscriber that committed changes are published to (the registry).
+    pub fn subscribe(&self, subscriber: Arc<dyn Subscriber>) {
+        self.feed.subscribe(subscriber);
+    }
+
+    /// A pooled connection; an unreachable database is `Unavailable`.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(PgError::from(e).to_string()))
+    }
+
+    /// Publishes one commit's changes, after the commit.
+    fn publish(&self, changes: &[Change]) {
+        self.feed.publish(changes);
+    }
+}
+
+/// Maps a statement's error: a lost connection is `Unavailable`, anything else a
+/// PostgreSQL error.
+fn sql(e: tokio_postgres::Error) -> StoreError {
+    if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
+        StoreError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
+    } else {
+        StoreError::Postgres(PgError::Sql(e))
+    }
+}
+
+/// Whether a statement failed on a unique or primary key.
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
