@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example loadgen -- [--quick] [--json out.json]
+//! cargo run --release --example loadgen -- --phase throughput --fanout 1 --events 5000 --ordering fifo
 //! ```
+//!
+//! The FIFO phase (`--ordering fifo`, also part of the full run) sends to one webhook
+//! with `ordering: "fifo"`: its deliveries go one at a time, each after the previous
+//! one's outcome is committed, so its end-to-end rate is bounded by one request at
+//! a time (receiver round trip + attempt + outcome commit + the next start).
 //!
 //! Each phase runs in a child process (this binary with `--phase ...`), so every RSS
 //! figure belongs to one phase only. The child holds hookbox, the receiver and the
@@ -186,8 +192,9 @@ async fn call(
     }
 }
 
-/// Creates a tenant with an all-scopes key and `webhooks` webhooks pointing at `url`.
-async fn setup(app: &App, webhooks: usize, url: &str, rate_limit: Option<u32>) -> Api {
+/// Creates a tenant with an all-scopes key and `webhooks` webhooks pointing at `url`
+/// (FIFO ones when `fifo`).
+async fn setup(app: &App, webhooks: usize, url: &str, rate_limit: Option<u32>, fifo: bool) -> Api {
     let client = client();
     let base = format!("http://{}", app.addr);
     let admin = app.admin_token.expose().to_owned();
@@ -222,6 +229,9 @@ async fn setup(app: &App, webhooks: usize, url: &str, rate_limit: Option<u32>) -
         let mut body = json!({"url": url, "event_types": [EVENT_TYPE]});
         if let Some(r) = rate_limit {
             body["rate_limit_per_second"] = json!(r);
+        }
+        if fifo {
+            body["ordering"] = json!("fifo");
         }
         let (s, w) = call(
             &client,
@@ -286,8 +296,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 // ---------------------------------------------------------------- phases
 
 /// Sustained rate: `CLIENTS` concurrent keep-alive clients post `events` events, each
-/// matching `fanout` webhooks; the receiver counts every delivery.
-async fn phase_throughput(fanout: usize, events: u64) -> Value {
+/// matching `fanout` webhooks (FIFO ones when `fifo`); the receiver counts every
+/// delivery.
+async fn phase_throughput(fanout: usize, events: u64, fifo: bool) -> Value {
     let (rss_base, _) = rss_kib();
     let dir = tempfile::tempdir().expect("temp dir");
     let seen = Arc::new(Seen::default());
@@ -295,7 +306,7 @@ async fn phase_throughput(fanout: usize, events: u64) -> Value {
     let app = App::build(config(dir.path()))
         .await
         .expect("hookbox starts");
-    let api = Arc::new(setup(&app, fanout, &format!("http://{raddr}/hook"), None).await);
+    let api = Arc::new(setup(&app, fanout, &format!("http://{raddr}/hook"), None, fifo).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_idle, _) = rss_kib();
     eprintln!("loadgen: hookbox on {}, receiver on {raddr}", app.addr);
@@ -341,6 +352,7 @@ async fn phase_throughput(fanout: usize, events: u64) -> Value {
     let job_us = stats.job_micros.load(Ordering::Relaxed);
     let out = json!({
         "phase": "throughput",
+        "ordering": if fifo { "fifo" } else { "none" },
         "fanout": fanout,
         "events": events,
         "failed_ingests": failed.load(Ordering::Relaxed),
@@ -372,7 +384,7 @@ async fn phase_latency(rate: u64, secs: u64) -> Value {
     let app = App::build(config(dir.path()))
         .await
         .expect("hookbox starts");
-    let api = Arc::new(setup(&app, 1, &format!("http://{raddr}/hook"), None).await);
+    let api = Arc::new(setup(&app, 1, &format!("http://{raddr}/hook"), None, false).await);
     seen.record.store(true, Ordering::Relaxed);
     // The first second warms connections and caches and is not counted.
     let warm = rate;
@@ -436,7 +448,7 @@ async fn phase_pending(count: u64) -> Value {
     let app = App::build(cfg.clone()).await.expect("hookbox starts");
     // One webhook limited to 1 request/s: the backlog stays pending (due now) instead
     // of churning through failed attempts against the closed port.
-    let api = Arc::new(setup(&app, 1, &format!("http://{raddr}/hook"), Some(1)).await);
+    let api = Arc::new(setup(&app, 1, &format!("http://{raddr}/hook"), Some(1), false).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_idle, _) = rss_kib();
 
@@ -549,10 +561,17 @@ fn print_table(mode: &str, results: &[Value]) {
     let find = |phase: &str, key: &str, val: u64| {
         results
             .iter()
-            .find(|r| r["phase"] == phase && r[key].as_u64() == Some(val))
+            .find(|r| {
+                r["phase"] == phase && r[key].as_u64() == Some(val) && r["ordering"] != "fifo"
+            })
             .cloned()
             .unwrap_or(Value::Null)
     };
+    let fifo = results
+        .iter()
+        .find(|r| r["ordering"] == "fifo")
+        .cloned()
+        .unwrap_or(Value::Null);
     let t1 = find("throughput", "fanout", 1);
     let t10 = find("throughput", "fanout", 10);
     let l50 = find("latency", "rate", 50);
@@ -577,6 +596,19 @@ fn print_table(mode: &str, results: &[Value]) {
         (
             "drain after last ack, 1 sub (s)".into(),
             format!("{:.2}", f(&t1, "drain_after_last_ack_s")),
+            "",
+        ),
+        (
+            format!(
+                "end to end, 1 FIFO sub, {} events (events/s delivered)",
+                fifo["events"]
+            ),
+            format!("{:.0}", f(&fifo, "end_to_end_events_per_s")),
+            "one request at a time",
+        ),
+        (
+            "drain after last ack, 1 FIFO sub (s)".into(),
+            format!("{:.2}", f(&fifo, "drain_after_last_ack_s")),
             "",
         ),
         (
@@ -700,7 +732,10 @@ async fn main() {
                 .unwrap_or(0)
         };
         let out = match phase.as_str() {
-            "throughput" => phase_throughput(n("--fanout") as usize, n("--events")).await,
+            "throughput" => {
+                let fifo = arg_value(&args, "--ordering").as_deref() == Some("fifo");
+                phase_throughput(n("--fanout") as usize, n("--events"), fifo).await
+            }
             "latency" => phase_latency(n("--rate"), n("--secs")).await,
             "pending" => phase_pending(n("--count")).await,
             other => json!({"error": format!("unknown phase {other}")}),
@@ -709,13 +744,22 @@ async fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let (e1, e10, s50, s1k, pending) = if quick {
-        ("20000", "5000", "10", "5", "100000")
+    let (e1, efifo, e10, s50, s1k, pending) = if quick {
+        ("20000", "5000", "5000", "10", "5", "100000")
     } else {
-        ("200000", "40000", "40", "20", "1000000")
+        ("200000", "20000", "40000", "40", "20", "1000000")
     };
     let results = vec![
         run_child(&["throughput", "--fanout", "1", "--events", e1]),
+        run_child(&[
+            "throughput",
+            "--fanout",
+            "1",
+            "--events",
+            efifo,
+            "--ordering",
+            "fifo",
+        ]),
         run_child(&["throughput", "--fanout", "10", "--events", e10]),
         run_child(&["latency", "--rate", "50", "--secs", s50]),
         run_child(&["latency", "--rate", "1000", "--secs", s1k]),

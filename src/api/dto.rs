@@ -44,6 +44,14 @@ pub(crate) fn timestamp() -> Object {
         .build()
 }
 
+/// A webhook's `ordering`: `"none"` or `"fifo"`.
+fn ordering() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["none", "fifo"]))
+        .build()
+}
+
 /// [`timestamp`] or `null`.
 pub(crate) fn timestamp_or_null() -> Object {
     let mut t = timestamp();
@@ -117,6 +125,9 @@ pub struct Webhook<'a> {
     pub metadata: &'a BTreeMap<String, String>,
     #[schema(required = true, minimum = 1)]
     pub rate_limit_per_second: Option<u32>,
+    /// `"none"` or `"fifo"` (one delivery at a time in event order).
+    #[schema(schema_with = ordering)]
+    pub ordering: &'static str,
     #[schema(schema_with = timestamp)]
     pub created_at: String,
     #[schema(schema_with = timestamp)]
@@ -153,6 +164,7 @@ impl<'a> Webhook<'a> {
             disabled_at: w.disabled_at.map(model::rfc3339),
             metadata: &w.metadata,
             rate_limit_per_second: w.rate_limit_per_second,
+            ordering: w.ordering.as_str(),
             created_at: model::rfc3339(w.created_at),
             updated_at: model::rfc3339(w.updated_at),
         }

@@ -361,7 +361,7 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
         .store
         .recover(webhook.id.clone(), RecoverScope { since, now })
         .await?;
-    call.state.engine.kick();
+    call.state.engine.recovered(&webhook.id);
     Ok(json_response(
         StatusCode::ACCEPTED,
         &dto::Recovered {
@@ -398,6 +398,12 @@ pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
         return Err(ApiError::conflict(
             "the webhook is disabled; enable it (PATCH enabled=true) before retrying",
         ));
+    }
+    if let Some(head) = call.state.engine.line_head_before(&webhook, &d).await? {
+        return Err(ApiError::conflict(format!(
+            "delivery {id} is behind {head} in this webhook's FIFO line (ordering \"fifo\"); \
+             it is attempted once the deliveries before it succeed, are exhausted or are cancelled"
+        )));
     }
     let (attempt, updated) = call.state.engine.retry_now(&webhook, &d, &event).await?;
     Ok(json_response(

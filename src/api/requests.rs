@@ -177,6 +177,13 @@ fn rate_limit() -> Object {
     )
 }
 
+fn ordering() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["none", "fifo"]))
+        .build()
+}
+
 pub(crate) fn description() -> Object {
     nullable(text(0, MAX_DESCRIPTION_LEN).build())
 }
@@ -260,6 +267,10 @@ macro_rules! webhook_body {
             pub metadata: Option<BTreeMap<String, String>>,
             #[schema(schema_with = rate_limit)]
             pub rate_limit_per_second: Option<u32>,
+            /// `"fifo"`: deliveries go one at a time in event order, a retry
+            /// keeping the head of the line. Default `"none"`.
+            #[schema(schema_with = ordering)]
+            pub ordering: Option<String>,
             $($extra)*
         }
     };

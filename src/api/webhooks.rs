@@ -162,7 +162,7 @@ pub(super) async fn insert(
         deleted_at: None,
         failing_since: None,
         version: 1,
-        ordering: Default::default(),
+        ordering: spec.ordering,
         filter: None,
     };
     Ok(call.state.store.create_webhook(webhook).await?)
@@ -237,6 +237,8 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     if destination_changed {
         call.state.engine.forget_token(&w.id);
     }
+    // A change of `ordering` applies to work not started yet, now.
+    call.state.engine.webhook_changed(&w.id);
     let resp = json_response(StatusCode::OK, &dto::Webhook::new(&w, false));
     Ok(with_etag(resp, w.version))
 }

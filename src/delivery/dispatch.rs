@@ -13,14 +13,25 @@
 //! waiting work (count per webhook and in all, and bytes of event held in memory:
 //! past `max_queued_bytes` work waits as ids); and the disk backlog: when a webhook's
 //! due work does not fit in memory, newer work of that webhook stays on disk too and
-//! is refilled oldest first, so it never overtakes older work.
+//! is refilled oldest first, so it never overtakes older work. FIFO webhooks
+//! (`ordering: "fifo"`) keep a line instead of a queue: one delivery at a time in
+//! event order, the head keeping its place through retries; those rules live in
+//! `line.rs`; the reads it asks for and their answers live in `reads.rs` (child
+//! modules: the same state, their own files).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use super::bucket::Bucket;
-use super::msg::Work;
+use super::msg::{Settled, Work};
 use crate::store::DueEntry;
+
+#[path = "line.rs"]
+mod line;
+#[path = "reads.rs"]
+mod reads;
+
+pub(super) use reads::Read;
 
 /// Due entries read per sweep step.
 pub(super) const SCAN_BATCH: usize = 512;
@@ -73,23 +84,18 @@ impl Limits {
     }
 }
 
-/// A read the scheduler task must do and report back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Read {
-    /// Up to `limit` due entries (due by now) after `after`, in due order; report
-    /// with [`Dispatcher::swept`].
-    Sweep {
-        after: Option<(u64, String)>,
-        limit: usize,
-    },
-    /// Up to `limit` of one webhook's due pending entries after `after`, in creation
-    /// order; report with [`Dispatcher::refilled`].
-    Refill {
-        webhook_id: String,
-        after: Option<String>,
-        limit: usize,
-    },
+/// What the dispatcher needs to know of a webhook when it starts its work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Policy {
+    /// `rate_limit_per_second`.
+    pub rate: Option<u32>,
+    /// `ordering: "fifo"`.
+    pub fifo: bool,
 }
+
+/// A due entry found by a sweep, with its webhook's tenant (`None` when the webhook
+/// is gone: its attempt cancels it) and whether that webhook is FIFO.
+pub(super) type Found = (DueEntry, Option<Arc<str>>, bool);
 
 /// One webhook's dispatch state.
 struct Hook {
@@ -104,6 +110,28 @@ struct Hook {
     refill_cursor: Option<String>,
     /// In its tenant's ring.
     in_ring: bool,
+    /// Attempts started whose outcome is not committed yet (`in_flight` plus those
+    /// awaiting the recorder).
+    unsettled: usize,
+    /// Deliveries are attempted one at a time in creation order (`line.rs`).
+    fifo: bool,
+    /// FIFO: the delivery at the head of the line once it has been started; it
+    /// keeps its place (and its claim) until it is final.
+    head: Option<Head>,
+    /// FIFO: the line in memory may miss older work on disk; nothing new starts
+    /// until a refill from the start of the pending index has been reported.
+    stale: bool,
+    /// FIFO: the due time this webhook waits for in `Dispatcher::waiting`.
+    waiting: Option<u64>,
+}
+
+/// The head of a FIFO line between its attempts.
+#[derive(Debug, Clone)]
+struct Head {
+    /// Its due entry as on disk (the next attempt's lease).
+    entry: DueEntry,
+    /// Not before this (Unix ms): a failed read backs off without moving the entry.
+    not_before: i64,
 }
 
 /// One tenant's dispatch state.
@@ -140,6 +168,9 @@ pub(super) struct Dispatcher {
     rate_wake: Option<i64>,
     /// The earliest future due time known on disk, so idling needs no store read.
     next_due: Option<i64>,
+    /// FIFO lines whose next delivery is not due yet, by due time: out of the rings
+    /// until then, so a line waiting on a retry costs the pump nothing.
+    waiting: BTreeSet<(u64, Arc<str>)>,
 }
 
 impl Dispatcher {
@@ -162,6 +193,7 @@ impl Dispatcher {
             refill: Vec::new(),
             rate_wake: None,
             next_due: None,
+            waiting: BTreeSet::new(),
         }
     }
 
@@ -199,15 +231,23 @@ impl Dispatcher {
     /// Claims `work` and queues it, oldest first; or leaves it on disk, unclaimed,
     /// when memory is full or older work of its webhook waits there. Work past the
     /// byte budget is kept as ids. `tenant` is the webhook's tenant; loaded work
-    /// may leave it out (its delivery names it).
-    pub(super) fn offer(&mut self, work: Work, tenant: Option<&str>) {
+    /// may leave it out (its delivery names it). `fifo`: the webhook is FIFO now.
+    pub(super) fn offer(&mut self, work: Work, tenant: Option<&str>, fifo: bool) {
         if self.claimed.contains(&work.entry.delivery_id) {
             return;
         }
         let tenant = tenant
             .or_else(|| work.loaded.as_ref().map(|(d, _)| d.tenant.as_str()))
             .unwrap_or("");
-        let Some(hook) = self.hook(&work.entry.webhook_id, tenant) else {
+        if self.hook(&work.entry.webhook_id, tenant, fifo).is_none() {
+            return;
+        }
+        self.set_mode(&work.entry.webhook_id, fifo);
+        if fifo {
+            self.line_offer(work);
+            return;
+        }
+        let Some(hook) = self.hooks.get_mut(work.entry.webhook_id.as_str()) else {
             return;
         };
         if hook.backlog {
@@ -262,8 +302,9 @@ impl Dispatcher {
         self.ring_hook(&id);
     }
 
-    /// The hook of `webhook_id`, created for `tenant` when new.
-    fn hook(&mut self, webhook_id: &str, tenant: &str) -> Option<&mut Hook> {
+    /// The hook of `webhook_id`, created for `tenant` when new. A new FIFO hook
+    /// starts stale: its line is read from disk before anything of it starts.
+    fn hook(&mut self, webhook_id: &str, tenant: &str, fifo: bool) -> Option<&mut Hook> {
         if !self.hooks.contains_key(webhook_id) {
             let id: Arc<str> = Arc::from(webhook_id);
             let tenant = match self.tenants.get_key_value(tenant) {
@@ -277,11 +318,19 @@ impl Dispatcher {
                     tenant,
                     in_flight: 0,
                     queue: VecDeque::new(),
-                    backlog: false,
+                    backlog: fifo,
                     refill_cursor: None,
                     in_ring: false,
+                    unsettled: 0,
+                    fifo,
+                    head: None,
+                    stale: fifo,
+                    waiting: None,
                 },
             );
+            if fifo {
+                self.schedule_refill(webhook_id);
+            }
         }
         self.hooks.get_mut(webhook_id)
     }
@@ -292,8 +341,12 @@ impl Dispatcher {
         let Some(hook) = self.hooks.get_mut(webhook_id) else {
             return;
         };
-        let runnable =
-            !hook.in_ring && !hook.queue.is_empty() && hook.in_flight < self.limits.per_webhook;
+        let runnable = !hook.in_ring
+            && if hook.fifo {
+                line::runnable(hook)
+            } else {
+                !hook.queue.is_empty() && hook.in_flight < self.limits.per_webhook
+            };
         let tenant = hook.tenant.clone();
         if runnable {
             hook.in_ring = true;
@@ -322,26 +375,17 @@ impl Dispatcher {
         }
     }
 
-    fn schedule_refill(&mut self, webhook_id: &str) {
-        if let Some((id, hook)) = self.hooks.get_key_value(webhook_id)
-            && hook.backlog
-            && hook.queue.len() < self.limits.queue_per_webhook / 2
-            && !self.refill.iter().any(|r| r == id)
-        {
-            self.refill.push(id.clone());
-        }
-    }
-
     /// Starts work round robin, by tenant then by webhook, while every bound has
-    /// room; the work to spawn is appended to `out`. `rate_of` gives a webhook's
-    /// `rate_limit_per_second`.
+    /// room; the work to spawn is appended to `out`. `policy_of` gives a webhook's
+    /// current [`Policy`] (a change of `ordering` takes effect here).
     pub(super) fn pump(
         &mut self,
         now: i64,
-        rate_of: &mut dyn FnMut(&str) -> Option<u32>,
+        policy_of: &mut dyn FnMut(&str) -> Policy,
         out: &mut Vec<Work>,
     ) {
         self.rate_wake = None;
+        self.wake_lines(now);
         let mut idle = 0;
         while self.in_flight < self.limits.max_in_flight
             && self.in_flight + self.recording < self.limits.max_recording
@@ -350,7 +394,7 @@ impl Dispatcher {
             let Some(tenant) = self.ring.pop_front() else {
                 break;
             };
-            if self.start_one(&tenant, now, rate_of, out) {
+            if self.start_one(&tenant, now, policy_of, out) {
                 idle = 0;
             } else {
                 idle += 1;
@@ -364,13 +408,14 @@ impl Dispatcher {
         &mut self,
         tenant: &Arc<str>,
         now: i64,
-        rate_of: &mut dyn FnMut(&str) -> Option<u32>,
+        policy_of: &mut dyn FnMut(&str) -> Policy,
         out: &mut Vec<Work>,
     ) -> bool {
         let Some(t) = self.tenants.get_mut(tenant) else {
             return false;
         };
         let mut started = false;
+        let mut switched: Vec<Arc<str>> = Vec::new();
         if t.in_flight < self.limits.per_tenant {
             for _ in 0..t.ring.len() {
                 let Some(wh) = t.ring.pop_front() else {
@@ -379,12 +424,32 @@ impl Dispatcher {
                 let Some(hook) = self.hooks.get_mut(&wh) else {
                     continue;
                 };
-                if hook.queue.is_empty() || hook.in_flight >= self.limits.per_webhook {
+                let policy = policy_of(&wh);
+                if policy.fifo != hook.fifo {
+                    // `ordering` was changed through the API: applied below.
+                    hook.in_ring = false;
+                    switched.push(wh);
+                    continue;
+                }
+                if hook.fifo {
+                    match line::next_due(hook, now) {
+                        line::Ready::Now => {}
+                        line::Ready::At(due) => {
+                            hook.in_ring = false;
+                            line::wait(&mut self.waiting, hook, due);
+                            continue;
+                        }
+                        line::Ready::Blocked => {
+                            hook.in_ring = false;
+                            continue;
+                        }
+                    }
+                } else if hook.queue.is_empty() || hook.in_flight >= self.limits.per_webhook {
                     // Back in the ring when work arrives or an attempt finishes.
                     hook.in_ring = false;
                     continue;
                 }
-                match rate_of(&wh) {
+                match policy.rate {
                     Some(rate) => {
                         let b = self
                             .buckets
@@ -404,15 +469,29 @@ impl Dispatcher {
                         self.buckets.remove(&wh);
                     }
                 }
-                let Some(work) = hook.queue.pop_front() else {
-                    continue;
+                let work = match &hook.head {
+                    Some(h) if hook.fifo => Work {
+                        entry: h.entry.clone(),
+                        loaded: None,
+                    },
+                    _ => {
+                        let Some(work) = hook.queue.pop_front() else {
+                            continue;
+                        };
+                        self.queued -= 1;
+                        self.queued_bytes -= work.weight();
+                        if hook.fifo {
+                            hook.head = Some(line::head_of(&work));
+                        }
+                        work
+                    }
                 };
-                self.queued -= 1;
-                self.queued_bytes -= work.weight();
                 hook.in_flight += 1;
+                hook.unsettled += 1;
                 t.in_flight += 1;
                 self.in_flight += 1;
-                if !hook.queue.is_empty() && hook.in_flight < self.limits.per_webhook {
+                if !hook.fifo && !hook.queue.is_empty() && hook.in_flight < self.limits.per_webhook
+                {
                     t.ring.push_back(wh.clone());
                 } else {
                     hook.in_ring = false;
@@ -428,6 +507,10 @@ impl Dispatcher {
         }
         if let Some(t) = self.tenants.get_mut(tenant) {
             t.in_ring = false;
+        }
+        for wh in switched {
+            let fifo = policy_of(&wh).fifo;
+            self.set_mode(&wh, fifo);
         }
         self.ring_tenant(tenant);
         started
@@ -455,10 +538,18 @@ impl Dispatcher {
         let Some(hook) = self.hooks.get(webhook_id) else {
             return;
         };
-        if hook.in_flight > 0 || !hook.queue.is_empty() || hook.backlog {
+        if hook.in_flight > 0
+            || hook.unsettled > 0
+            || !hook.queue.is_empty()
+            || hook.backlog
+            || hook.head.is_some()
+        {
             return;
         }
         let tenant = hook.tenant.clone();
+        if let Some(due) = hook.waiting {
+            self.waiting.remove(&(due, hook.id.clone()));
+        }
         self.hooks.remove(webhook_id);
         if let Some(t) = self.tenants.get(&tenant)
             && t.in_flight == 0
@@ -469,120 +560,31 @@ impl Dispatcher {
         }
     }
 
-    /// An outcome is committed (or the attempt was skipped): the claim goes;
-    /// `retry_at` when the delivery was rescheduled.
-    pub(super) fn done(
-        &mut self,
-        delivery_id: &str,
-        webhook_id: &str,
-        retry_at: Option<i64>,
-        now: i64,
-    ) {
-        if let Some(at) = retry_at {
+    /// An outcome is committed (or the attempt was skipped): the claim goes (but
+    /// a FIFO head keeps it until it is final); `settled` says where the delivery
+    /// stands now.
+    pub(super) fn done(&mut self, delivery_id: &str, webhook_id: &str, settled: Settled, now: i64) {
+        if let Settled::RetryAt(at) = settled {
             self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
         }
-        self.claimed.remove(delivery_id);
         self.recording = self.recording.saturating_sub(1);
-        self.schedule_refill(webhook_id);
+        let fifo = match self.hooks.get_mut(webhook_id) {
+            Some(hook) => {
+                hook.unsettled = hook.unsettled.saturating_sub(1);
+                hook.fifo
+            }
+            None => false,
+        };
+        if fifo {
+            self.line_done(delivery_id, webhook_id, settled, now);
+        } else {
+            self.claimed.remove(delivery_id);
+            self.schedule_refill(webhook_id);
+            self.forget_idle(webhook_id);
+        }
         if self.buckets.len() > BUCKETS_KEPT {
             self.buckets.retain(|_, b| !b.is_full(now));
         }
-    }
-
-    /// The next read to do, if any: refills of backlogged webhooks first, then a
-    /// sweep step. Ask again after reporting its result.
-    pub(super) fn next_read(&mut self) -> Option<Read> {
-        while let Some(wh) = self.refill.pop() {
-            let Some(hook) = self.hooks.get(&wh) else {
-                continue;
-            };
-            let room = self
-                .limits
-                .queue_per_webhook
-                .saturating_sub(hook.queue.len())
-                .min(self.limits.queue_total.saturating_sub(self.queued));
-            if !hook.backlog || room == 0 {
-                continue;
-            }
-            return Some(Read::Refill {
-                webhook_id: wh.to_string(),
-                after: hook.refill_cursor.clone(),
-                limit: room,
-            });
-        }
-        if self.need_sweep && self.queued < self.limits.queue_total {
-            return Some(Read::Sweep {
-                after: self.cursor.clone(),
-                limit: SCAN_BATCH,
-            });
-        }
-        None
-    }
-
-    /// Reports a sweep step: `entries` with their webhooks' tenants (`None` for a
-    /// webhook that is gone: its attempt cancels it). Returns true when the sweep
-    /// reached the end of what is due: report the next due time with
-    /// [`Dispatcher::set_next_due`].
-    pub(super) fn swept(
-        &mut self,
-        entries: Vec<(DueEntry, Option<Arc<str>>)>,
-        limit: usize,
-    ) -> bool {
-        let full = entries.len() == limit;
-        self.cursor = entries.last().map(|(e, _)| (e.due, e.delivery_id.clone()));
-        for (entry, tenant) in entries {
-            let tenant = tenant.as_deref().unwrap_or("");
-            self.offer(
-                Work {
-                    entry,
-                    loaded: None,
-                },
-                Some(tenant),
-            );
-            if self.queued >= self.limits.queue_total {
-                // Out of room: resume from the cursor when room frees up.
-                self.need_sweep = true;
-                return false;
-            }
-        }
-        if full {
-            return false;
-        }
-        self.cursor = None;
-        self.need_sweep = false;
-        true
-    }
-
-    /// The earliest due time after the sweep's `now`, read at the end of a sweep.
-    pub(super) fn set_next_due(&mut self, at: Option<i64>) {
-        self.next_due = at;
-    }
-
-    /// Reports a refill: the webhook's due entries read after its cursor, and the
-    /// cursor to continue from (`None`: nothing more waits on disk).
-    pub(super) fn refilled(
-        &mut self,
-        webhook_id: &str,
-        entries: Vec<DueEntry>,
-        next: Option<String>,
-    ) {
-        let Some(hook) = self.hooks.get_mut(webhook_id) else {
-            return;
-        };
-        hook.refill_cursor = next.clone();
-        if next.is_none() {
-            hook.backlog = false;
-        }
-        for entry in entries {
-            if self.claimed.contains(&entry.delivery_id) {
-                continue;
-            }
-            self.enqueue(Work {
-                entry,
-                loaded: None,
-            });
-        }
-        self.forget_idle(webhook_id);
     }
 
     /// When (Unix ms) to look at the due index again if nothing else happens.
@@ -593,6 +595,9 @@ impl Dispatcher {
         }
         if let Some(due) = self.next_due {
             wake = wake.min(due.max(now));
+        }
+        if let Some((due, _)) = self.waiting.first() {
+            wake = wake.min((*due as i64).max(now));
         }
         wake
     }

@@ -2,7 +2,7 @@
 //! bucket, refill from the disk backlog, order, and the byte budget. Pure: no store,
 //! no runtime; "disk" is a list the test hands back as the store would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::*;
@@ -41,6 +41,8 @@ struct T {
     d: Dispatcher,
     now: i64,
     rates: HashMap<String, u32>,
+    /// The FIFO webhooks.
+    fifo: HashSet<String>,
     n: u32,
 }
 
@@ -54,6 +56,7 @@ impl T {
             d,
             now: 1_000_000,
             rates: HashMap::new(),
+            fifo: HashSet::new(),
             n: 0,
         }
     }
@@ -69,15 +72,23 @@ impl T {
                     loaded: None,
                 },
                 Some(tenant_of(webhook)),
+                false,
             );
         }
     }
 
     fn pump(&mut self) -> Vec<Work> {
         let rates = self.rates.clone();
+        let fifo = self.fifo.clone();
         let mut out = Vec::new();
-        self.d
-            .pump(self.now, &mut |w: &str| rates.get(w).copied(), &mut out);
+        self.d.pump(
+            self.now,
+            &mut |w: &str| Policy {
+                rate: rates.get(w).copied(),
+                fifo: fifo.contains(w),
+            },
+            &mut out,
+        );
         out
     }
 
@@ -85,8 +96,12 @@ impl T {
     fn settle(&mut self, work: &[Work]) {
         for w in work {
             self.d.finished(&w.entry.webhook_id);
-            self.d
-                .done(&w.entry.delivery_id, &w.entry.webhook_id, None, self.now);
+            self.d.done(
+                &w.entry.delivery_id,
+                &w.entry.webhook_id,
+                Settled::Final,
+                self.now,
+            );
         }
     }
 }
@@ -236,7 +251,7 @@ fn outcomes_awaiting_commit_are_bounded() {
     }
     assert!(t.pump().is_empty(), "6 outcomes wait for their commit");
     // One commit: one more starts.
-    t.d.done(&first[0].entry.delivery_id, "a-1", None, t.now);
+    t.d.done(&first[0].entry.delivery_id, "a-1", Settled::Final, t.now);
     assert_eq!(t.pump().len(), 1);
 }
 
@@ -258,6 +273,7 @@ fn a_webhooks_work_leaves_oldest_first() {
                     loaded: None,
                 },
                 Some("a"),
+                false,
             );
         }
         let mut order = Vec::new();
@@ -302,6 +318,7 @@ fn work_on_disk_is_refilled_in_order_and_fresh_work_waits_behind_it() {
                     webhook_id,
                     after,
                     limit,
+                    ..
                 } => {
                     assert_eq!(webhook_id, "a-1");
                     // The store's pending index: creation order after the cursor.
@@ -330,8 +347,8 @@ fn work_on_disk_is_refilled_in_order_and_fresh_work_waits_behind_it() {
 fn the_sweep_resumes_from_its_cursor_and_ends() {
     let mut t = T::new(limits(10, 10, 10));
     t.d.want_sweep();
-    let entries: Vec<(DueEntry, Option<Arc<str>>)> = (1..=SCAN_BATCH as u32)
-        .map(|n| (entry("a-1", 5, n), Some(Arc::from("a"))))
+    let entries: Vec<Found> = (1..=SCAN_BATCH as u32)
+        .map(|n| (entry("a-1", 5, n), Some(Arc::from("a")), false))
         .collect();
     assert_eq!(
         t.d.next_read(),
@@ -402,7 +419,7 @@ fn waiting_work_past_the_byte_budget_waits_as_ids() {
         l.max_queued_bytes = *budget;
         let mut t = T::new(l);
         for n in 1..=*count {
-            t.d.offer(loaded("a-1", n, *size), None);
+            t.d.offer(loaded("a-1", n, *size), None, false);
         }
         assert_eq!(t.d.queued(), *count as usize);
         assert!(t.d.queued_bytes() <= *budget, "budget {budget}");
@@ -420,3 +437,6 @@ fn waiting_work_past_the_byte_budget_waits_as_ids() {
         assert_eq!(t.d.queued_bytes(), 0);
     }
 }
+
+#[path = "line_tests.rs"]
+mod line_tests;

@@ -168,8 +168,8 @@ impl Engine {
                 }
             }
             let recorded = recorder::record(ctx, outcomes).await;
-            for (entry, retry_at) in recorded.released {
-                d.done(&entry.delivery_id, &entry.webhook_id, retry_at, now);
+            for (entry, settled) in recorded.released {
+                d.done(&entry.delivery_id, &entry.webhook_id, settled, now);
             }
             for f in recorded.followups {
                 followup::handle(ctx, f).await;
@@ -196,6 +196,48 @@ impl Engine {
     /// Asks the scheduler to sweep the due index (after recover, manual changes).
     pub fn kick(&self) {
         let _ = self.inner.ctx.to_scheduler.send(Msg::Sweep);
+    }
+
+    /// Tells the scheduler that a webhook's deliveries were re-queued on disk
+    /// (recover): a FIFO line reads itself again in event order, then the due index
+    /// is swept.
+    pub fn recovered(&self, webhook_id: &str) {
+        let _ = self.inner.ctx.to_scheduler.send(Msg::Resync {
+            webhook_id: webhook_id.to_owned(),
+        });
+    }
+
+    /// Tells the scheduler that a webhook's settings changed (PATCH): a change of
+    /// `ordering` applies at once to its work that has not started.
+    pub fn webhook_changed(&self, webhook_id: &str) {
+        let _ = self.inner.ctx.to_scheduler.send(Msg::Changed {
+            webhook_id: webhook_id.to_owned(),
+        });
+    }
+
+    /// For a manual retry: the delivery at the head of `webhook`'s FIFO line when
+    /// `delivery` is unfinished and behind it (a manual attempt would overtake it);
+    /// `None` when the webhook is not FIFO, the delivery is finished (not in the
+    /// line) or it is the head.
+    pub async fn line_head_before(
+        &self,
+        webhook: &Webhook,
+        delivery: &Delivery,
+    ) -> Result<Option<String>, StoreError> {
+        if !scheduler::is_fifo(webhook) || delivery.state.is_final() {
+            return Ok(None);
+        }
+        let store = self.inner.ctx.store.clone();
+        let wh = webhook.id.clone();
+        let first = tokio::task::spawn_blocking(move || store.pending_due(&wh, None, i64::MAX, 1))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        Ok(first
+            .0
+            .into_iter()
+            .next()
+            .map(|e| e.delivery_id)
+            .filter(|head| *head != delivery.id))
     }
 
     /// Drops the cached OAuth token of a webhook (its settings changed).
@@ -293,6 +335,13 @@ impl Engine {
             .store
             .record_manual(tried.attempt.clone(), ok)
             .await?;
+        if ok {
+            // It leaves its FIFO line (or the queue) now, not at its old due time.
+            let _ = self.inner.ctx.to_scheduler.send(Msg::Delivered {
+                delivery_id: updated.id.clone(),
+                webhook_id: updated.webhook_id.clone(),
+            });
+        }
         let mut attempt = tried.attempt;
         attempt.number = updated.attempts;
         Ok((attempt, updated))

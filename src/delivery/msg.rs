@@ -44,15 +44,38 @@ pub(super) enum Msg {
     /// An attempt's HTTP exchange ended (or it was skipped): its slot is free. The
     /// delivery stays claimed until `Done`.
     Finished { webhook_id: String },
-    /// An attempt's outcome is committed (or the attempt was skipped); `retry_at`
-    /// when the delivery was rescheduled.
+    /// An attempt's outcome is committed (or the attempt was skipped); `settled`
+    /// says where the delivery stands now.
     Done {
         delivery_id: String,
         webhook_id: String,
-        retry_at: Option<i64>,
+        settled: Settled,
     },
     /// Something changed on disk (recover, manual changes): sweep the due index.
     Sweep,
+    /// A webhook's unfinished deliveries changed on disk behind the scheduler's
+    /// back (recover): a FIFO line re-reads itself, then the due index is swept.
+    Resync { webhook_id: String },
+    /// A webhook's settings changed (PATCH): a change of `ordering` applies to its
+    /// waiting work now, not at its next offer or start.
+    Changed { webhook_id: String },
+    /// A manual retry delivered this delivery: it leaves its line (or queue) now.
+    Delivered {
+        delivery_id: String,
+        webhook_id: String,
+    },
+}
+
+/// Where a delivery stands once an attempt's outcome is committed (or skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// Succeeded, exhausted or cancelled (or gone): it leaves the line.
+    Final,
+    /// Still unfinished, due again at this time (Unix ms): a retry, or where
+    /// someone else (recover) moved it.
+    RetryAt(i64),
+    /// Nothing was written (a read or the commit failed): still due as before.
+    Unchanged,
 }
 
 /// What an attempt task hands the recorder.

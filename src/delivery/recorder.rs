@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::Ctx;
 use super::followup;
-use super::msg::{Attempted, FollowUp, Msg, Outcome};
+use super::msg::{Attempted, FollowUp, Msg, Outcome, Settled};
 use super::worker::{self, Verdict};
 use crate::model::{Delivery, now_ms};
 use crate::store::{AttemptWrite, DueEntry, Next};
@@ -55,11 +55,11 @@ pub(super) async fn run(
         let recorded = record(&ctx, batch).await;
         // The outcomes are committed (visible to every later read), so the scheduler
         // may now forget the claims without risking a second concurrent attempt.
-        for (entry, retry_at) in recorded.released {
+        for (entry, settled) in recorded.released {
             let _ = ctx.to_scheduler.send(Msg::Done {
                 delivery_id: entry.delivery_id,
                 webhook_id: entry.webhook_id,
-                retry_at,
+                settled,
             });
         }
         for f in recorded.followups {
@@ -70,10 +70,18 @@ pub(super) async fn run(
 
 /// What one batch's commit released, and what follows from it.
 pub(super) struct Recorded {
-    /// Each delivery's due entry and, when rescheduled, its next due time.
-    pub released: Vec<(DueEntry, Option<i64>)>,
+    /// Each delivery's due entry and where it stands after the commit.
+    pub released: Vec<(DueEntry, Settled)>,
     /// What follows the committed outcomes (empty when the commit failed).
     pub followups: Vec<FollowUp>,
+}
+
+/// Where a delivery stands as committed (`None`: it vanished).
+fn settled(committed: Option<&Delivery>, now: i64) -> Settled {
+    match committed {
+        Some(d) if !d.state.is_final() => Settled::RetryAt(d.next_attempt_at.unwrap_or(now)),
+        _ => Settled::Final,
+    }
 }
 
 /// Writes one batch of outcomes in one commit.
@@ -81,7 +89,9 @@ pub(super) async fn record(ctx: &Ctx, batch: Vec<Outcome>) -> Recorded {
     let now = now_ms();
     let mut writes = Vec::with_capacity(batch.len());
     let mut pending = Vec::with_capacity(batch.len());
-    let mut released: Vec<(DueEntry, Option<i64>)> = Vec::with_capacity(batch.len());
+    let mut released: Vec<(DueEntry, Settled)> = Vec::with_capacity(batch.len());
+    // Indexes into `released` of the attempts in `writes`, settled after the commit.
+    let mut attempted: Vec<usize> = Vec::with_capacity(batch.len());
     for outcome in batch {
         match outcome {
             Outcome::Attempted(a) => {
@@ -97,11 +107,8 @@ pub(super) async fn record(ctx: &Ctx, batch: Vec<Outcome>) -> Recorded {
                     next,
                     tried.attempt.error.clone(),
                 ));
-                let retry_at = match next {
-                    Next::RetryAt(at) => Some(at),
-                    _ => None,
-                };
-                released.push((entry.clone(), retry_at));
+                attempted.push(released.len());
+                released.push((entry.clone(), Settled::Unchanged));
                 writes.push(AttemptWrite {
                     entry,
                     attempt: tried.attempt,
@@ -109,12 +116,16 @@ pub(super) async fn record(ctx: &Ctx, batch: Vec<Outcome>) -> Recorded {
                 });
             }
             Outcome::Cancel { entry } => {
-                if let Err(e) = ctx.store.cancel_delivery(entry.clone(), now).await {
-                    tracing::error!(error = %e, delivery = %entry.delivery_id, "cannot cancel delivery");
-                }
-                released.push((entry, None));
+                let settled = match ctx.store.cancel_delivery(entry.clone(), now).await {
+                    Ok(()) => Settled::Final,
+                    Err(e) => {
+                        tracing::error!(error = %e, delivery = %entry.delivery_id, "cannot cancel delivery");
+                        Settled::Unchanged
+                    }
+                };
+                released.push((entry, settled));
             }
-            Outcome::Release { entry } => released.push((entry, None)),
+            Outcome::Release { entry } => released.push((entry, Settled::Unchanged)),
         }
     }
     let results = if writes.is_empty() {
@@ -133,6 +144,11 @@ pub(super) async fn record(ctx: &Ctx, batch: Vec<Outcome>) -> Recorded {
             };
         }
     };
+    for (i, committed) in attempted.into_iter().zip(&results) {
+        if let Some(r) = released.get_mut(i) {
+            r.1 = settled(committed.as_ref(), now);
+        }
+    }
     let followups = pending
         .into_iter()
         .zip(results)

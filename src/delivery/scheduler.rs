@@ -16,31 +16,59 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::context::Ctx;
-use super::dispatch::{Dispatcher, Read};
+use super::dispatch::{Dispatcher, Policy, Read};
 use super::msg::{Attempted, Msg, Outcome, Work};
 use super::worker;
-use crate::model::{Trigger, now_ms};
+use crate::model::{Ordering, Trigger, Webhook, now_ms};
 
 /// Feeds one message to the dispatcher.
 fn handle(ctx: &Ctx, d: &mut Dispatcher, msg: Msg) {
     match msg {
-        Msg::Work(w) if w.loaded.is_some() => d.offer(*w, None),
         Msg::Work(w) => {
-            let tenant = ctx
-                .registry
-                .webhook(&w.entry.webhook_id)
-                .map(|wh| wh.tenant.clone())
-                .unwrap_or_default();
-            d.offer(*w, Some(&tenant));
+            let webhook = ctx.registry.webhook(&w.entry.webhook_id);
+            let fifo = webhook.as_ref().is_some_and(|wh| is_fifo(wh));
+            match (&w.loaded, webhook) {
+                (Some(_), _) => d.offer(*w, None, fifo),
+                (None, webhook) => {
+                    let tenant = webhook.map(|wh| wh.tenant.clone()).unwrap_or_default();
+                    d.offer(*w, Some(&tenant), fifo);
+                }
+            }
         }
         Msg::Finished { webhook_id } => d.finished(&webhook_id),
         Msg::Done {
             delivery_id,
             webhook_id,
-            retry_at,
-        } => d.done(&delivery_id, &webhook_id, retry_at, now_ms()),
+            settled,
+        } => d.done(&delivery_id, &webhook_id, settled, now_ms()),
         Msg::Sweep => d.want_sweep(),
+        Msg::Resync { webhook_id } => {
+            d.set_mode(&webhook_id, policy(ctx, &webhook_id).fifo);
+            d.resync(&webhook_id);
+        }
+        Msg::Changed { webhook_id } => d.set_mode(&webhook_id, policy(ctx, &webhook_id).fifo),
+        Msg::Delivered {
+            delivery_id,
+            webhook_id,
+        } => d.delivered(&delivery_id, &webhook_id),
     }
+}
+
+/// Whether a webhook's deliveries go one at a time in event order.
+pub(super) fn is_fifo(webhook: &Webhook) -> bool {
+    webhook.ordering == Ordering::Fifo
+}
+
+/// A webhook's dispatch policy as the registry has it now (the default for a
+/// webhook that is gone: its work is cancelled when attempted).
+fn policy(ctx: &Ctx, webhook_id: &str) -> Policy {
+    ctx.registry
+        .webhook(webhook_id)
+        .map(|w| Policy {
+            rate: w.rate_limit_per_second,
+            fifo: is_fifo(&w),
+        })
+        .unwrap_or_default()
 }
 
 /// Does one read the dispatcher asked for, as of `now`, and reports it back.
@@ -67,11 +95,10 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
             let entries = entries
                 .into_iter()
                 .map(|e| {
-                    let tenant = ctx
-                        .registry
-                        .webhook(&e.webhook_id)
-                        .map(|w| Arc::<str>::from(w.tenant.as_str()));
-                    (e, tenant)
+                    let webhook = ctx.registry.webhook(&e.webhook_id);
+                    let fifo = webhook.as_ref().is_some_and(|w| is_fifo(w));
+                    let tenant = webhook.map(|w| Arc::<str>::from(w.tenant.as_str()));
+                    (e, tenant, fifo)
                 })
                 .collect();
             if d.swept(entries, limit) {
@@ -89,11 +116,14 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
             webhook_id,
             after,
             limit,
+            line,
         } => {
             let store = ctx.store.clone();
             let key = webhook_id.clone();
+            // A FIFO line is every unfinished delivery, due or not.
+            let upto = if line { i64::MAX } else { now };
             let found = tokio::task::spawn_blocking(move || {
-                store.pending_due(&key, after.as_deref(), now, limit)
+                store.pending_due(&key, after.as_deref(), upto, limit)
             })
             .await;
             if let Ok(Ok((entries, next))) = found {
@@ -105,12 +135,7 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
 
 /// Lets the dispatcher start what it can as of `now`; the work goes into `out`.
 pub(super) fn pump(ctx: &Ctx, d: &mut Dispatcher, now: i64, out: &mut Vec<Work>) {
-    let registry = &ctx.registry;
-    d.pump(
-        now,
-        &mut |wh: &str| registry.webhook(wh).and_then(|w| w.rate_limit_per_second),
-        out,
-    );
+    d.pump(now, &mut |wh: &str| policy(ctx, wh), out);
 }
 
 /// Runs one attempt in its own task, inside a DEBUG span naming the delivery, the

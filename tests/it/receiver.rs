@@ -2,7 +2,7 @@
 //! answers with scripted replies (status, headers, body, delay, or a dropped
 //! connection). Waiting for requests uses a watch channel, never a fixed sleep.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -78,10 +78,18 @@ impl Reply {
     }
 }
 
+/// Decides the reply to a request from it and every request before it; `None`
+/// leaves it to the script or the default.
+pub type Rule = Arc<dyn Fn(&Received, &[Received]) -> Option<Reply> + Send + Sync>;
+
 struct Shared {
     script: VecDeque<Reply>,
     default: Reply,
     log: Vec<Received>,
+    rule: Option<Rule>,
+    /// Requests being answered now, and the most at once, per path.
+    active: HashMap<String, usize>,
+    peak: HashMap<String, usize>,
 }
 
 /// The receiver. Stops when dropped.
@@ -118,6 +126,9 @@ impl TestReceiver {
             script: VecDeque::new(),
             default,
             log: Vec::new(),
+            rule: None,
+            active: HashMap::new(),
+            peak: HashMap::new(),
         }));
         let (tx, count) = watch::channel(0usize);
         let tx = Arc::new(tx);
@@ -160,6 +171,17 @@ impl TestReceiver {
         s.script.extend(replies);
     }
 
+    /// Answers by `rule` from now on, before the script and the default.
+    pub fn set_rule(&self, rule: Rule) {
+        self.shared.lock().expect("receiver lock").rule = Some(rule);
+    }
+
+    /// The most requests to `path` that were being answered at the same time.
+    pub fn peak_concurrency(&self, path: &str) -> usize {
+        let s = self.shared.lock().expect("receiver lock");
+        s.peak.get(path).copied().unwrap_or(0)
+    }
+
     /// Every request so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.lock().expect("receiver lock").log.clone()
@@ -193,18 +215,28 @@ async fn answer(
         .unwrap_or_default();
     let reply = {
         let mut s = shared.lock().expect("receiver lock");
-        s.log.push(Received {
-            path,
+        let received = Received {
+            path: path.clone(),
             headers: parts.headers,
             body,
             at: Instant::now(),
-        });
+        };
+        let ruled = s.rule.clone().and_then(|r| r(&received, &s.log));
+        let active = s.active.entry(path.clone()).or_default();
+        *active += 1;
+        let now_active = *active;
+        let peak = s.peak.entry(path.clone()).or_default();
+        *peak = (*peak).max(now_active);
+        s.log.push(received);
         let n = s.log.len();
         tx.send_replace(n);
-        s.script.pop_front().unwrap_or_else(|| s.default.clone())
+        ruled.unwrap_or_else(|| s.script.pop_front().unwrap_or_else(|| s.default.clone()))
     };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
+    }
+    if let Some(a) = shared.lock().expect("receiver lock").active.get_mut(&path) {
+        *a -= 1;
     }
     let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);

@@ -26,6 +26,8 @@ pub struct WebhookSpec {
     pub enabled: bool,
     pub metadata: BTreeMap<String, String>,
     pub rate_limit_per_second: Option<u32>,
+    /// `"none"` (the default) or `"fifo"`.
+    pub ordering: model::Ordering,
 }
 
 /// A validated `PATCH /v1/webhooks/{id}` body. `None` leaves a field alone; for
@@ -42,6 +44,7 @@ pub struct WebhookPatch {
     pub enabled: Option<bool>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub rate_limit_per_second: Option<Option<u32>>,
+    pub ordering: Option<model::Ordering>,
 }
 
 impl WebhookPatch {
@@ -77,6 +80,9 @@ impl WebhookPatch {
         }
         if let Some(rate) = self.rate_limit_per_second {
             w.rate_limit_per_second = rate;
+        }
+        if let Some(ordering) = self.ordering {
+            w.ordering = ordering;
         }
         if let Some(enabled) = self.enabled {
             if enabled && !w.enabled {
@@ -243,6 +249,9 @@ fn webhook_fields(
         Some(f) => p.rate_limit_per_second = check_rate_limit(&f, r).map(Some),
         None => {}
     }
+    if let Some(f) = fields.get(&["ordering"], r) {
+        p.ordering = check_ordering(&f, r);
+    }
     fields.finish(r);
     (p, secrets)
 }
@@ -272,7 +281,17 @@ pub fn webhook_create(body: &Value, ctx: &Ctx) -> Result<WebhookSpec, Vec<String
         enabled: p.enabled.unwrap_or(true),
         metadata: p.metadata.unwrap_or_default(),
         rate_limit_per_second: p.rate_limit_per_second.flatten(),
+        ordering: p.ordering.unwrap_or_default(),
     })
+}
+
+/// `ordering`: `"none"` or `"fifo"` (not null: there is nothing to clear).
+fn check_ordering(f: &Field, r: &mut Vec<String>) -> Option<model::Ordering> {
+    let o = f.value.as_str().and_then(model::Ordering::parse);
+    if o.is_none() {
+        r.push(format!("{} must be \"none\" or \"fifo\"", f.name));
+    }
+    o
 }
 
 /// Validates a `PATCH /v1/webhooks/{id}` body against the stored webhook. Same
