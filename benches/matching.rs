@@ -37,6 +37,7 @@ fn webhook(i: usize, filter: String) -> Webhook {
         updated_at: 0,
         deleted_at: None,
         failing_since: None,
+        filter: None,
         version: 1,
     }
 }

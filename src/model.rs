@@ -186,6 +186,8 @@ pub struct Webhook {
     /// Bumped by the store on every write that changes the record; the API shows it
     /// as the `ETag`. A record written by 0.1.0 reads as version 1.
     pub version: u64,
+    /// The payload filter (DESIGN.md section 9), compiled; `None` passes every event.
+    pub filter: Option<crate::filter::Filter>,
 }
 
 impl Webhook {

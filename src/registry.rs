@@ -371,6 +371,7 @@ mod tests {
             updated_at: 0,
             deleted_at: None,
             failing_since: None,
+            filter: None,
             version: 1,
         }
     }

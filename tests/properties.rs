@@ -223,6 +223,7 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                 deleted_at,
                 failing_since,
                 version: updated_at.unsigned_abs(),
+                filter: None,
             },
         )
 }

@@ -49,6 +49,23 @@ fn timestamp_or_null() -> Object {
     t
 }
 
+/// A webhook's payload filter (DESIGN.md section 9) or `null`, in requests and reads.
+pub(crate) fn filter_or_null() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(
+            "Payload filter over the delivered body; null: every event. Keys are paths \
+             (`type`, `timestamp`, `data`, `data.<dotted keys>`) or `$and`/`$or` (non-empty \
+             arrays of filters) and `$not` (a filter); a path's value is a literal (equality) \
+             or an object of operators `$eq` `$ne` `$gt` `$gte` `$lt` `$lte` `$in` `$nin` \
+             `$exists` `$prefix`. Numbers compare as numbers (1 == 1.0), strings as strings, \
+             nothing across types (the string \"100\" is not >= 99). A missing path satisfies \
+             only `$exists: false`, `$ne` and `$nin`. At most 8 levels of nested filters and \
+             4096 bytes of canonical JSON; reads show the canonical form (keys sorted).",
+        ))
+        .build()
+}
+
 /// A map of secret header values, masked unless `reveal`.
 fn headers(headers: &BTreeMap<String, Secret>, reveal: bool) -> BTreeMap<&str, &str> {
     headers
@@ -114,6 +131,8 @@ pub struct Webhook<'a> {
     pub metadata: &'a BTreeMap<String, String>,
     #[schema(required = true, minimum = 1)]
     pub rate_limit_per_second: Option<u32>,
+    #[schema(required = true, schema_with = filter_or_null)]
+    pub filter: Option<serde_json::Value>,
     #[schema(schema_with = timestamp)]
     pub created_at: String,
     #[schema(schema_with = timestamp)]
@@ -150,6 +169,7 @@ impl<'a> Webhook<'a> {
             disabled_at: w.disabled_at.map(model::rfc3339),
             metadata: &w.metadata,
             rate_limit_per_second: w.rate_limit_per_second,
+            filter: w.filter.as_ref().map(crate::filter::Filter::to_value),
             created_at: model::rfc3339(w.created_at),
             updated_at: model::rfc3339(w.updated_at),
         }

@@ -55,6 +55,7 @@ fn webhook() -> WebhookRecord {
         updated_at: NOW,
         deleted_at: None,
         failing_since: None,
+        filter: None,
         version: 1,
     }
 }

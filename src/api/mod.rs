@@ -5,6 +5,7 @@ mod auth;
 pub mod dto;
 mod error;
 mod events;
+pub mod filters;
 mod handlers;
 mod openapi;
 pub mod requests;

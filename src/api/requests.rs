@@ -260,6 +260,9 @@ macro_rules! webhook_body {
             pub metadata: Option<BTreeMap<String, String>>,
             #[schema(schema_with = rate_limit)]
             pub rate_limit_per_second: Option<u32>,
+            /// Payload filter; null: every event (clears it on PATCH).
+            #[schema(schema_with = super::dto::filter_or_null)]
+            pub filter: Option<serde_json::Value>,
             $($extra)*
         }
     };

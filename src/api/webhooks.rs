@@ -135,6 +135,7 @@ pub async fn create(call: &Call<'_>) -> Reply {
         updated_at: now,
         deleted_at: None,
         failing_since: None,
+        filter: spec.filter,
         version: 1,
     };
     // The registry shows it once this returns (the store's change feed).

@@ -232,6 +232,7 @@ mod tests {
             updated_at: 1,
             deleted_at: None,
             failing_since: None,
+            filter: None,
             version: 0,
         }
     }

@@ -14,6 +14,7 @@ mod disk;
 mod email;
 mod fairness;
 mod faults;
+mod filters;
 mod helpers;
 mod hostile;
 mod hostile_raw;

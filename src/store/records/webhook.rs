@@ -76,6 +76,13 @@ pub struct WebhookV2 {
     pub version: u64,
 }
 
+/// STAND-IN until the coordinator's `WebhookV3` lands: V2 + the filter's canonical text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookV3 {
+    pub v2: WebhookV2,
+    pub filter: Option<String>,
+}
+
 /// The version a 0.1.0 record reads as (it was written once, by 0.1.0).
 pub const V1_WEBHOOK_VERSION: u64 = 1;
 
@@ -192,24 +199,46 @@ impl From<WebhookV2> for Webhook {
             deleted_at: w.deleted_at,
             failing_since: w.failing_since,
             version: w.version,
+            filter: None,
         }
     }
 }
 
 impl Record for Webhook {
-    /// Always the newest layout, version 2. (The result is sealed by the caller.)
+    /// Always the newest layout, version 3. (The result is sealed by the caller.)
     fn to_bytes(&self) -> Result<Vec<u8>, CodecError> {
-        codec::encode_as(2, &WebhookV2::from(self))
+        codec::encode_as(
+            3,
+            &WebhookV3 {
+                v2: WebhookV2::from(self),
+                filter: self.filter.as_ref().map(|f| f.source().to_owned()),
+            },
+        )
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, CodecError> {
         let (version, body) = codec::split(bytes)?;
-        let record: WebhookV2 = match version {
-            1 => codec::decode_body::<WebhookV1>(body)?.into(),
-            2 => codec::decode_body(body)?,
+        let record: WebhookV3 = match version {
+            1 => WebhookV3 {
+                v2: codec::decode_body::<WebhookV1>(body)?.into(),
+                filter: None,
+            },
+            2 => WebhookV3 {
+                v2: codec::decode_body(body)?,
+                filter: None,
+            },
+            3 => codec::decode_body(body)?,
             other => return Err(CodecError::Version(other)),
         };
-        Ok(record.into())
+        let filter = match record.filter {
+            Some(text) => {
+                Some(crate::filter::Filter::from_json(&text).map_err(|_| CodecError::Version(3))?)
+            }
+            None => None,
+        };
+        let mut w: Webhook = record.v2.into();
+        w.filter = filter;
+        Ok(w)
     }
 }
 
@@ -254,6 +283,7 @@ mod tests {
             deleted_at: None,
             failing_since: Some(3),
             version: 7,
+            filter: None,
         }
     }
 

@@ -84,6 +84,7 @@ pub(super) fn stored() -> Webhook {
         updated_at: NOW - 1000,
         deleted_at: None,
         failing_since: None,
+        filter: None,
         version: 1,
     }
 }
