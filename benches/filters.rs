@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookbox::delivery::wanted;
 use hookbox::filter::{Filter, Subject};
-use hookbox::model::{Event, Webhook};
+use hookbox::model::{Event, Ordering, Webhook};
 use hookbox::registry::Registry;
 use serde_json::json;
 
@@ -37,6 +37,7 @@ fn webhook(i: usize, filter: Option<Filter>) -> Webhook {
         deleted_at: None,
         failing_since: None,
         version: 1,
+        ordering: Ordering::None,
         filter,
     }
 }

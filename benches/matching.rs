@@ -37,8 +37,9 @@ fn webhook(i: usize, filter: String) -> Webhook {
         updated_at: 0,
         deleted_at: None,
         failing_since: None,
-        filter: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     }
 }
 

@@ -186,8 +186,41 @@ pub struct Webhook {
     /// Bumped by the store on every write that changes the record; the API shows it
     /// as the `ETag`. A record written by 0.1.0 reads as version 1.
     pub version: u64,
-    /// The payload filter (DESIGN.md section 9), compiled; `None` passes every event.
+    /// Whether deliveries go out one at a time in event order (DESIGN.md section 9).
+    pub ordering: Ordering,
+    /// The payload filter (DESIGN.md section 9), compiled once when validated or
+    /// decoded (the record stores its canonical JSON text); `None` lets every event
+    /// that matches the types and channels through.
     pub filter: Option<crate::filter::Filter>,
+}
+
+/// How a webhook's deliveries are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Ordering {
+    /// Attempted concurrently, as capacity allows (the default).
+    #[default]
+    None,
+    /// One at a time in event order; a retry keeps the head of the line.
+    Fifo,
+}
+
+impl Ordering {
+    /// The wire and config spelling: `"none"` or `"fifo"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ordering::None => "none",
+            Ordering::Fifo => "fifo",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<Ordering> {
+        match s {
+            "none" => Some(Ordering::None),
+            "fifo" => Some(Ordering::Fifo),
+            _ => None,
+        }
+    }
 }
 
 impl Webhook {

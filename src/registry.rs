@@ -371,8 +371,9 @@ mod tests {
             updated_at: 0,
             deleted_at: None,
             failing_since: None,
-            filter: None,
             version: 1,
+            ordering: Default::default(),
+            filter: None,
         }
     }
 

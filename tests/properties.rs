@@ -10,7 +10,8 @@ use hookbox::api::validate;
 use hookbox::config::Config;
 use hookbox::delivery::signer;
 use hookbox::model::{
-    Attempt, Delivery, DeliveryState, Event, OAuthConfig, Secret, SigningSecret, Trigger, Webhook,
+    Attempt, Delivery, DeliveryState, Event, OAuthConfig, Ordering, Secret, SigningSecret, Trigger,
+    Webhook,
 };
 use hookbox::store::records::Record;
 use proptest::prelude::*;
@@ -143,6 +144,14 @@ fn secrets_map() -> impl Strategy<Value = BTreeMap<String, Secret>> {
     proptest::collection::btree_map(text(), text().prop_map(Secret::new), 0..3)
 }
 
+/// A valid payload filter (the record keeps its canonical text).
+fn filter() -> impl Strategy<Value = hookbox::filter::Filter> {
+    (any::<i64>(), text()).prop_map(|(n, s)| {
+        let v = serde_json::json!({"data.amount": {"$gte": n}, "data.name": {"$ne": s}});
+        hookbox::filter::Filter::parse(&v).expect("a valid filter")
+    })
+}
+
 fn webhook() -> impl Strategy<Value = Webhook> {
     let oauth = proptest::option::of(
         (text(), text(), text(), opt_text(), secrets_map()).prop_map(
@@ -187,6 +196,7 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                 any::<Option<i64>>(),
                 any::<Option<i64>>(),
             ),
+            (any::<bool>(), proptest::option::of(filter())),
         ),
     )
         .prop_map(
@@ -201,6 +211,7 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                     metadata,
                     rate,
                     (created_at, updated_at, deleted_at, failing_since),
+                    (fifo, filter),
                 ),
             )| Webhook {
                 id,
@@ -223,7 +234,8 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                 deleted_at,
                 failing_since,
                 version: updated_at.unsigned_abs(),
-                filter: None,
+                ordering: if fifo { Ordering::Fifo } else { Ordering::None },
+                filter,
             },
         )
 }

@@ -55,8 +55,9 @@ fn webhook() -> WebhookRecord {
         updated_at: NOW,
         deleted_at: None,
         failing_since: None,
-        filter: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     }
 }
 

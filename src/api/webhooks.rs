@@ -135,8 +135,9 @@ pub async fn create(call: &Call<'_>) -> Reply {
         updated_at: now,
         deleted_at: None,
         failing_since: None,
-        filter: spec.filter,
         version: 1,
+        ordering: Default::default(),
+        filter: spec.filter,
     };
     // The registry shows it once this returns (the store's change feed).
     let stored = call.state.store.create_webhook(webhook).await?;

@@ -111,6 +111,7 @@ mod tests {
             deleted_at: None,
             failing_since: None,
             version: 1,
+            ordering: crate::model::Ordering::None,
             filter: filter.map(|f| crate::filter::Filter::parse(&f).expect("valid filter")),
         })
     }

@@ -35,6 +35,9 @@ pub enum CodecError {
     Trailing(usize),
     #[error("record cannot be encoded")]
     Encode(#[source] bincode::error::EncodeError),
+    /// The bytes decoded, but a field holds a value no build wrote.
+    #[error("corrupt record: {0}")]
+    Invalid(String),
 }
 
 /// Encodes a record with version byte `version` in front.

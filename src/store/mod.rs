@@ -64,7 +64,7 @@ pub enum StoreError {
 
 /// The store-wide format this build writes (the META record `format`). Format 1 is
 /// the 0.1.0 file (which had no such record); format 2 adds webhook records of
-/// version 2. A build refuses a file whose format is newer than this.
+/// version 2 and 3. A build refuses a file whose format is newer than this.
 pub const FORMAT: u32 = 2;
 
 /// The META key of the store format: a little-endian u32, outside the record codec

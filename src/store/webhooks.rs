@@ -232,8 +232,9 @@ mod tests {
             updated_at: 1,
             deleted_at: None,
             failing_since: None,
-            filter: None,
             version: 0,
+            ordering: Default::default(),
+            filter: None,
         }
     }
 

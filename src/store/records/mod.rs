@@ -8,6 +8,8 @@
 //!   `WebhookV1`, `EventV1`, `DeliveryV1`, `AttemptV1`, `ThrottleV1`). Each V1
 //!   struct keeps exactly the field order and types of 0.1.0's model structs.
 //! - 2: `WebhookV2` = `WebhookV1` + `version: u64` (the ETag). Webhooks only.
+//! - 3: `WebhookV3` = `WebhookV2` + `ordering: u8` (0 none, 1 fifo) + `filter:
+//!   Option<String>` (canonical JSON text). Webhooks only.
 //!
 //! The hot records (events and deliveries) are encoded from borrowed views
 //! (`EventRef`, `DeliveryRef`) with the same layout as their V1 structs, so ingest
@@ -22,7 +24,7 @@ use super::codec::{self, CodecError};
 use crate::model::{ApiKey, EventType, Scope, Tenant};
 use crate::notify::email::ThrottleState;
 
-pub use webhook::{WebhookV1, WebhookV2};
+pub use webhook::{WebhookV1, WebhookV2, WebhookV3};
 
 /// A domain value the store writes as a versioned record.
 pub trait Record: Sized {

@@ -84,8 +84,9 @@ pub(super) fn stored() -> Webhook {
         updated_at: NOW - 1000,
         deleted_at: None,
         failing_since: None,
-        filter: None,
         version: 1,
+        ordering: Default::default(),
+        filter: None,
     }
 }
 
