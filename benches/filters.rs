@@ -42,7 +42,7 @@ fn webhook(i: usize, filter: Option<Filter>) -> Webhook {
     }
 }
 
-/// Four shapes of filter, with thresholds that vary so about half of them match.
+/// Four shapes of filter with varying thresholds (9,050 of the 10,000 pass the event).
 fn filter(i: usize) -> Filter {
     let v = match i % 4 {
         0 => json!({"data.amount": {"$gte": i % 200}, "data.currency": {"$in": ["EUR", "USD"]}}),
