@@ -9,6 +9,7 @@ pub mod codec;
 mod deliveries;
 mod events;
 mod notify;
+pub mod pg;
 mod purge;
 pub mod records;
 mod tables;
@@ -54,6 +55,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store is closed")]
     Closed,
+    /// A PostgreSQL statement failed (the database is reachable; connection
+    /// failures are `Unavailable`).
+    #[error("PostgreSQL error")]
+    Postgres(#[source] pg::PgError),
     /// The file was written by a newer hookbox; it is refused, never misread.
     #[error(
         "the data file has store format {found}, newer than this build of hookbox supports \

@@ -24,7 +24,7 @@ use super::codec::{self, CodecError};
 use crate::model::{ApiKey, EventType, Scope, Tenant};
 use crate::notify::email::ThrottleState;
 
-pub use webhook::{WebhookV1, WebhookV2, WebhookV3};
+pub use webhook::{OAuthV1, SigningSecretV1, WebhookV1, WebhookV2, WebhookV3};
 
 /// A domain value the store writes as a versioned record.
 pub trait Record: Sized {

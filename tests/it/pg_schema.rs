@@ -1,0 +1,171 @@
+//! The PostgreSQL engine's foundation against a real cluster (`pg_cluster`): the
+//! embedded migrations, applied once even when nodes start together, a newer schema
+//! refused, and an unreachable or misspelt database a clear error.
+
+use hookbox::store::pg::{self, PgError};
+
+use crate::pg_cluster;
+
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn migrating_a_fresh_database_creates_the_schema_and_records_it() {
+    let url = pg_cluster::shared().database().await;
+    let pool = pg::pool(&url, 4).unwrap();
+    assert_eq!(pg::connect_and_migrate(&pool).await.unwrap(), pg::SCHEMA);
+
+    let db = client(&url).await;
+    let tables: Vec<String> = db
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in [
+        "api_keys",
+        "attempts",
+        "deliveries",
+        "event_types",
+        "events",
+        "hookbox_schema",
+        "idempotency",
+        "job_leases",
+        "meta",
+        "notify",
+        "rate_buckets",
+        "tenant_purges",
+        "tenants",
+        "webhooks",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table} in {tables:?}");
+    }
+    let applied: Vec<(i32, String)> = db
+        .query(
+            "SELECT version, name FROM hookbox_schema ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(applied, vec![(1, "init".to_owned())]);
+
+    // Starting again applies nothing and keeps the data.
+    db.execute(
+        "INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', 1)",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(pg::connect_and_migrate(&pool).await.unwrap(), pg::SCHEMA);
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn nodes_starting_together_apply_each_migration_once() {
+    let url = pg_cluster::shared().database().await;
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let pool = pg::pool(&url, 2).unwrap();
+                pg::connect_and_migrate(&pool).await
+            })
+        })
+        .collect();
+    for node in nodes {
+        assert_eq!(node.await.unwrap().unwrap(), pg::SCHEMA);
+    }
+    let db = client(&url).await;
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM hookbox_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, pg::MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_hookbox_is_refused_and_left_as_it_is() {
+    let url = pg_cluster::shared().database().await;
+    let pool = pg::pool(&url, 2).unwrap();
+    pg::connect_and_migrate(&pool).await.unwrap();
+    let db = client(&url).await;
+    db.execute(
+        "INSERT INTO hookbox_schema (version, name, applied_at) VALUES (99, 'future', 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    let err = pg::connect_and_migrate(&pool).await.unwrap_err();
+    assert!(
+        matches!(err, PgError::NewerSchema { found: 99, supported } if supported == pg::SCHEMA),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("schema 99") && message.contains("newer"),
+        "{message}"
+    );
+    let versions: i64 = db
+        .query_one("SELECT count(*) FROM hookbox_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_or_misspelt_database_is_a_clear_error() {
+    // Nothing listens on this port (bound then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pool = pg::pool(
+        &format!("postgres://hookbox@127.0.0.1:{port}/hookbox?connect_timeout=5"),
+        2,
+    )
+    .unwrap();
+    let err = pg::connect_and_migrate(&pool).await.unwrap_err();
+    assert!(matches!(err, PgError::Unreachable(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot reach PostgreSQL"),
+        "{err}"
+    );
+
+    let err = pg::pool("postgres://[::1", 2).unwrap_err();
+    assert!(matches!(err, PgError::Url(_)), "{err}");
+}
+
+#[tokio::test]
+async fn sslmode_require_speaks_tls_and_refuses_a_server_without_it() {
+    // The test cluster has no certificate: a TLS connection must be refused, not
+    // silently downgraded to plain text.
+    let url = pg_cluster::shared()
+        .database()
+        .await
+        .replace("sslmode=disable", "sslmode=require");
+    let pool = pg::pool(&url, 1).unwrap();
+    let err = pg::connect_and_migrate(&pool).await.unwrap_err();
+    assert!(matches!(err, PgError::Unreachable(_)), "{err}");
+}
