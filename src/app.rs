@@ -165,6 +165,7 @@ impl App {
             guard,
             seed_event_types: seeds,
             engine: engine.clone(),
+            profiles: config.api_profiles.clone(),
         });
         let server = tokio::spawn(server::serve(listener, tls, state, shutdown.clone(), GRACE));
         tracing::info!(%addr, data = %path.display(), "hookbox is serving");

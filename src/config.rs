@@ -40,6 +40,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_REQUIRE_HTTPS", "security.require_https"),
     ("HOOKBOX_ALLOW_NETWORKS", "security.allow_networks"),
     ("HOOKBOX_SMTP_PASSWORD", "smtp.password"),
+    ("HOOKBOX_API_PROFILES", "api.profiles"),
 ];
 
 /// The validated configuration of one hookbox process.
@@ -75,6 +76,48 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The event-type catalogue seeded into every tenant (`[[event_types]]`).
     pub event_types: Vec<EventTypeSeed>,
+    /// Seed API profiles served beside `/v1` (`[api] profiles`, env
+    /// `HOOKBOX_API_PROFILES` as a comma list); none by default.
+    pub api_profiles: Vec<ApiProfile>,
+}
+
+/// A seed API profile (DESIGN.md section 10): one seed document's webhook API,
+/// served over the same core as `/v1`. The routes live in `api/profiles/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiProfile {
+    /// Seeds 000 and 001: `/v2/webhooks`.
+    V2Webhooks,
+    /// Seed 002: `POST /v1/webhook/create`.
+    WebhookCreate,
+    /// Seed 003: `/v1/webhook-subscriptions`.
+    WebhookSubscriptions,
+    /// Seed 004: `/api/v2/public/webhooks/facility`.
+    FacilityWebhooks,
+}
+
+impl ApiProfile {
+    /// Every profile, in the order of DESIGN.md section 10.
+    pub const ALL: [ApiProfile; 4] = [
+        ApiProfile::V2Webhooks,
+        ApiProfile::WebhookCreate,
+        ApiProfile::WebhookSubscriptions,
+        ApiProfile::FacilityWebhooks,
+    ];
+
+    /// The name used in the config file, the OpenAPI tags and the README.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiProfile::V2Webhooks => "v2-webhooks",
+            ApiProfile::WebhookCreate => "webhook-create",
+            ApiProfile::WebhookSubscriptions => "webhook-subscriptions",
+            ApiProfile::FacilityWebhooks => "facility-webhooks",
+        }
+    }
+
+    /// The profile called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<ApiProfile> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
 }
 
 /// Log output settings.
@@ -316,6 +359,7 @@ impl Default for Config {
             smtp: None,
             notify: NotifyConfig::default(),
             event_types: Vec::new(),
+            api_profiles: Vec::new(),
         }
     }
 }

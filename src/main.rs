@@ -69,7 +69,8 @@ enum Command {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// The endpoint's signing secret (whsec_...).
+    /// The endpoint's signing secret: whsec_... (base64 key), or a plain secret
+    /// (seed 004's form; its UTF-8 bytes are the key).
     #[arg(long, env = "HOOKBOX_VERIFY_SECRET", hide_env_values = true)]
     secret: String,
     /// The webhook-id header.

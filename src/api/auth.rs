@@ -96,10 +96,12 @@ pub fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
     match principal {
         Principal::Admin => Ok(()),
         Principal::Key(k) if k.scopes.contains(&scope) => Ok(()),
-        Principal::Key(_) => Err(ApiError::forbidden(format!(
-            "Access is denied due to missing scope permissions: {} is required",
-            scope.as_str()
-        ))),
+        // The message is seed 003's, word for word; the reason names the scope.
+        Principal::Key(_) => {
+            let mut e = ApiError::forbidden("Access is denied due to missing scope permissions");
+            e.reasons = vec![format!("{} is required", scope.as_str())];
+            Err(e)
+        }
     }
 }
 

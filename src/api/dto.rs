@@ -18,7 +18,9 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use crate::model::{self, OAuthConfig, Secret, UnixMs};
 
-pub use super::error::{Error, ErrorCode, ErrorDetail};
+pub use super::error::{
+    Error, ErrorCode, ErrorDetail, ErrorStyle, NestBadRequest, NestError, NestUnauthorized,
+};
 
 /// What reads show instead of a secret value. A PATCH that sends it back for a
 /// header or the OAuth client secret keeps the stored value.
@@ -33,7 +35,7 @@ pub(crate) fn any_json() -> Object {
 }
 
 /// An RFC 3339 UTC timestamp, always with milliseconds.
-fn timestamp() -> Object {
+pub(crate) fn timestamp() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
@@ -43,7 +45,7 @@ fn timestamp() -> Object {
 }
 
 /// [`timestamp`] or `null`.
-fn timestamp_or_null() -> Object {
+pub(crate) fn timestamp_or_null() -> Object {
     let mut t = timestamp();
     t.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
     t
@@ -67,7 +69,7 @@ pub(crate) fn filter_or_null() -> Object {
 }
 
 /// A map of secret header values, masked unless `reveal`.
-fn headers(headers: &BTreeMap<String, Secret>, reveal: bool) -> BTreeMap<&str, &str> {
+pub(crate) fn headers(headers: &BTreeMap<String, Secret>, reveal: bool) -> BTreeMap<&str, &str> {
     headers
         .iter()
         .map(|(name, value)| (name.as_str(), if reveal { value.expose() } else { MASK }))
@@ -89,7 +91,8 @@ pub struct OAuth<'a> {
 }
 
 impl<'a> OAuth<'a> {
-    fn new(o: &'a OAuthConfig, reveal: bool) -> Self {
+    /// The settings; the client secret and header values `"****"` unless `reveal`.
+    pub(crate) fn new(o: &'a OAuthConfig, reveal: bool) -> Self {
         OAuth {
             token_url: &o.token_url,
             client_id: &o.client_id,

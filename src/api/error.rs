@@ -106,6 +106,11 @@ impl ApiError {
         )
     }
 
+    /// 502: a receiver did not accept a test event sent on the caller's behalf.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", message)
+    }
+
     /// 503: the store cannot write (disk full, read-only) or is shutting down.
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
@@ -128,10 +133,20 @@ impl ApiError {
         )
     }
 
-    /// The response for this error.
+    /// The response for this error in hookbox's shape.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = Error::new(self.code, &self.message, &self.reasons);
-        let mut resp = super::json_response(self.status, &body);
+        self.render(ErrorStyle::Hookbox)
+    }
+
+    /// The response for this error in `style`.
+    pub fn render(self, style: ErrorStyle) -> Response<Full<Bytes>> {
+        let mut resp = match style {
+            ErrorStyle::Hookbox => {
+                let body = Error::new(self.code, &self.message, &self.reasons);
+                super::json_response(self.status, &body)
+            }
+            ErrorStyle::Nest => nest_response(&self),
+        };
         for (name, value) in self.headers {
             if let Ok(v) = http::HeaderValue::from_str(&value) {
                 resp.headers_mut().insert(name, v);
@@ -158,6 +173,100 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// How a route's errors are shaped: hookbox's own, or the NestJS shape seed 004
+/// documents. The status and the reasons are the same in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"error": {"code", "title", "message", "reasons"}}` (DESIGN.md section 2;
+    /// also seed 003's shape).
+    Hookbox,
+    /// Seed 004: `{"message": [...], "error": "Bad Request", "statusCode": 400}`,
+    /// `{"message": "Unauthorized", "statusCode": 401}`, `{"message": "Forbidden
+    /// Resource", "error": "Forbidden", "statusCode": 403}`, and `{"message",
+    /// "error", "statusCode"}` for every other status.
+    Nest,
+}
+
+/// A body in seed 004's error shape.
+fn nest_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let status = e.status.as_u16();
+    let error = e.status.canonical_reason().unwrap_or("Error");
+    match e.status {
+        StatusCode::BAD_REQUEST => {
+            let message = if e.reasons.is_empty() {
+                std::slice::from_ref(&e.message)
+            } else {
+                &e.reasons
+            };
+            super::json_response(
+                e.status,
+                &NestBadRequest {
+                    message,
+                    error,
+                    status_code: status,
+                },
+            )
+        }
+        StatusCode::UNAUTHORIZED => super::json_response(
+            e.status,
+            &NestUnauthorized {
+                message: "Unauthorized",
+                status_code: status,
+            },
+        ),
+        StatusCode::FORBIDDEN => super::json_response(
+            e.status,
+            &NestError {
+                message: "Forbidden Resource",
+                error,
+                status_code: status,
+            },
+        ),
+        _ => super::json_response(
+            e.status,
+            &NestError {
+                message: &e.message,
+                error,
+                status_code: status,
+            },
+        ),
+    }
+}
+
+/// Seed 004's 400: every reason in `message`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NestBadRequest<'a> {
+    /// Every problem found.
+    pub message: &'a [String],
+    /// `"Bad Request"`.
+    pub error: &'a str,
+    /// 400.
+    pub status_code: u16,
+}
+
+/// Seed 004's 401.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NestUnauthorized<'a> {
+    /// `"Unauthorized"`.
+    pub message: &'a str,
+    /// 401.
+    pub status_code: u16,
+}
+
+/// Seed 004's shape for every other error (403 is `"Forbidden Resource"`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NestError<'a> {
+    /// What went wrong.
+    pub message: &'a str,
+    /// The status's reason phrase (`"Forbidden"`, `"Not Found"`).
+    pub error: &'a str,
+    /// The HTTP status.
+    pub status_code: u16,
+}
+
 /// The error codes, one per status.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +281,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unavailable,
+    BadGateway,
     Internal,
 }
 
@@ -210,6 +320,7 @@ impl<'a> Error<'a> {
             "too_many_requests" => "Too many requests",
             "method_not_allowed" => "Method not allowed",
             "unavailable" => "Service unavailable",
+            "bad_gateway" => "Bad gateway",
             _ => "Internal server error",
         };
         Error {

@@ -55,9 +55,13 @@ pub fn metrics(call: &Call<'_>) -> Reply {
     Ok(resp)
 }
 
-/// `GET /openapi.json`, generated from the route table and the wire types.
-pub fn openapi() -> Reply {
-    Ok(json_response(StatusCode::OK, &super::openapi::document()))
+/// `GET /openapi.json`, generated from the route table, the enabled seed
+/// profiles' tables and the wire types.
+pub fn openapi(call: &Call<'_>) -> Reply {
+    Ok(json_response(
+        StatusCode::OK,
+        &super::openapi::document(&call.state.profiles),
+    ))
 }
 
 pub async fn create_tenant(call: &Call<'_>) -> Reply {

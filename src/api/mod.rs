@@ -8,6 +8,7 @@ mod events;
 pub mod filters;
 mod handlers;
 mod openapi;
+pub mod profiles;
 pub mod requests;
 mod router;
 pub mod routes;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub seed_event_types: Vec<(String, Option<String>)>,
     /// The delivery engine: wakes on ingest, runs test events and manual retries.
     pub engine: Engine,
+    /// The seed API profiles served beside `/v1` (config `[api] profiles`).
+    pub profiles: Vec<crate::config::ApiProfile>,
 }
 
 /// A request whose body has been read within the size limit.

@@ -9,8 +9,11 @@ use serde_json::{Map, Value, json};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApiBuilder};
 
 use super::dto;
-use super::routes::{Access, Body, ROUTES, Wire, wire};
+use super::error::ErrorStyle;
+use super::profiles::{self, Profile};
+use super::routes::{Access, Body, ROUTES, Route, Wire, wire};
 use super::validate::{ALIASES, MAX_IDEMPOTENCY_KEY_LEN};
+use crate::config::ApiProfile;
 
 /// Error statuses every authenticated route may answer, with their meaning.
 const COMMON_ERRORS: &[(u16, &str)] = &[
@@ -77,8 +80,20 @@ fn json_content(w: &Wire) -> Value {
     json!({"application/json": {"schema": schema_ref(w)}})
 }
 
-/// One operation object from its route.
-fn operation(r: &super::routes::Route) -> Value {
+/// The error body schema of `status` in `style`.
+fn error_wire(style: ErrorStyle, status: u16) -> Wire {
+    match (style, status) {
+        (ErrorStyle::Hookbox, _) => wire::<dto::Error>(),
+        (ErrorStyle::Nest, 400) => wire::<dto::NestBadRequest>(),
+        (ErrorStyle::Nest, 401) => wire::<dto::NestUnauthorized>(),
+        (ErrorStyle::Nest, _) => wire::<dto::NestError>(),
+    }
+}
+
+/// One operation object from its route; `profile` for a seed profile's route
+/// (tagged with its name, its errors in its shape, its tenant header).
+fn operation(r: &Route, profile: Option<&Profile>) -> Value {
+    let style = profile.map_or(ErrorStyle::Hookbox, |p| p.style);
     let mut responses = Map::new();
     let status = r.status.as_u16();
     let success = match &r.response {
@@ -95,7 +110,6 @@ fn operation(r: &super::routes::Route) -> Value {
         alt["description"] = json!(description);
         responses.insert(code.to_string(), alt);
     }
-    let error = wire::<dto::Error>();
     let mut errors: Vec<(u16, &str)> = r.errors.iter().map(|s| (*s, error_meaning(*s))).collect();
     match r.access {
         Access::Public => errors.push((405, "Method not allowed (see the Allow header)")),
@@ -112,6 +126,7 @@ fn operation(r: &super::routes::Route) -> Value {
         }
     }
     for (code, description) in errors {
+        let error = error_wire(style, code);
         responses.insert(
             code.to_string(),
             json!({"description": description, "content": json_content(&error)}),
@@ -138,10 +153,11 @@ fn operation(r: &super::routes::Route) -> Value {
         Access::Admin => op["x-scope"] = json!("admin"),
         Access::Tenant(scope) => {
             op["x-scope"] = json!(scope.as_str());
+            let header = profile.map_or("X-Tenant-Id", |p| p.tenant_header);
             params.push(json!({
-                "name": "X-Tenant-Id", "in": "header", "schema": {"type": "string"},
-                "description": "With the admin token: the tenant to act for (aliases \
-                    organization-id, TENANT); with a key, its own tenant or absent",
+                "name": header, "in": "header", "schema": {"type": "string"},
+                "description": "With the admin token: the tenant to act for (X-Tenant-Id, \
+                    organization-id and TENANT are accepted); with a key, its own tenant or absent",
             }));
         }
     }
@@ -161,6 +177,9 @@ fn operation(r: &super::routes::Route) -> Value {
     }
     if !params.is_empty() {
         op["parameters"] = json!(params);
+    }
+    if let Some(p) = profile {
+        op["tags"] = json!([p.which.name()]);
     }
     if let Some(w) = &r.request {
         // Bodies that are all optional may be left out (`{}` is implied).
@@ -218,19 +237,28 @@ fn alias_rules(schemas: &mut Map<String, Value>) {
     }
 }
 
-/// The OpenAPI document.
-pub fn document() -> Value {
+/// The OpenAPI document: `/v1` and the operational routes, and the routes of
+/// each enabled seed profile (tagged with its name). A disabled profile is absent.
+pub fn document(enabled: &[ApiProfile]) -> Value {
+    let profiles: Vec<&Profile> = enabled.iter().map(|w| profiles::profile(*w)).collect();
+    let routes = || {
+        ROUTES.iter().map(|r| (r, None)).chain(
+            profiles
+                .iter()
+                .flat_map(|p| p.routes.iter().map(move |r| (r, Some(*p)))),
+        )
+    };
     let mut collected = Vec::new();
-    let wires = ROUTES
-        .iter()
-        .flat_map(|r| {
-            let response = match r.response {
-                Body::Json(w) => Some(w),
-                _ => None,
-            };
-            r.request.into_iter().chain(response)
-        })
-        .chain([wire::<dto::Error>()]);
+    let mut wires: Vec<Wire> = vec![wire::<dto::Error>()];
+    if profiles.iter().any(|p| p.style == ErrorStyle::Nest) {
+        wires.extend([400, 401, 403].map(|s| error_wire(ErrorStyle::Nest, s)));
+    }
+    for (r, _) in routes() {
+        wires.extend(r.request);
+        if let Body::Json(w) = r.response {
+            wires.push(w);
+        }
+    }
     for w in wires {
         (w.collect)(&mut collected);
     }
@@ -252,13 +280,24 @@ pub fn document() -> Value {
         .build();
     let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
     let mut paths = Map::new();
-    for r in ROUTES {
+    for (r, profile) in routes() {
         let item = paths
             .entry(r.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
-        item[r.method.as_str().to_lowercase()] = operation(r);
+        item[r.method.as_str().to_lowercase()] = operation(r, profile);
     }
     doc["paths"] = Value::Object(paths);
+    if !profiles.is_empty() {
+        doc["tags"] = json!(
+            profiles
+                .iter()
+                .map(|p| json!({
+                    "name": p.which.name(),
+                    "description": format!("Seed API profile serving seed document(s) {}", p.seeds),
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
     doc["jsonSchemaDialect"] = json!("https://spec.openapis.org/oas/3.1/dialect/base");
     doc["security"] = json!([{"bearer": []}, {"apiKey": []}]);
     doc["components"]["securitySchemes"] = json!({
@@ -278,13 +317,16 @@ mod tests {
 
     #[test]
     fn every_reference_resolves_and_every_route_is_documented() {
-        let doc = document();
+        let doc = document(&ApiProfile::ALL);
         let text = doc.to_string();
         for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = piece.split('"').next().unwrap_or_default();
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
         }
-        for r in ROUTES {
+        let profile_routes = ApiProfile::ALL
+            .iter()
+            .flat_map(|p| profiles::profile(*p).routes.iter());
+        for r in ROUTES.iter().chain(profile_routes) {
             let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {}", r.method, r.path);
             let scope = match r.access {
@@ -298,7 +340,7 @@ mod tests {
 
     #[test]
     fn aliases_are_documented_with_the_one_spelling_rule() {
-        let doc = document();
+        let doc = document(&[]);
         let create = &doc["components"]["schemas"]["WebhookCreate"];
         for n in names("event_types") {
             assert!(create["properties"][n].is_object(), "{n}");
@@ -311,6 +353,42 @@ mod tests {
         assert!(
             rules.contains(r#"{"required":["subscriptions"]}"#),
             "{rules}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+
+    #[test]
+    fn profiles_appear_tagged_only_when_enabled() {
+        let none = document(&[]);
+        assert!(none["paths"]["/v2/webhooks"].is_null());
+        assert!(none["tags"].is_null());
+        let one = document(&[ApiProfile::FacilityWebhooks]);
+        assert!(one["paths"]["/v2/webhooks"].is_null());
+        let op = &one["paths"]["/api/v2/public/webhooks/facility"]["post"];
+        assert_eq!(op["tags"], json!(["facility-webhooks"]));
+        assert_eq!(
+            op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/NestBadRequest"
+        );
+        assert_eq!(
+            op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/NestUnauthorized"
+        );
+        assert_eq!(one["tags"][0]["name"], "facility-webhooks");
+        // /v1 is unchanged by a profile.
+        assert_eq!(none["paths"]["/v1/webhooks"], one["paths"]["/v1/webhooks"]);
+        let all = document(&ApiProfile::ALL);
+        let v2 = &all["paths"]["/v2/webhooks"];
+        assert_eq!(v2["get"]["tags"], json!(["v2-webhooks"]));
+        assert_eq!(v2["get"]["parameters"][0]["name"], "organization-id");
+        assert!(
+            v2["delete"]["requestBody"]["required"]
+                .as_bool()
+                .unwrap_or(false)
         );
     }
 }

@@ -26,7 +26,7 @@ use super::validate::{
 };
 
 /// A string of `min..=max` characters with at least one that is not whitespace.
-fn text(min: usize, max: usize) -> ObjectBuilder {
+pub(crate) fn text(min: usize, max: usize) -> ObjectBuilder {
     let b = ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(min))
@@ -34,14 +34,14 @@ fn text(min: usize, max: usize) -> ObjectBuilder {
     if min > 0 { b.pattern(Some(r"\S")) } else { b }
 }
 
-fn nullable(mut o: Object) -> Object {
+pub(crate) fn nullable(mut o: Object) -> Object {
     if let SchemaType::Type(t) = o.schema_type {
         o.schema_type = SchemaType::from_iter([t, Type::Null]);
     }
     o
 }
 
-fn array(items: impl Into<RefOr<Schema>>, min: usize, max: usize) -> ArrayBuilder {
+pub(crate) fn array(items: impl Into<RefOr<Schema>>, min: usize, max: usize) -> ArrayBuilder {
     ArrayBuilder::new()
         .items(items.into())
         .min_items(Some(min))
@@ -65,7 +65,7 @@ fn string_map(max: usize, value: Object) -> Object {
         .build()
 }
 
-fn url() -> Object {
+pub(crate) fn url() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .max_length(Some(MAX_URL_LEN))
@@ -79,7 +79,7 @@ fn url() -> Object {
         .build()
 }
 
-fn event_types() -> Array {
+pub(crate) fn event_types() -> Array {
     array(
         text(1, MAX_EVENT_TYPE_LEN + 2).pattern(Some(r"^[A-Za-z0-9_.:\-]+([._]\*)?$|^\*$")),
         1,
@@ -92,7 +92,7 @@ fn event_types() -> Array {
     .build()
 }
 
-fn channels() -> Array {
+pub(crate) fn channels() -> Array {
     nullable_array(array(text(1, MAX_CHANNEL_LEN), 0, MAX_CHANNELS).build())
 }
 
@@ -106,7 +106,7 @@ fn header_value() -> Object {
 
 /// Header names are RFC 7230 tokens; some are reserved (framing, `webhook-*`,
 /// `user-agent`, `authorization` with OAuth): a 400 names them.
-fn headers() -> Object {
+pub(crate) fn headers() -> Object {
     let mut m = nullable(string_map(MAX_HEADERS, header_value()));
     m.property_names = Some(Box::new(Schema::Object(
         ObjectBuilder::new()
@@ -122,11 +122,11 @@ fn headers() -> Object {
     m
 }
 
-fn optional_text() -> Object {
+pub(crate) fn optional_text() -> Object {
     nullable(text(1, MAX_TEXT_LEN).build())
 }
 
-fn email() -> Object {
+pub(crate) fn email() -> Object {
     nullable(
         ObjectBuilder::new()
             .schema_type(Type::String)
@@ -177,7 +177,7 @@ fn rate_limit() -> Object {
     )
 }
 
-fn description() -> Object {
+pub(crate) fn description() -> Object {
     nullable(text(0, MAX_DESCRIPTION_LEN).build())
 }
 
@@ -185,7 +185,7 @@ fn bool_() -> Object {
     ObjectBuilder::new().schema_type(Type::Boolean).build()
 }
 
-fn oauth() -> RefOr<Schema> {
+pub(crate) fn oauth() -> RefOr<Schema> {
     let mut o = match OAuthRequest::schema() {
         RefOr::T(Schema::Object(o)) => o,
         other => return other,
@@ -211,7 +211,7 @@ pub struct OAuthRequest {
     pub headers: Option<BTreeMap<String, String>>,
 }
 
-fn client_text() -> Object {
+pub(crate) fn client_text() -> Object {
     text(1, MAX_TEXT_LEN).build()
 }
 
@@ -309,7 +309,7 @@ fn grace() -> Object {
     )
 }
 
-fn event_type_name() -> Object {
+pub(crate) fn event_type_name() -> Object {
     text(1, MAX_EVENT_TYPE_LEN)
         .description(Some(
             "A name in the tenant's catalogue (an unknown one is a 400)",

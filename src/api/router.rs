@@ -11,9 +11,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use super::error::ApiError;
-use super::routes::{Access, Found, find};
-use super::{ApiState, Call, Reply, Req, auth};
+use super::error::{ApiError, ErrorStyle};
+use super::routes::{Access, Found, Route, find};
+use super::{ApiState, Call, Reply, Req, auth, profiles};
 use crate::model::new_id;
 
 /// A parsed `If-Match` request header (RFC 9110 section 13.1.1), compared strongly
@@ -87,15 +87,8 @@ pub async fn dispatch(state: &Arc<ApiState>, req: Request<Incoming>) -> Response
         path = req.uri().path(),
         request_id = %request_id,
     );
-    let mut resp = async {
-        match route(state, req).await {
-            Ok(resp) => resp,
-            // Inside the span, so an internal error's log line carries the request id.
-            Err(e) => e.into_response(),
-        }
-    }
-    .instrument(span.clone())
-    .await;
+    // Inside the span, so an internal error's log line carries the request id.
+    let mut resp = route(state, req).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
@@ -130,16 +123,39 @@ fn is_sane_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
-    let (route, id) = match find(req.method(), req.uri().path()) {
-        Found::Route(route, id) => (route, id),
+/// Finds the route (`/v1` first, then the enabled seed profiles) and answers,
+/// errors in the shape of the route's profile.
+async fn route(state: &Arc<ApiState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (route, id, style) = match find(req.method(), req.uri().path()) {
+        Found::Route(route, id) => (route, id, ErrorStyle::Hookbox),
         Found::WrongMethod(allowed) => {
-            return Err(ApiError::method_not_allowed(&allowed.join(", ")));
+            return ApiError::method_not_allowed(&allowed.join(", ")).into_response();
         }
-        Found::NoPath => {
-            return Err(ApiError::not_found(format!("route {}", req.uri().path())));
-        }
+        // Only a path `/v1` does not have can be a profile's, so the `/v1` path
+        // costs no more with profiles enabled.
+        Found::NoPath => match profiles::find(&state.profiles, req.method(), req.uri().path()) {
+            Some((p, Found::Route(route, id))) => (route, id, p.style),
+            Some((p, Found::WrongMethod(allowed))) => {
+                return ApiError::method_not_allowed(&allowed.join(", ")).render(p.style);
+            }
+            _ => {
+                return ApiError::not_found(format!("route {}", req.uri().path())).into_response();
+            }
+        },
     };
+    match call(state, route, id, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.render(style),
+    }
+}
+
+/// Enforces the route's access, reads the body and runs its handler.
+async fn call(
+    state: &Arc<ApiState>,
+    route: &'static Route,
+    id: String,
+    req: Request<Incoming>,
+) -> Reply {
     // Authenticate, authorise and resolve the tenant before reading the body, so
     // anonymous or under-scoped callers cannot make us buffer megabytes.
     let (principal, tenant) = match route.access {

@@ -93,13 +93,13 @@ pub struct Route {
 macro_rules! route {
     ($m:ident $path:literal, $access:expr, $summary:literal, $req:expr, $status:ident,
      $resp:expr, also $also:expr, query $query:expr, errors $errors:expr, $handler:expr) => {
-        Route {
-            method: Method::$m,
+        $crate::api::routes::Route {
+            method: http::Method::$m,
             path: $path,
             access: $access,
             summary: $summary,
             request: $req,
-            status: StatusCode::$status,
+            status: http::StatusCode::$status,
             response: $resp,
             also: $also,
             query: $query,
@@ -108,20 +108,23 @@ macro_rules! route {
         }
     };
 }
+pub(crate) use route;
 
 use Access::{Admin, Public, Tenant};
 use Body::{Empty, Json, Text};
 use Scope::{EventsRead, EventsWrite, WebhooksRead, WebhooksWrite};
 
 const PAGE: &[&str] = &["limit", "cursor"];
-const NO: &[&str] = &[];
-const NONE: &[(u16, &str)] = &[];
+/// No query parameters.
+pub(crate) const NO: &[&str] = &[];
+/// No other success answers.
+pub(crate) const NONE: &[(u16, &str)] = &[];
 /// No error beyond the common ones (and 400 for a body or query outside the schema).
-const E: &[u16] = &[];
+pub(crate) const E: &[u16] = &[];
 /// 400 for a body the schema allows but the server refuses for a semantic reason
 /// (an event type not in the catalogue, a tenant that does not exist, a blocked
 /// host); the document marks these operations `x-semantic-400`.
-const SEMANTIC: &[u16] = &[400];
+pub(crate) const SEMANTIC: &[u16] = &[400];
 /// 409: already exists, idempotency key reused, or the webhook is disabled.
 const CONFLICT: &[u16] = &[409];
 const SEMANTIC_CONFLICT: &[u16] = &[400, 409];
@@ -129,7 +132,8 @@ const SEMANTIC_CONFLICT: &[u16] = &[400, 409];
 const SEMANTIC_PRECONDITION: &[u16] = &[400, 412];
 const PRECONDITION: &[u16] = &[412];
 
-const fn json<T: ToSchema>() -> Option<Wire> {
+/// A JSON request body of type `T`.
+pub(crate) const fn json<T: ToSchema>() -> Option<Wire> {
     Some(wire::<T>())
 }
 
@@ -144,7 +148,7 @@ pub static ROUTES: &[Route] = &[
         also NONE, query NO, errors E, |c| Box::pin(ready(handlers::metrics(c)))),
     route!(GET "/openapi.json", Public, "This document", None, OK,
         Json(wire::<dto::OpenApiDocument>()), also NONE, query NO, errors E,
-        |_c| Box::pin(ready(handlers::openapi()))),
+        |c| Box::pin(ready(handlers::openapi(c)))),
     route!(POST "/v1/tenants", Admin, "Create a tenant", json::<rq::TenantCreate>(), CREATED,
         Json(wire::<dto::Tenant>()), also NONE, query NO, errors CONFLICT,
         |c| Box::pin(handlers::create_tenant(c))),
@@ -280,7 +284,12 @@ fn matches(template: &str, path: &str) -> Option<String> {
 /// parameter (`/v1/events/batch` is not the event `batch`). `HEAD` is answered
 /// like `GET` on public routes.
 pub fn find(method: &Method, path: &str) -> Found {
-    let candidates: Vec<(&'static Route, String)> = ROUTES
+    find_in(ROUTES, method, path)
+}
+
+/// [`find`] in another table (a seed profile's).
+pub fn find_in(table: &'static [Route], method: &Method, path: &str) -> Found {
+    let candidates: Vec<(&'static Route, String)> = table
         .iter()
         .filter_map(|r| matches(r.path, path).map(|p| (r, p)))
         .collect();

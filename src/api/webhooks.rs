@@ -97,9 +97,35 @@ fn precondition_failed(current: u64) -> ApiError {
 pub async fn create(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let body = call.json()?;
-    let spec = Checks::new(call, &tenant)
-        .with_ctx(|ctx| validate::webhook_create(&body, ctx))
-        .map_err(ApiError::invalid)?;
+    let spec = check_create(call, &tenant, &body, false).map_err(ApiError::invalid)?;
+    let stored = insert(call, tenant, spec, signer::generate_secret).await?;
+    let resp = json_response(StatusCode::CREATED, &dto::Webhook::new(&stored, true));
+    Ok(with_etag(resp, stored.version))
+}
+
+/// Validates a create body for `tenant` with the `/v1` rules; `https_only`
+/// refuses `http://` even where the deployment allows it (a profile whose seed
+/// says so). Shared by `/v1` and the seed profiles, so every reason is the same.
+pub(super) fn check_create(
+    call: &Call<'_>,
+    tenant: &str,
+    body: &serde_json::Value,
+    https_only: bool,
+) -> Result<validate::WebhookSpec, Vec<String>> {
+    let mut checks = Checks::new(call, tenant);
+    checks.require_https |= https_only;
+    checks.with_ctx(|ctx| validate::webhook_create(body, ctx))
+}
+
+/// Stores a new webhook of `tenant` from a validated spec; when the spec has no
+/// secret, `generate` makes one (`whsec_` for `/v1`, plain for seed 004). The
+/// registry shows it once this returns (the store's change feed).
+pub(super) async fn insert(
+    call: &Call<'_>,
+    tenant: String,
+    spec: validate::WebhookSpec,
+    generate: fn(&mut rand::rngs::ThreadRng) -> String,
+) -> Result<Arc<Webhook>, ApiError> {
     let now = now_ms();
     let mut secrets: Vec<SigningSecret> = spec
         .secrets
@@ -111,7 +137,7 @@ pub async fn create(call: &Call<'_>) -> Reply {
         .collect();
     if secrets.is_empty() {
         secrets.push(SigningSecret {
-            secret: Secret::new(signer::generate_secret(&mut rand::rng())),
+            secret: Secret::new(generate(&mut rand::rng())),
             expires_at: None,
         });
     }
@@ -139,10 +165,25 @@ pub async fn create(call: &Call<'_>) -> Reply {
         ordering: Default::default(),
         filter: spec.filter,
     };
-    // The registry shows it once this returns (the store's change feed).
-    let stored = call.state.store.create_webhook(webhook).await?;
-    let resp = json_response(StatusCode::CREATED, &dto::Webhook::new(&stored, true));
-    Ok(with_etag(resp, stored.version))
+    Ok(call.state.store.create_webhook(webhook).await?)
+}
+
+/// Every live webhook of `tenant`, oldest first (the seed profiles' lists are
+/// not paginated).
+pub(super) fn all(call: &Call<'_>, tenant: &str) -> Vec<Arc<Webhook>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = call
+            .state
+            .registry
+            .list_webhooks(tenant, cursor.as_deref(), 1000);
+        out.extend(page);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
 }
 
 pub fn list(call: &Call<'_>) -> Reply {
@@ -202,6 +243,17 @@ pub async fn update(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
+    remove(call, tenant, id).await?;
+    Ok(no_content())
+}
+
+/// Soft-deletes webhook `id` of `tenant` (conditional on `If-Match`); the
+/// deleted record. Shared by `/v1` and the seed profiles.
+pub(super) async fn remove(
+    call: &Call<'_>,
+    tenant: String,
+    id: &str,
+) -> Result<Arc<Webhook>, ApiError> {
     owned(call, &tenant, id)?;
     let if_match = IfMatch::parse(&call.req.headers);
     let now = now_ms();
@@ -216,7 +268,7 @@ pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
         })
         .await??;
     call.state.engine.forget_token(&w.id);
-    Ok(no_content())
+    Ok(w)
 }
 
 pub fn secrets(call: &Call<'_>, id: &str) -> Reply {
@@ -270,15 +322,34 @@ pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn test(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let w = owned(call, &tenant, id)?;
-    let body = call.json()?;
-    let spec = Checks::new(call, &tenant)
-        .with_ctx(|ctx| validate::test_event(&body, ctx))
-        .map_err(ApiError::invalid)?;
-    let attempt = call
+    owned(call, &tenant, id)?;
+    let spec = check_test(call, &tenant, &call.json()?).map_err(ApiError::invalid)?;
+    let attempt = send_test(call, &tenant, id, &spec).await?;
+    Ok(json_response(StatusCode::OK, &dto::Attempt::new(&attempt)))
+}
+
+/// Validates a test-event body against `tenant`'s catalogue. Shared by `/v1` and
+/// the seed profiles.
+pub(super) fn check_test(
+    call: &Call<'_>,
+    tenant: &str,
+    body: &serde_json::Value,
+) -> Result<validate::TestEventSpec, Vec<String>> {
+    Checks::new(call, tenant).with_ctx(|ctx| validate::test_event(body, ctx))
+}
+
+/// Sends a validated test event to webhook `id` of `tenant` now; the attempt
+/// (recorded in the delivery log). Shared by `/v1` and the seed profiles.
+pub(super) async fn send_test(
+    call: &Call<'_>,
+    tenant: &str,
+    id: &str,
+    spec: &validate::TestEventSpec,
+) -> Result<crate::model::Attempt, ApiError> {
+    let w = owned(call, tenant, id)?;
+    Ok(call
         .state
         .engine
         .send_test(&w, &spec.event_type, &spec.message)
-        .await?;
-    Ok(json_response(StatusCode::OK, &dto::Attempt::new(&attempt)))
+        .await?)
 }

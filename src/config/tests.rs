@@ -522,3 +522,58 @@ fn per_tenant_and_byte_bounds_load_default_and_validate() {
         assert!(text.contains(want), "{toml:?} {vars:?}: {text}");
     }
 }
+
+#[test]
+fn api_profiles_from_file_and_env() {
+    assert_eq!(Config::default().api_profiles, Vec::new());
+    let c = Config::from_toml(
+        "[api]\nprofiles = [\"v2-webhooks\", \"facility-webhooks\"]\n",
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.api_profiles,
+        [ApiProfile::V2Webhooks, ApiProfile::FacilityWebhooks]
+    );
+    // The environment wins over the file, as a comma list with spaces and a
+    // trailing comma tolerated.
+    let c = Config::from_toml(
+        "[api]\nprofiles = [\"v2-webhooks\"]\n",
+        &env(&[(
+            "HOOKBOX_API_PROFILES",
+            "webhook-create, webhook-subscriptions,",
+        )]),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.api_profiles,
+        [ApiProfile::WebhookCreate, ApiProfile::WebhookSubscriptions]
+    );
+    for p in ApiProfile::ALL {
+        assert_eq!(ApiProfile::from_name(p.name()), Some(p));
+    }
+}
+
+#[test]
+fn api_profiles_report_every_unknown_name_with_the_known_ones() {
+    let found = problems(
+        "[api]\nprofiles = [\"v2-webhooks\", \"stripe\", \"v2-webhooks\", \"svix\"]\n",
+        &[],
+    );
+    let known = "(known: v2-webhooks, webhook-create, webhook-subscriptions, facility-webhooks)";
+    assert_eq!(
+        found,
+        [
+            format!("api.profiles: unknown profile \"stripe\" {known}"),
+            "api.profiles: \"v2-webhooks\" is listed twice".to_owned(),
+            format!("api.profiles: unknown profile \"svix\" {known}"),
+        ]
+    );
+    let found = problems("", &[("HOOKBOX_API_PROFILES", "nope")]);
+    assert_eq!(
+        found,
+        [format!(
+            "api.profiles: unknown profile \"nope\" {known} (set by HOOKBOX_API_PROFILES)"
+        )]
+    );
+}

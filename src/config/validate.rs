@@ -11,8 +11,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, DeliveryConfig, ENV_OVERRIDES, EventTypeSeed, LogConfig, LogFormat,
-    NotifyConfig, RetentionConfig, SecurityConfig, SmtpConfig, SmtpTls, TlsConfig, parse_duration,
+    ApiProfile, Config, ConfigError, DeliveryConfig, ENV_OVERRIDES, EventTypeSeed, LogConfig,
+    LogFormat, NotifyConfig, RetentionConfig, SecurityConfig, SmtpConfig, SmtpTls, TlsConfig,
+    parse_duration,
 };
 use crate::model::Secret;
 
@@ -64,6 +65,13 @@ struct RawConfig {
     smtp: Option<RawSmtp>,
     notify: RawNotify,
     event_types: Vec<EventTypeSeed>,
+    api: RawApi,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawApi {
+    profiles: Option<Vec<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -226,6 +234,15 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
                     .collect();
                 raw.security.allow_networks = Some(list);
             }
+            "HOOKBOX_API_PROFILES" => {
+                let list = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                raw.api.profiles = Some(list);
+            }
             "HOOKBOX_SMTP_PASSWORD" => match raw.smtp.as_mut() {
                 Some(smtp) => smtp.password = Some(Secret::new(value.clone())),
                 None => problems.add(key, "is set but the config file has no [smtp] section"),
@@ -327,6 +344,7 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
             ),
         },
         event_types: check_event_types(raw.event_types, p),
+        api_profiles: check_profiles(raw.api.profiles.unwrap_or_default(), p),
     }
 }
 
@@ -369,6 +387,26 @@ fn build_tls(raw: Option<RawTls>, p: &mut Problems) -> Option<TlsConfig> {
             None
         }
     }
+}
+
+/// `api.profiles`: every unknown name is reported with the known ones; a name
+/// listed twice is reported too.
+fn check_profiles(names: Vec<String>, p: &mut Problems) -> Vec<ApiProfile> {
+    let known: Vec<&str> = ApiProfile::ALL.iter().map(|p| p.name()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        match ApiProfile::from_name(name.trim()) {
+            Some(profile) if out.contains(&profile) => {
+                p.add("api.profiles", format_args!("{name:?} is listed twice"));
+            }
+            Some(profile) => out.push(profile),
+            None => p.add(
+                "api.profiles",
+                format_args!("unknown profile {name:?} (known: {})", known.join(", ")),
+            ),
+        }
+    }
+    out
 }
 
 fn build_security(raw: RawSecurity, d: SecurityConfig, p: &mut Problems) -> SecurityConfig {

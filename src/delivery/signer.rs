@@ -80,11 +80,26 @@ pub fn generate_secret<R: rand::Rng + ?Sized>(rng: &mut R) -> String {
     out
 }
 
-/// Decodes a signing secret into key bytes: strips an optional `whsec_` prefix, then
-/// decodes standard base64.
+/// Length of a generated plain secret (seed 004's form).
+pub const PLAIN_SECRET_LEN: usize = 32;
+
+/// Generates a plain secret, the form seed 004 documents: 32 random ASCII letters
+/// and digits, used as the HMAC key by its UTF-8 bytes.
+pub fn generate_plain_secret<R: rand::Rng + ?Sized>(rng: &mut R) -> String {
+    const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..PLAIN_SECRET_LEN)
+        .map(|_| char::from(ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())]))
+        .collect()
+}
+
+/// The HMAC key bytes of a signing secret: with the `whsec_` prefix, the standard
+/// base64 after it (Standard Webhooks); without it, a plain secret (seed 004's
+/// form), whose key is its UTF-8 bytes.
 pub fn decode_secret(s: &str) -> Result<Vec<u8>, SignError> {
-    let encoded = s.strip_prefix(SECRET_PREFIX).unwrap_or(s);
-    let key = STANDARD.decode(encoded).map_err(SignError::InvalidBase64)?;
+    let key = match s.strip_prefix(SECRET_PREFIX) {
+        Some(encoded) => STANDARD.decode(encoded).map_err(SignError::InvalidBase64)?,
+        None => s.as_bytes().to_vec(),
+    };
     if key.is_empty() {
         return Err(SignError::Empty);
     }
@@ -287,6 +302,37 @@ mod tests {
     }
 
     #[test]
+    fn plain_secrets_sign_with_their_utf8_bytes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let plain = generate_plain_secret(&mut rng);
+        assert_eq!(plain.len(), PLAIN_SECRET_LEN);
+        assert!(plain.bytes().all(|b| b.is_ascii_alphanumeric()), "{plain}");
+        assert_ne!(plain, generate_plain_secret(&mut rng));
+        // Seed 004's example secret: its key is its 32 UTF-8 bytes, not the 24 bytes
+        // its text would decode to as base64.
+        let seed = "sDV1aKqitCLClI12m7UPFbAAvZfZquJw";
+        let key = decode_secret(seed).expect("plain secrets decode");
+        assert_eq!(key, seed.as_bytes());
+        // The official library, given the same key bytes as base64, verifies it.
+        let now = jiff::Timestamp::now().as_second();
+        let body = br#"{"type":"shift.created","data":{}}"#;
+        let header = sign(&[&key], "evt_p", now, body);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("webhook-id", http::HeaderValue::from_static("evt_p"));
+        headers.insert(
+            "webhook-timestamp",
+            http::HeaderValue::from_str(&now.to_string()).expect("digits"),
+        );
+        headers.insert(
+            "webhook-signature",
+            http::HeaderValue::from_str(&header).expect("base64"),
+        );
+        let as_standard = format!("{SECRET_PREFIX}{}", STANDARD.encode(seed));
+        let official = standardwebhooks::Webhook::new(&as_standard).expect("valid");
+        official.verify(body, &headers).expect("same key bytes");
+    }
+
+    #[test]
     fn generated_secrets_have_the_standard_shape() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let a = generate_secret(&mut rng);
@@ -300,7 +346,8 @@ mod tests {
     fn decode_secret_cases() {
         let cases: [(&str, Option<usize>); 5] = [
             (SECRET, Some(24)),
-            ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Some(24)),
+            // Without the prefix a secret is plain: its UTF-8 bytes are the key.
+            ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Some(32)),
             ("whsec_not base64!", None),
             ("whsec_", None),
             ("", None),

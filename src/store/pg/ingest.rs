@@ -337,7 +337,7 @@ impl PgStore {
 }
 
 /// A `deliveries` row as the domain type.
-fn delivery(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
+pub(super) fn delivery(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     let state: i16 = r.get(5);
     let state = match state {
         0 => DeliveryState::Pending,

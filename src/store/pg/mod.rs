@@ -6,10 +6,13 @@
 //!
 //! Status: `PgStore` serves the tenant, key, catalogue and webhook part of the store
 //! interface (`admin.rs`, `webhooks.rs`) and ingest (`ingest.rs`), with the same
-//! rules and change feed as the redb store; delivery (claims, leases) is not served
-//! from PostgreSQL yet, and nothing outside the tests opens a `PgStore`.
+//! rules and change feed as the redb store, and the delivery claims of scale-out
+//! (`claims.rs`: batch claims under a lease, renewal, completion fenced by the lease
+//! id). The delivery engine does not run on it yet, and nothing outside the tests
+//! opens a `PgStore`.
 
 mod admin;
+mod claims;
 mod ingest;
 mod migrate;
 mod webhooks;
@@ -25,6 +28,7 @@ use super::StoreError;
 use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
+pub use claims::{Claim, Completion};
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 
 /// Why the PostgreSQL engine could not start or went wrong.

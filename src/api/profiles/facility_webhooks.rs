@@ -1,0 +1,297 @@
+//! Profile `facility-webhooks` (seed 004, a staffing marketplace):
+//! `POST /api/v2/public/webhooks/facility` `{url, events (may include "all"),
+//! facilities?, secrets? (0..2 plain)}` -> 201 `{"data": {id, url, events,
+//! clientId, facilities, secrets}}`; `GET` (list), `GET`/`DELETE .../{id}`. Errors
+//! in seed 004's NestJS shape. Its secrets are plain strings (16 to 64 printable
+//! ASCII characters), generated as 32 alphanumerics when absent; the signer uses
+//! their UTF-8 bytes as the HMAC key. A thin mapping onto `webhooks.rs`: besides
+//! the plain-secret rule it never validates or stores anything itself.
+
+use std::future::ready;
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
+
+use super::{Profile, merge, seed_fields};
+use crate::api::error::ErrorStyle;
+use crate::api::routes::Access::Tenant;
+use crate::api::routes::Body::{Empty, Json};
+use crate::api::routes::{E, NO, NONE, SEMANTIC, json, route, wire};
+use crate::api::validate::MAX_SECRETS;
+use crate::api::{Call, Reply, dto, json_response, no_content, requests as rq, webhooks};
+use crate::config::ApiProfile;
+use crate::delivery::signer::{self, SECRET_PREFIX};
+use crate::model::{self, Scope::WebhooksRead, Scope::WebhooksWrite, Secret};
+
+/// The fields seed 004 documents.
+const CREATE_FIELDS: &[&str] = &["url", "events", "facilities", "secrets"];
+/// Shortest and longest plain secret, in characters.
+const PLAIN_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// The profile.
+pub(super) static PROFILE: Profile = Profile {
+    which: ApiProfile::FacilityWebhooks,
+    seeds: "004",
+    style: ErrorStyle::Nest,
+    tenant_header: "X-Tenant-Id",
+    routes: &[
+        route!(POST "/api/v2/public/webhooks/facility", Tenant(WebhooksWrite),
+            "Create a webhook for facilities; the answer shows its secrets (seed 004)",
+            json::<FacilityWebhookCreate>(), CREATED, Json(wire::<FacilityWebhookData>()),
+            also NONE, query NO, errors SEMANTIC, |c| Box::pin(create(c))),
+        route!(GET "/api/v2/public/webhooks/facility", Tenant(WebhooksRead),
+            "List facility webhooks, secrets masked (seed 004)", None, OK,
+            Json(wire::<FacilityWebhookList>()), also NONE, query NO, errors E,
+            |c| Box::pin(ready(list(c)))),
+        route!(GET "/api/v2/public/webhooks/facility/{id}", Tenant(WebhooksRead),
+            "Read a facility webhook, secrets masked (seed 004)", None, OK,
+            Json(wire::<FacilityWebhookData>()), also NONE, query NO, errors E,
+            |c| Box::pin(ready(get(c)))),
+        route!(DELETE "/api/v2/public/webhooks/facility/{id}", Tenant(WebhooksWrite),
+            "Delete a facility webhook (seed 004)", None, NO_CONTENT, Empty, also NONE,
+            query NO, errors E, |c| Box::pin(delete(c))),
+    ],
+};
+
+/// A plain secret: 16 to 64 printable ASCII characters. One starting with
+/// `whsec_` is a semantic 400 (said in the description, not the pattern: a
+/// look-ahead is beyond some schema tools' regex engines).
+fn plain_secrets() -> Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(*PLAIN_LEN.start()))
+                .max_length(Some(*PLAIN_LEN.end()))
+                .pattern(Some("^[\\x20-\\x7e]+$"))
+                .build(),
+        )
+        .max_items(Some(MAX_SECRETS))
+        .unique_items(true)
+        .description(Some(
+            "Plain secrets, current first; 32 random letters and digits are generated \
+             when none is given. Receivers use the secret's UTF-8 bytes as the HMAC key. \
+             A value starting with `whsec_` is refused (400): use /v1/webhooks for those.",
+        ))
+        .build()
+}
+
+/// `POST /api/v2/public/webhooks/facility` (seed 004).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FacilityWebhookCreate {
+    /// The URL called when an event is triggered.
+    #[schema(schema_with = rq::url)]
+    pub url: String,
+    /// Events to listen to; `all` means every event.
+    #[schema(schema_with = rq::event_types)]
+    pub events: Vec<String>,
+    /// Facility ids: events must carry one of them; none means every facility.
+    #[schema(schema_with = rq::channels)]
+    pub facilities: Option<Vec<String>>,
+    #[schema(schema_with = plain_secrets)]
+    pub secrets: Option<Vec<String>>,
+}
+
+/// A facility webhook as seed 004 shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FacilityWebhook<'a> {
+    pub id: &'a str,
+    pub url: &'a str,
+    /// `all` stands for every event.
+    pub events: Vec<&'a str>,
+    /// The tenant.
+    pub client_id: &'a str,
+    pub facilities: &'a [String],
+    /// The plain secrets in the create answer, `"****"` elsewhere.
+    pub secrets: Vec<&'a str>,
+}
+
+impl<'a> FacilityWebhook<'a> {
+    fn new(w: &'a model::Webhook, reveal: bool) -> Self {
+        FacilityWebhook {
+            id: &w.id,
+            url: &w.url,
+            events: w
+                .event_types
+                .iter()
+                .map(|e| if e == "*" { "all" } else { e.as_str() })
+                .collect(),
+            client_id: &w.tenant,
+            facilities: &w.channels,
+            secrets: w
+                .active_secrets(model::now_ms())
+                .map(|s| if reveal { s.expose() } else { dto::MASK })
+                .collect(),
+        }
+    }
+}
+
+/// `{"data": <webhook>}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FacilityWebhookData<'a> {
+    pub data: FacilityWebhook<'a>,
+}
+
+/// `{"data": [<webhook>, ...]}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FacilityWebhookList<'a> {
+    pub data: Vec<FacilityWebhook<'a>>,
+}
+
+/// Checks `secrets` (absent or null: none), pushing every reason. A value that
+/// starts with `whsec_` is refused: in hookbox that prefix marks a base64
+/// Standard Webhooks secret, so the platform's receivers (which use the UTF-8
+/// bytes) would not verify what hookbox signs with it.
+fn check_plain_secrets(v: Option<&Value>, r: &mut Vec<String>) -> Vec<Secret> {
+    let items = match v {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            r.push("secrets must be an array".to_owned());
+            return Vec::new();
+        }
+    };
+    if items.len() > MAX_SECRETS {
+        r.push(format!(
+            "secrets must contain no more than {MAX_SECRETS} elements"
+        ));
+    }
+    let mut out: Vec<Secret> = Vec::new();
+    for (i, item) in items.iter().enumerate().take(MAX_SECRETS + 8) {
+        let name = format!("secrets[{i}]");
+        let Some(s) = item.as_str() else {
+            r.push(format!("{name} must be a string"));
+            continue;
+        };
+        let before = r.len();
+        if !PLAIN_LEN.contains(&s.chars().count()) {
+            r.push(format!(
+                "{name} must be {} to {} characters long",
+                PLAIN_LEN.start(),
+                PLAIN_LEN.end()
+            ));
+        }
+        if !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            r.push(format!(
+                "{name} must contain only printable ASCII characters"
+            ));
+        }
+        if s.starts_with(SECRET_PREFIX) {
+            r.push(format!(
+                "{name} must not start with \"{SECRET_PREFIX}\" (that marks a base64 Standard \
+                 Webhooks secret: register it through /v1/webhooks, or send a plain secret)"
+            ));
+        }
+        if r.len() == before {
+            let secret = Secret::new(s);
+            if out.contains(&secret) {
+                r.push("secrets must not contain the same secret twice".to_owned());
+            } else {
+                out.push(secret);
+            }
+        }
+    }
+    out
+}
+
+async fn create(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant()?;
+    let mut own = Vec::new();
+    let mut body = seed_fields(call.json()?, CREATE_FIELDS, &mut own);
+    // The plain secrets are this profile's own rule; the rest is `/v1`'s.
+    let secrets = match body.as_object_mut() {
+        Some(map) => check_plain_secrets(map.remove("secrets").as_ref(), &mut own),
+        None => Vec::new(),
+    };
+    let mut spec = merge(own, webhooks::check_create(call, &tenant, &body, false))?;
+    spec.secrets = secrets;
+    let w = webhooks::insert(call, tenant, spec, signer::generate_plain_secret).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &FacilityWebhookData {
+            data: FacilityWebhook::new(&w, true),
+        },
+    ))
+}
+
+fn list(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant()?;
+    let all = webhooks::all(call, &tenant);
+    let data = all.iter().map(|w| FacilityWebhook::new(w, false)).collect();
+    Ok(json_response(StatusCode::OK, &FacilityWebhookList { data }))
+}
+
+fn get(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant()?;
+    let w = webhooks::owned(call, &tenant, call.id())?;
+    Ok(json_response(
+        StatusCode::OK,
+        &FacilityWebhookData {
+            data: FacilityWebhook::new(&w, false),
+        },
+    ))
+}
+
+async fn delete(call: &Call<'_>) -> Reply {
+    let tenant = call.tenant()?;
+    webhooks::remove(call, tenant, call.id()).await?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(v: Value) -> (Vec<String>, Vec<String>) {
+        let mut r = Vec::new();
+        let out = check_plain_secrets(Some(&v), &mut r);
+        (out.iter().map(|s| s.expose().to_owned()).collect(), r)
+    }
+
+    #[test]
+    fn plain_secret_rules() {
+        let seed = [
+            "sDV1aKqitCLClI12m7UPFbAAvZfZquJw",
+            "mryefgHPBVHJwux0o3BYW7hPM0BZlcCa",
+        ];
+        assert_eq!(
+            check(json!(seed)),
+            (seed.map(str::to_owned).to_vec(), vec![])
+        );
+        assert_eq!(check(json!([])), (vec![], vec![]));
+        assert_eq!(check(json!(null)), (vec![], vec![]));
+        assert_eq!(check(json!("x")).1, ["secrets must be an array"]);
+        let (_, r) = check(json!([
+            "short",
+            "x".repeat(65),
+            "tab\tinside-sixteen-chars",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            7
+        ]));
+        assert_eq!(
+            r,
+            [
+                "secrets must contain no more than 2 elements".to_owned(),
+                "secrets[0] must be 16 to 64 characters long".to_owned(),
+                "secrets[1] must be 16 to 64 characters long".to_owned(),
+                "secrets[2] must contain only printable ASCII characters".to_owned(),
+                "secrets[3] must not start with \"whsec_\" (that marks a base64 Standard \
+                 Webhooks secret: register it through /v1/webhooks, or send a plain secret)"
+                    .to_owned(),
+                "secrets[4] must be a string".to_owned(),
+            ]
+        );
+        let (_, r) = check(json!([seed[0], seed[0]]));
+        assert_eq!(r, ["secrets must not contain the same secret twice"]);
+        let sixteen = "a b~c!d\"e#f$g%h&";
+        assert_eq!(check(json!([sixteen])).1, Vec::<String>::new());
+    }
+}
