@@ -5,6 +5,7 @@
 //! - [`model`]: domain types; no I/O.
 //! - [`secrets`]: the master key and the sealing of secrets at rest.
 //! - [`store`]: the only code that touches redb (codec, tables, group-commit writer).
+//! - [`filter`]: payload filters on webhooks (the language, validation, evaluation); pure.
 //! - [`registry`]: the in-memory view of tenants, keys, catalogues and webhooks (matching, auth).
 //! - [`api`]: the HTTP API (the only hyper server code).
 //! - [`delivery`]: signing, retry schedule, outbound client, scheduler and workers.
@@ -18,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod filter;
 pub mod model;
 pub mod notify;
 pub mod portal;

@@ -214,9 +214,10 @@ pub struct Webhook {
     pub version: u64,
     /// Whether deliveries go out one at a time in event order (DESIGN.md section 9).
     pub ordering: Ordering,
-    /// The payload filter (DESIGN.md section 9) as canonical JSON text; `None` lets
-    /// every event that matches the types and channels through.
-    pub filter: Option<String>,
+    /// The payload filter (DESIGN.md section 9), compiled once when validated or
+    /// decoded (the record stores its canonical JSON text); `None` lets every event
+    /// that matches the types and channels through.
+    pub filter: Option<crate::filter::Filter>,
 }
 
 /// How a webhook's deliveries are ordered.

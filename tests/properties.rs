@@ -144,6 +144,14 @@ fn secrets_map() -> impl Strategy<Value = BTreeMap<String, Secret>> {
     proptest::collection::btree_map(text(), text().prop_map(Secret::new), 0..3)
 }
 
+/// A valid payload filter (the record keeps its canonical text).
+fn filter() -> impl Strategy<Value = hookbox::filter::Filter> {
+    (any::<i64>(), text()).prop_map(|(n, s)| {
+        let v = serde_json::json!({"data.amount": {"$gte": n}, "data.name": {"$ne": s}});
+        hookbox::filter::Filter::parse(&v).expect("a valid filter")
+    })
+}
+
 fn webhook() -> impl Strategy<Value = Webhook> {
     let oauth = proptest::option::of(
         (text(), text(), text(), opt_text(), secrets_map()).prop_map(
@@ -188,7 +196,7 @@ fn webhook() -> impl Strategy<Value = Webhook> {
                 any::<Option<i64>>(),
                 any::<Option<i64>>(),
             ),
-            (any::<bool>(), opt_text()),
+            (any::<bool>(), proptest::option::of(filter())),
         ),
     )
         .prop_map(

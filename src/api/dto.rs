@@ -59,6 +59,23 @@ pub(crate) fn timestamp_or_null() -> Object {
     t
 }
 
+/// A webhook's payload filter (DESIGN.md section 9) or `null`, in requests and reads.
+pub(crate) fn filter_or_null() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(
+            "Payload filter over the delivered body; null: every event. Keys are paths \
+             (`type`, `timestamp`, `data`, `data.<dotted keys>`) or `$and`/`$or` (non-empty \
+             arrays of filters) and `$not` (a filter); a path's value is a literal (equality) \
+             or an object of operators `$eq` `$ne` `$gt` `$gte` `$lt` `$lte` `$in` `$nin` \
+             `$exists` `$prefix`. Numbers compare as numbers (1 == 1.0), strings as strings, \
+             nothing across types (the string \"100\" is not >= 99). A missing path satisfies \
+             only `$exists: false`, `$ne` and `$nin`. At most 8 levels of nested filters and \
+             4096 bytes of canonical JSON; reads show the canonical form (keys sorted).",
+        ))
+        .build()
+}
+
 /// A map of secret header values, masked unless `reveal`.
 pub(crate) fn headers(headers: &BTreeMap<String, Secret>, reveal: bool) -> BTreeMap<&str, &str> {
     headers
@@ -128,6 +145,8 @@ pub struct Webhook<'a> {
     /// `"none"` or `"fifo"` (one delivery at a time in event order).
     #[schema(schema_with = ordering)]
     pub ordering: &'static str,
+    #[schema(required = true, schema_with = filter_or_null)]
+    pub filter: Option<serde_json::Value>,
     #[schema(schema_with = timestamp)]
     pub created_at: String,
     #[schema(schema_with = timestamp)]
@@ -165,6 +184,7 @@ impl<'a> Webhook<'a> {
             metadata: &w.metadata,
             rate_limit_per_second: w.rate_limit_per_second,
             ordering: w.ordering.as_str(),
+            filter: w.filter.as_ref().map(crate::filter::Filter::to_value),
             created_at: model::rfc3339(w.created_at),
             updated_at: model::rfc3339(w.updated_at),
         }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::webhooks::owned;
 use super::{Call, Reply, dto, json_response, validate};
-use crate::delivery::plan_deliveries;
+use crate::delivery::{plan_deliveries, wanted};
 use crate::model::{DeliveryState, Event, UnixMs, new_id, now_ms, parse_rfc3339};
 use crate::store::{DeliveryFilter, IngestItem, IngestOutcome, RecoverScope};
 
@@ -28,10 +28,12 @@ fn prepare(
         idempotency_key: spec.idempotency_key,
         created_at: now,
     };
-    let targets = call
-        .state
-        .registry
-        .matching(tenant, &event.event_type, &event.channels);
+    let targets = wanted(
+        &event,
+        call.state
+            .registry
+            .matching(tenant, &event.event_type, &event.channels),
+    );
     let deliveries = plan_deliveries(
         &event,
         targets.iter().map(|w| w.id.as_str()),

@@ -271,6 +271,9 @@ macro_rules! webhook_body {
             /// keeping the head of the line. Default `"none"`.
             #[schema(schema_with = ordering)]
             pub ordering: Option<String>,
+            /// Payload filter; null: every event (clears it on PATCH).
+            #[schema(schema_with = super::dto::filter_or_null)]
+            pub filter: Option<serde_json::Value>,
             $($extra)*
         }
     };

@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, schema::Schema};
 
-use super::{Call, Reply, dto, events, handlers, portal, requests as rq, webhooks};
+use super::{Call, Reply, dto, events, filters, handlers, portal, requests as rq, webhooks};
 use crate::model::Scope;
 use crate::portal as site;
 
@@ -226,6 +226,10 @@ pub static ROUTES: &[Route] = &[
         "Send a test event now (the seeds' path)", json::<rq::TestEvent>(), OK,
         Json(wire::<dto::Attempt>()), also NONE, query NO, errors SEMANTIC,
         |c| Box::pin(webhooks::test(c, c.id()))),
+    route!(POST "/v1/webhooks/{id}/filter/test", Tenant(WebhooksRead),
+        "Whether an event would pass the webhook's payload filter, and which conditions fail",
+        json::<filters::FilterTest>(), OK, Json(wire::<filters::FilterTestResult>()),
+        also NONE, query NO, errors SEMANTIC, |c| Box::pin(filters::test(c, c.id()))),
     route!(portal GET "/v1/webhooks/{id}/deliveries", Tenant(WebhooksRead), "A webhook's delivery log",
         None, OK, Json(wire::<dto::DeliveryList>()), also NONE,
         query &["status", "event_type", "since", "until", "limit", "cursor"], errors E,

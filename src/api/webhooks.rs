@@ -163,7 +163,7 @@ pub(super) async fn insert(
         failing_since: None,
         version: 1,
         ordering: spec.ordering,
-        filter: None,
+        filter: spec.filter,
     };
     Ok(call.state.store.create_webhook(webhook).await?)
 }

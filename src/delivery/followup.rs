@@ -197,13 +197,13 @@ async fn emit(
     data: serde_json::Value,
     now: i64,
 ) {
-    let targets: Vec<Arc<Webhook>> = ctx
+    let candidates: Vec<Arc<Webhook>> = ctx
         .registry
         .matching(&about.tenant, event_type, &[])
         .into_iter()
         .filter(|w| w.id != about.id)
         .collect();
-    if targets.is_empty() {
+    if candidates.is_empty() {
         return;
     }
     let event = Event {
@@ -215,6 +215,11 @@ async fn emit(
         idempotency_key: None,
         created_at: now,
     };
+    // Operational events pass through the subscribers' payload filters too.
+    let targets = plan::wanted(&event, candidates);
+    if targets.is_empty() {
+        return;
+    }
     let first = ctx.cfg.policy.first_delay().as_millis() as i64;
     let deliveries =
         plan::plan_deliveries(&event, targets.iter().map(|w| w.id.as_str()), first, now);

@@ -29,4 +29,4 @@ pub use context::EngineConfig;
 pub use engine::Engine;
 pub use followup::{OP_DISABLED, OP_EXHAUSTED};
 pub use msg::Work;
-pub use plan::plan_deliveries;
+pub use plan::{plan_deliveries, wanted};

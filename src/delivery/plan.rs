@@ -1,13 +1,15 @@
 //! One place that builds new deliveries and hands them to the scheduler: for ingest
-//! (`api/events.rs`), operational events (the follow-up task) and test events. Pure
-//! but for [`hand_over`], which only sends on a channel; never touches the store.
+//! (`api/events.rs`), operational events (the follow-up task) and test events, after
+//! [`wanted`] has applied the webhooks' payload filters. Pure but for [`hand_over`],
+//! which only sends on a channel; never touches the store.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::msg::{Msg, Work};
-use crate::model::{Delivery, DeliveryState, Event, UnixMs, new_id};
+use crate::filter::Subject;
+use crate::model::{Delivery, DeliveryState, Event, UnixMs, Webhook, new_id};
 use crate::store::{DueEntry, IngestItem};
 
 /// A new delivery of `event` to `webhook_id`, pending and due at `due`.
@@ -27,6 +29,16 @@ pub fn delivery(event: &Event, webhook_id: &str, due: Option<UnixMs>, now: UnixM
         created_at: now,
         updated_at: now,
     }
+}
+
+/// Keeps the webhooks of `candidates` (those whose types and channels want `event`)
+/// whose payload filter `event` passes; a webhook without a filter always stays.
+/// One [`Subject`] serves every filter, so `data` is parsed at most once per event,
+/// and not at all when no candidate has a filter or none needs `data`.
+pub fn wanted(event: &Event, mut candidates: Vec<Arc<Webhook>>) -> Vec<Arc<Webhook>> {
+    let subject = Subject::of(event);
+    candidates.retain(|w| w.filter.as_ref().is_none_or(|f| f.matches(&subject)));
+    candidates
 }
 
 /// The pending deliveries of a new `event` to each webhook of `targets` (ids), due
@@ -76,6 +88,71 @@ pub(super) fn hand_over(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hook(id: &str, filter: Option<serde_json::Value>) -> Arc<Webhook> {
+        Arc::new(Webhook {
+            id: id.into(),
+            tenant: "t1".into(),
+            url: "https://example.com".into(),
+            event_types: vec!["*".into()],
+            channels: Vec::new(),
+            description: None,
+            headers: Default::default(),
+            oauth: None,
+            secrets: Vec::new(),
+            notification_email: None,
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            metadata: Default::default(),
+            rate_limit_per_second: None,
+            created_at: 0,
+            updated_at: 0,
+            deleted_at: None,
+            failing_since: None,
+            version: 1,
+            ordering: crate::model::Ordering::None,
+            filter: filter.map(|f| crate::filter::Filter::parse(&f).expect("valid filter")),
+        })
+    }
+
+    #[test]
+    fn wanted_keeps_webhooks_without_a_filter_and_those_the_event_passes_in_order() {
+        let event = Event {
+            id: "evt_1".into(),
+            tenant: "t1".into(),
+            event_type: "order.paid".into(),
+            payload: r#"{"amount": 150, "currency": "EUR"}"#.into(),
+            channels: Vec::new(),
+            idempotency_key: None,
+            created_at: 1000,
+        };
+        let candidates = vec![
+            hook("wh_0", None),
+            hook(
+                "wh_1",
+                Some(serde_json::json!({"data.amount": {"$gte": 100}})),
+            ),
+            hook(
+                "wh_2",
+                Some(serde_json::json!({"data.amount": {"$gte": 200}})),
+            ),
+            hook(
+                "wh_3",
+                Some(serde_json::json!({"type": {"$prefix": "order."}})),
+            ),
+            hook(
+                "wh_4",
+                Some(serde_json::json!({"data.currency": {"$exists": false}})),
+            ),
+            hook("wh_5", None),
+        ];
+        let kept: Vec<String> = wanted(&event, candidates)
+            .iter()
+            .map(|w| w.id.clone())
+            .collect();
+        assert_eq!(kept, ["wh_0", "wh_1", "wh_3", "wh_5"]);
+    }
 
     #[test]
     fn every_target_gets_one_pending_delivery_due_after_the_first_delay() {

@@ -38,6 +38,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/webhooks/{id}/secrets/rotate"),
     ("post", "/v1/webhooks/{id}/test"),
     ("post", "/v1/webhooks/{id}/test-event"),
+    ("post", "/v1/webhooks/{id}/filter/test"),
     ("get", "/v1/webhooks/{id}/deliveries"),
     ("post", "/v1/webhooks/{id}/recover"),
     ("post", "/v1/events"),
@@ -102,6 +103,9 @@ fn body_for(method: &str, template: &str, b: &Tenant) -> Option<Value> {
         ("post", "/v1/webhooks/{id}/secrets/rotate") => json!({"grace_seconds": 0}),
         ("post", "/v1/webhooks/{id}/test") => json!({"event_type": "shift.created"}),
         ("post", "/v1/webhooks/{id}/recover") => json!({"since": "2020-01-01T00:00:00Z"}),
+        ("post", "/v1/webhooks/{id}/filter/test") => {
+            json!({"event": {"type": "shift.created", "data": {}}})
+        }
         ("post", "/v1/events") => json!({"type": "shift.created", "data": {"from": "b"}}),
         ("post", "/v1/events/batch") => json!([{"type": "shift.created", "data": {"from": "b"}}]),
         _ => return None,
@@ -224,7 +228,7 @@ async fn another_tenants_ids_are_not_found_on_every_route() {
         listed, documented,
         "the route list and /openapi.json differ"
     );
-    assert_eq!(documented.len(), 32);
+    assert_eq!(documented.len(), 33);
 
     let before = snapshot_of_a(&app, &a).await;
     let mut failures = Vec::new();

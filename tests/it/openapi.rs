@@ -420,6 +420,7 @@ async fn real_answers_match_the_documented_schemas() {
             "notificationEmail": "ops@example.com",
             "metadata": {"team": "billing"},
             "rate_limit_per_second": 5,
+            "filter": {"data.id": {"$prefix": "p"}},
             "enabled": false,
         })),
     )
@@ -481,6 +482,17 @@ async fn real_answers_match_the_documented_schemas() {
         .await;
         assert_eq!(s, StatusCode::OK, "{attempt}");
     }
+    let (s, tried) = tc(
+        Method::POST,
+        "/v1/webhooks/{id}/filter/test",
+        format!("/v1/webhooks/{wh_id}/filter/test"),
+        Some(
+            json!({"event": {"type": "PATIENT_CREATED", "data": {"id": "p1"},
+            "timestamp": "2026-01-01T00:00:00Z"}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{tried}");
 
     // Events: one, its replay, a batch, and the delivery they make.
     let body = json!({"type": "PATIENT_CREATED", "data": {"id": "p1"}, "idempotency_key": "k1"});

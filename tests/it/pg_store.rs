@@ -97,7 +97,10 @@ fn webhook(id: &str, tenant: &str) -> Webhook {
         failing_since: None,
         version: 0,
         ordering: Ordering::Fifo,
-        filter: Some(r#"{"data.amount":{"$gte":100}}"#.into()),
+        filter: Some(
+            hookbox::filter::Filter::from_json(r#"{"data.amount":{"$gte":100}}"#)
+                .expect("valid filter"),
+        ),
     }
 }
 

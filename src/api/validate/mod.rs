@@ -40,8 +40,9 @@ pub use admin::{
 pub use event::{EventSpec, event_batch, event_create};
 pub use portal::{PortalSessionSpec, portal_session_create};
 pub use webhook::{
-    RotateSpec, TestEventSpec, WebhookPatch, WebhookSpec, recover, recover_at, recover_spec,
-    recover_spec_at, rotate, test_event, webhook_create, webhook_patch,
+    FilterTestSpec, RotateSpec, TestEventSpec, WebhookPatch, WebhookSpec, filter_test,
+    filter_test_at, recover, recover_at, recover_spec, recover_spec_at, rotate, test_event,
+    webhook_create, webhook_patch,
 };
 
 /// Longest accepted webhook or token URL, in bytes.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::fields::*;
 use super::*;
+use crate::filter::Filter;
 use crate::model::{self, OAuthConfig, Secret, UnixMs, Webhook};
 
 /// A validated `POST /v1/webhooks` body, ready to become a [`model::Webhook`].
@@ -28,6 +29,7 @@ pub struct WebhookSpec {
     pub rate_limit_per_second: Option<u32>,
     /// `"none"` (the default) or `"fifo"`.
     pub ordering: model::Ordering,
+    pub filter: Option<Filter>,
 }
 
 /// A validated `PATCH /v1/webhooks/{id}` body. `None` leaves a field alone; for
@@ -45,6 +47,7 @@ pub struct WebhookPatch {
     pub metadata: Option<BTreeMap<String, String>>,
     pub rate_limit_per_second: Option<Option<u32>>,
     pub ordering: Option<model::Ordering>,
+    pub filter: Option<Option<Filter>>,
 }
 
 impl WebhookPatch {
@@ -83,6 +86,9 @@ impl WebhookPatch {
         }
         if let Some(ordering) = self.ordering {
             w.ordering = ordering;
+        }
+        if let Some(filter) = self.filter {
+            w.filter = filter;
         }
         if let Some(enabled) = self.enabled {
             if enabled && !w.enabled {
@@ -252,6 +258,17 @@ fn webhook_fields(
     if let Some(f) = fields.get(&["ordering"], r) {
         p.ordering = check_ordering(&f, r);
     }
+    match fields.get(&["filter"], r) {
+        Some(f) if f.is_null() => p.filter = Some(None),
+        // Filter reasons already name where they apply (`filter.$or[1]: ...`).
+        Some(f) => {
+            p.filter = Filter::parse(f.value)
+                .map_err(|e| r.extend(e))
+                .ok()
+                .map(Some)
+        }
+        None => {}
+    }
     fields.finish(r);
     (p, secrets)
 }
@@ -282,6 +299,7 @@ pub fn webhook_create(body: &Value, ctx: &Ctx) -> Result<WebhookSpec, Vec<String
         metadata: p.metadata.unwrap_or_default(),
         rate_limit_per_second: p.rate_limit_per_second.flatten(),
         ordering: p.ordering.unwrap_or_default(),
+        filter: p.filter.flatten(),
     })
 }
 
@@ -373,6 +391,67 @@ pub fn test_event(body: &Value, ctx: &Ctx) -> Result<TestEventSpec, Vec<String>>
         (Some(event_type), Some(message)) if r.is_empty() => Ok(TestEventSpec {
             event_type,
             message,
+        }),
+        _ => Err(r),
+    }
+}
+
+/// A validated `POST /v1/webhooks/{id}/filter/test` body: the event to try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterTestSpec {
+    pub event_type: String,
+    /// `data` as JSON text (filters read it as ingest stores it).
+    pub data: String,
+    /// The event's time; now when the body has none.
+    pub timestamp: UnixMs,
+}
+
+/// Validates a filter-test body `{event: {type, data, timestamp?}}`.
+pub fn filter_test(body: &Value) -> Result<FilterTestSpec, Vec<String>> {
+    filter_test_at(body, model::now_ms())
+}
+
+/// [`filter_test`] with an explicit clock (the default `timestamp`).
+pub fn filter_test_at(body: &Value, now: UnixMs) -> Result<FilterTestSpec, Vec<String>> {
+    let mut r = Vec::new();
+    let Some(mut fields) = Fields::of(body, String::new(), "request body", &mut r) else {
+        return Err(r);
+    };
+    let event = required(fields.get(&["event"], &mut r), "event", &mut r);
+    fields.finish(&mut r);
+    let Some(mut event) =
+        event.and_then(|e| Fields::of(e.value, "event.".to_owned(), "event", &mut r))
+    else {
+        return Err(r);
+    };
+    let event_type = required(event.get(&["type"], &mut r), "event.type", &mut r)
+        .and_then(|f| f.text(MAX_EVENT_TYPE_LEN, &mut r));
+    let data = match event.get(&["data"], &mut r) {
+        Some(f) => Some(f.value.to_string()),
+        None => {
+            r.push("event.data is required".to_owned());
+            None
+        }
+    };
+    let timestamp = match event.get(&["timestamp"], &mut r) {
+        Some(f) if !f.is_null() => f.string(&mut r).and_then(|s| {
+            let ms = model::parse_rfc3339(s);
+            if ms.is_none() {
+                r.push(format!(
+                    "{} must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z",
+                    f.name
+                ));
+            }
+            ms
+        }),
+        _ => Some(now),
+    };
+    event.finish(&mut r);
+    match (event_type, data, timestamp) {
+        (Some(event_type), Some(data), Some(timestamp)) if r.is_empty() => Ok(FilterTestSpec {
+            event_type,
+            data,
+            timestamp,
         }),
         _ => Err(r),
     }

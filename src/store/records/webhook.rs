@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Record;
+use crate::filter::Filter;
 use crate::model::{OAuthConfig, Ordering, Secret, SigningSecret, Webhook};
 use crate::store::codec::{self, CodecError};
 
@@ -220,7 +221,7 @@ impl From<&Webhook> for WebhookV3 {
                 Ordering::None => ORDERING_NONE,
                 Ordering::Fifo => ORDERING_FIFO,
             },
-            filter: w.filter.clone(),
+            filter: w.filter.as_ref().map(|f| f.source().to_owned()),
         }
     }
 }
@@ -234,6 +235,13 @@ impl TryFrom<WebhookV3> for Webhook {
             ORDERING_FIFO => Ordering::Fifo,
             other => return Err(CodecError::Invalid(format!("webhook ordering {other}"))),
         };
+        // Stored texts were validated when written; one that no longer compiles is
+        // refused like any other corrupt field rather than silently matching all.
+        let filter = w
+            .filter
+            .map(|text| Filter::from_json(&text))
+            .transpose()
+            .map_err(|why| CodecError::Invalid(format!("webhook filter: {}", why.join("; "))))?;
         Ok(Webhook {
             id: w.id,
             tenant: w.tenant,
@@ -269,7 +277,7 @@ impl TryFrom<WebhookV3> for Webhook {
             failing_since: w.failing_since,
             version: w.version,
             ordering,
-            filter: w.filter,
+            filter,
         })
     }
 }
@@ -334,7 +342,7 @@ mod tests {
             failing_since: Some(3),
             version: 7,
             ordering: Ordering::Fifo,
-            filter: Some(r#"{"data.amount":{"$gte":100}}"#.into()),
+            filter: Some(Filter::from_json(r#"{"data.amount":{"$gte":100}}"#).expect("valid")),
         }
     }
 
@@ -396,6 +404,24 @@ mod tests {
             Webhook::from_bytes(&bytes),
             Err(CodecError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_filter_is_stored_as_canonical_text_and_a_bad_one_is_refused() {
+        let v3 = WebhookV3::from(&full());
+        assert_eq!(
+            v3.filter.as_deref(),
+            Some(r#"{"data.amount":{"$gte":100}}"#)
+        );
+        for bad in ["{", r#"{"data.amount":{"$regex":"1"}}"#] {
+            let mut v3 = v3.clone();
+            v3.filter = Some(bad.into());
+            let bytes = codec::encode_as(3, &v3).unwrap();
+            assert!(matches!(
+                Webhook::from_bytes(&bytes),
+                Err(CodecError::Invalid(_))
+            ));
+        }
     }
 
     #[test]
