@@ -167,6 +167,20 @@ async fn full_flow(driver: &Driver, app: &TestApp, t: &Tenant, receiver: &TestRe
         .send_keys("Orders to the warehouse")
         .await
         .expect("type");
+    find(&c, "#wh-filter")
+        .await
+        .send_keys(r#"{"data.order": {"$gte": 1}}"#)
+        .await
+        .expect("type");
+    assert_eq!(
+        find(&c, "#wh-ordering")
+            .await
+            .prop("value")
+            .await
+            .expect("ordering")
+            .as_deref(),
+        Some("none")
+    );
     click(&c, "#add-header").await;
     find(&c, "#wh-headers .hdr-name")
         .await
@@ -189,6 +203,16 @@ async fn full_flow(driver: &Driver, app: &TestApp, t: &Tenant, receiver: &TestRe
         .await;
     assert_eq!(w["event_types"], json!(["PATIENT_CREATED"]), "{w}");
     assert_eq!(w["headers"]["X-Shop"], "****", "{w}");
+    assert_eq!(w["filter"], json!({"data.order": {"$gte": 1}}), "{w}");
+    assert_eq!(w["ordering"], "none", "{w}");
+    assert_eq!(
+        find(&c, "#webhook-filter")
+            .await
+            .text()
+            .await
+            .expect("filter"),
+        r#"{"data.order":{"$gte":1}}"#
+    );
 
     assert_eq!(js(&c, UNLABELLED).await, json!(0), "a field has no label");
     assert_eq!(

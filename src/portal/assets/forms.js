@@ -1,6 +1,7 @@
 // The webhook form (create and edit): URL, event types picked from the tenant's
 // catalogue, description, channels, custom headers (stored values stay masked as
-// "****", which the API keeps as they are) and enabled.
+// "****", which the API keeps as they are), the delivery options (payload filter,
+// ordering) and enabled.
 
 import { api, seg } from './api.js';
 import { h, append, replace, field, notice } from './dom.js';
@@ -25,6 +26,12 @@ export async function webhookForm(ctx, existing, knownTypes) {
   description.value = existing && existing.description ? existing.description : '';
   const channels = h('input', { type: 'text', id: 'wh-channels', value: existing ? existing.channels.join(', ') : '', placeholder: 'optional, comma separated' });
   const enabled = h('input', { type: 'checkbox', id: 'wh-enabled', checked: existing ? existing.enabled : true });
+  const filter = h('textarea', { id: 'wh-filter', rows: 3, spellcheck: 'false', placeholder: '{"data.amount": {"$gte": 100}}' });
+  filter.value = existing && existing.filter ? JSON.stringify(existing.filter, null, 2) : '';
+  const ordering = h('select', { id: 'wh-ordering' },
+    h('option', { value: 'none', text: 'Concurrent (fastest)' }),
+    h('option', { value: 'fifo', text: 'One at a time, in event order (FIFO)' }));
+  ordering.value = existing && existing.ordering ? existing.ordering : 'none';
   const headerRows = h('div', { id: 'wh-headers' });
   const addHeader = (name = '', value = '') => {
     const row = h('div', { class: 'header-row' },
@@ -48,8 +55,9 @@ export async function webhookForm(ctx, existing, knownTypes) {
       h('p', { class: 'muted', text: 'Sent with every request. Saved values are masked (****) and kept unless you change them.' }),
       headerRows,
       h('button', { type: 'button', class: 'secondary', id: 'add-header', text: 'Add header', onclick: () => addHeader() })),
-    // The place for the delivery options (`filter`, `ordering`) once the API has them.
-    h('div', { id: 'wh-delivery-options' }),
+    h('div', { id: 'wh-delivery-options', class: 'grid' },
+      field('Payload filter (JSON)', filter, 'Only events whose body matches, e.g. {"data.amount": {"$gte": 100}}; empty for all.'),
+      field('Ordering', ordering, 'FIFO waits for each delivery to succeed or give up before the next.')),
     h('label', { class: 'row' }, enabled, 'Enabled'),
     msg,
     h('div', { class: 'row' },
@@ -64,12 +72,23 @@ export async function webhookForm(ctx, existing, knownTypes) {
       const name = row.querySelector('.hdr-name').value.trim();
       if (name) headers[name] = row.querySelector('.hdr-value').value;
     }
+    let parsedFilter = null;
+    if (filter.value.trim()) {
+      try {
+        parsedFilter = JSON.parse(filter.value);
+      } catch (e) {
+        replace(msg, notice('error', 'The payload filter is not valid JSON.', [String(e.message)]));
+        return;
+      }
+    }
     const body = {
       url: url.value.trim(),
       event_types: picked,
       description: description.value.trim() || null,
       channels: channels.value.split(',').map((c) => c.trim()).filter(Boolean),
       headers,
+      filter: parsedFilter,
+      ordering: ordering.value,
       enabled: enabled.checked,
     };
     const save = form.querySelector('#save');

@@ -73,6 +73,8 @@ function facts(w) {
     w.channels.length ? row('Channels', w.channels.join(', ')) : null,
     w.description ? row('Description', w.description) : null,
     Object.keys(w.headers).length ? row('Headers', Object.entries(w.headers).map(([k, v]) => h('div', { text: `${k}: ${v}` }))) : null,
+    w.filter ? row('Payload filter', h('code', { id: 'webhook-filter', text: JSON.stringify(w.filter) })) : null,
+    row('Ordering', w.ordering === 'fifo' ? 'one at a time, in event order (FIFO)' : 'concurrent'),
     row('State', w.enabled ? 'enabled' : `disabled${w.disabled_reason ? ` (${w.disabled_reason})` : ''}`),
     row('Created', time(w.created_at)),
     row('Updated', time(w.updated_at)));
