@@ -109,15 +109,11 @@ impl PgStore {
     pub async fn complete(&self, claim: &Claim, done: &Completion) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let a = &done.attempt;
-        let state = state_code(done.state);
+        let state = super::codes::state_code(done.state);
         let step = i32::try_from(done.schedule_step).unwrap_or(i32::MAX);
         let status = a.status.map(|s| s as i16);
         let latency = i64::try_from(a.latency_ms).unwrap_or(i64::MAX);
-        let trigger: i16 = match a.trigger {
-            crate::model::Trigger::Scheduled => 0,
-            crate::model::Trigger::Manual => 1,
-            crate::model::Trigger::Test => 2,
-        };
+        let trigger = super::codes::trigger_code(a.trigger);
         let written = client
             .execute(
                 "WITH done AS ( \
@@ -166,40 +162,24 @@ impl PgStore {
             )
             .await
             .map_err(sql)?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
                 let number: i32 = r.get(1);
                 let trigger: i16 = r.get(3);
                 let status: Option<i16> = r.get(4);
                 let latency: i64 = r.get(6);
-                Attempt {
+                Ok(Attempt {
                     delivery_id: r.get(0),
                     number: number.max(0) as u32,
                     at: r.get(2),
-                    trigger: match trigger {
-                        1 => crate::model::Trigger::Manual,
-                        2 => crate::model::Trigger::Test,
-                        _ => crate::model::Trigger::Scheduled,
-                    },
+                    trigger: super::codes::trigger(trigger)?,
                     status: status.map(|s| s.max(0) as u16),
                     error: r.get(5),
                     latency_ms: latency.max(0) as u64,
                     response_body: r.get(7),
-                }
+                })
             })
-            .collect())
-    }
-}
-
-/// The stored code of a delivery state (see the schema).
-pub(super) fn state_code(state: DeliveryState) -> i16 {
-    match state {
-        DeliveryState::Pending => 0,
-        DeliveryState::Succeeded => 1,
-        DeliveryState::Failed => 2,
-        DeliveryState::Exhausted => 3,
-        DeliveryState::Cancelled => 4,
+            .collect()
     }
 }
 

@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::Transaction;
 
 use super::{PgStore, sql};
-use crate::model::{Delivery, DeliveryState, Event};
-use crate::store::codec::CodecError;
+use crate::model::{Delivery, Event};
 use crate::store::{IngestItem, IngestOutcome, Ingested, StoreError};
 
 /// One waiting call: its items, the API key that authorised it, where the answer goes.
@@ -338,20 +337,7 @@ impl PgStore {
 
 /// A `deliveries` row as the domain type.
 pub(super) fn delivery(r: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
-    let state: i16 = r.get(5);
-    let state = match state {
-        0 => DeliveryState::Pending,
-        1 => DeliveryState::Succeeded,
-        2 => DeliveryState::Failed,
-        3 => DeliveryState::Exhausted,
-        4 => DeliveryState::Cancelled,
-        other => {
-            return Err(StoreError::Corrupt {
-                table: "deliveries",
-                source: CodecError::Invalid(format!("state {other}")),
-            });
-        }
-    };
+    let state = super::codes::state(r.get(5))?;
     let attempts: i32 = r.get(6);
     let step: i32 = r.get(7);
     let status: Option<i16> = r.get(9);

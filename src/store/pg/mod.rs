@@ -13,6 +13,7 @@
 
 mod admin;
 mod claims;
+mod codes;
 mod ingest;
 mod migrate;
 mod webhooks;
