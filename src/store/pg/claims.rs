@@ -184,7 +184,7 @@ impl PgStore {
 }
 
 /// A fresh random lease id in UUID text form.
-fn new_lease_id() -> String {
+pub(super) fn new_lease_id() -> String {
     let b: [u8; 16] = rand::random();
     format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",

@@ -120,6 +120,12 @@ pub struct PgStore {
     writes: Arc<tokio::sync::Mutex<()>>,
     /// Ingest calls waiting to share the next transaction.
     ingest: Arc<std::sync::Mutex<ingest::Combiner>>,
+    /// This node's lease id (a UUID drawn at open): every delivery this node claims
+    /// is leased under it, renewed together and fenced by it.
+    node: Arc<str>,
+    /// Woken when there may be new work (a local ingest, or a notification from
+    /// another node); the delivery loop waits on it with a polling backstop.
+    wakeups: Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -135,7 +141,19 @@ impl PgStore {
             feed: Arc::new(Feed::default()),
             writes: Arc::new(tokio::sync::Mutex::new(())),
             ingest: ingest::combiner(),
+            node: Arc::from(claims::new_lease_id()),
+            wakeups: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// This node's lease id: the `lease_id` of every delivery it has claimed.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The handle the delivery loop waits on for new work.
+    pub fn wakeups(&self) -> Arc<tokio::sync::Notify> {
+        self.wakeups.clone()
     }
 
     /// Sets the subscriber that committed changes are published to (the registry).
