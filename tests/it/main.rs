@@ -24,6 +24,8 @@ mod memory;
 mod metrics;
 mod notify;
 mod openapi;
+mod pg_api;
+mod pg_api_jobs;
 mod pg_claims;
 mod pg_cluster;
 mod pg_ingest;

@@ -14,8 +14,15 @@
 mod admin;
 mod claims;
 mod codes;
+mod deliveries;
+mod events;
 mod ingest;
+mod jobs;
 mod migrate;
+mod notify;
+mod portal;
+mod purge;
+mod seeds;
 mod webhooks;
 
 use std::str::FromStr;
@@ -30,7 +37,9 @@ use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
 pub use claims::{Claim, Completion};
+pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
+pub use purge::PURGE_CHUNK_EVENTS;
 
 /// Why the PostgreSQL engine could not start or went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +135,8 @@ pub struct PgStore {
     /// Woken when there may be new work (a local ingest, or a notification from
     /// another node); the delivery loop waits on it with a polling backstop.
     wakeups: Arc<tokio::sync::Notify>,
+    /// The running purges of deleted tenants and the flag that stops them.
+    purges: Arc<purge::PurgeTasks>,
 }
 
 impl PgStore {
@@ -143,6 +154,7 @@ impl PgStore {
             ingest: ingest::combiner(),
             node: Arc::from(claims::new_lease_id()),
             wakeups: Arc::new(tokio::sync::Notify::new()),
+            purges: Arc::default(),
         })
     }
 
