@@ -306,6 +306,62 @@ fn attempt(r: &Row) -> Result<Attempt, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{PortalSession, Trigger};
+    use crate::notify::email::ThrottleState;
+    use crate::store::RecoverScope;
+
+    /// Compiles only if every future of this file's part of the interface (and the
+    /// other new parts) is `Send`: the `store::Db` facade awaits them in spawned
+    /// tasks. Never called.
+    #[allow(dead_code)]
+    fn futures_are_send(s: &PgStore, f: &DeliveryFilter, hash: &[u8; 32], e: Event, d: Delivery) {
+        fn send<T: Send>(_: T) {}
+        let a = Attempt {
+            delivery_id: String::new(),
+            number: 0,
+            at: 0,
+            trigger: Trigger::Manual,
+            status: None,
+            error: None,
+            latency_ms: 0,
+            response_body: String::new(),
+        };
+        let scope = RecoverScope { since: 0, now: 0 };
+        send(s.list_events("t", Some("x"), Some(1), Some("c"), 1));
+        send(s.get_delivery("d"));
+        send(s.delivery_with_event("d"));
+        send(s.list_webhook_deliveries("w", f, Some("c"), 1));
+        send(s.count_recoverable("w", 0));
+        send(s.next_due());
+        send(s.due_count());
+        send(s.next_due_after(0));
+        send(s.record_manual(a.clone(), true));
+        send(s.record_test(e, d, a));
+        send(s.recover("w".into(), scope));
+        send(s.purge_before(0, 1));
+        send(s.notify_state("w"));
+        send(s.update_notify_state("w".into(), |t: &ThrottleState| (t.clone(), 1u8)));
+        send(s.applied_seeds());
+        send(s.seed_event_types(vec![], vec![]));
+        send(s.portal_session(hash));
+        send(s.create_portal_session(PortalSession {
+            hash: *hash,
+            tenant: String::new(),
+            read_only: true,
+            created_at: 0,
+            expires_at: 0,
+        }));
+        send(s.revoke_portal_sessions("t".into()));
+        send(s.portal_session_count("t"));
+        send(s.tenants_being_purged());
+        send(s.tenant_being_purged("t"));
+        send(s.purge_tenant("t".into()));
+        send(s.purge_tenant_chunk("t".into(), 1));
+        send(s.stop_purges());
+        send(s.mark_orphaned_tenants(0));
+        send(s.try_job_lease("j", 1));
+        send(s.release_job_lease("j"));
+    }
 
     #[test]
     fn a_page_has_a_cursor_only_when_more_rows_follow() {

@@ -6,10 +6,14 @@
 //!
 //! Status: `PgStore` serves the tenant, key, catalogue and webhook part of the store
 //! interface (`admin.rs`, `webhooks.rs`) and ingest (`ingest.rs`), with the same
-//! rules and change feed as the redb store, and the delivery claims of scale-out
+//! rules and change feed as the redb store, the delivery claims of scale-out
 //! (`claims.rs`: batch claims under a lease, renewal, completion fenced by the lease
-//! id). The delivery engine does not run on it yet, and nothing outside the tests
-//! opens a `PgStore`.
+//! id), and the rest of the interface under the redb methods' names and answers:
+//! event and delivery reads (`events.rs`), manual and test records, recover and
+//! retention (`deliveries.rs`), the notification throttle (`notify.rs`), config
+//! seeds (`seeds.rs`), portal sessions (`portal.rs`), deleted tenants' purge
+//! (`purge.rs`) and job leases for background work on one node at a time
+//! (`jobs.rs`).
 
 mod admin;
 mod claims;
