@@ -22,8 +22,10 @@ mod deliveries;
 mod events;
 mod ingest;
 mod jobs;
+mod line;
 mod migrate;
 mod notify;
+mod pending;
 mod portal;
 mod purge;
 mod seeds;
@@ -165,6 +167,11 @@ impl PgStore {
     /// This node's lease id: the `lease_id` of every delivery it has claimed.
     pub fn node_id(&self) -> &str {
         &self.node
+    }
+
+    /// Closes the pool: connections are dropped as they come back.
+    pub fn close(&self) {
+        self.pool.close();
     }
 
     /// The handle the delivery loop waits on for new work.
