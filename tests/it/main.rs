@@ -24,7 +24,6 @@ mod isolation;
 mod memory;
 mod metrics;
 mod notify;
-mod on_postgres;
 mod openapi;
 mod pg_claims;
 mod pg_cluster;
