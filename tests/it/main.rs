@@ -27,6 +27,7 @@ mod openapi;
 mod pg_claims;
 mod pg_cluster;
 mod pg_ingest;
+mod pg_listen;
 mod pg_schema;
 mod pg_store;
 mod portal_api;

@@ -2,7 +2,9 @@
 //! is answered (the 202), with concurrent callers combined into one transaction of a
 //! few multi-row statements (`unnest`), and idempotency keys enforced across nodes by
 //! the `idempotency` primary key. Same outcomes as the redb store's ingest: if any
-//! item of one call conflicts, nothing of that call is written.
+//! item of one call conflicts, nothing of that call is written. A transaction that
+//! stores deliveries announces new work to every node (one `NOTIFY` in it) and wakes
+//! this node's delivery loop after its commit.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -76,6 +78,9 @@ impl PgStore {
                     }
                 }
                 Err(e) => {
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        self.mark_pool(false);
+                    }
                     let msg = e.to_string();
                     for call in calls {
                         let _ = call.reply.send(Err(StoreError::Unavailable(msg.clone())));
@@ -130,8 +135,19 @@ impl PgStore {
             }
             answers.push(Ok(out));
         }
-        insert_events(&tx, &stored).await?;
+        let work = stored.iter().any(|i| !i.deliveries.is_empty());
+        if work {
+            // Sent together with the inserts (tokio-postgres pipelines statements
+            // of one connection polled at once), so the announcement costs no round
+            // trip; PostgreSQL delivers it only if the transaction commits.
+            tokio::try_join!(insert_events(&tx, &stored), self.notify_work(&tx))?;
+        } else {
+            insert_events(&tx, &stored).await?;
+        }
         tx.commit().await.map_err(sql)?;
+        if work {
+            self.wakeups.notify_one();
+        }
         Ok(answers)
     }
 }
