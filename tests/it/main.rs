@@ -26,6 +26,7 @@ mod notify;
 mod openapi;
 mod pg_claims;
 mod pg_cluster;
+mod pg_errors;
 mod pg_ingest;
 mod pg_listen;
 mod pg_schema;

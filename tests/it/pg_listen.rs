@@ -3,20 +3,18 @@
 //! change feed and listener. A change made on one node is in force on the other
 //! within a second; new work wakes the other node; a listener whose connection is
 //! killed reconnects and refreshes; health follows reachability (through a loopback
-//! TCP proxy the test cuts and restores); and statement errors map to the right
-//! `StoreError`.
+//! TCP proxy the test cuts and restores).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hookbox::api::ApiError;
 use hookbox::model::{
     ApiKey, Delivery, DeliveryState, Event, EventType, Scope, Secret, SigningSecret, Tenant,
     Webhook,
 };
 use hookbox::registry::Registry;
 use hookbox::secrets::Cipher;
-use hookbox::store::pg::{PgError, PgStore, store_error};
+use hookbox::store::pg::PgStore;
 use hookbox::store::{Change, IngestItem, StoreError, Subscriber};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -132,7 +130,7 @@ async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> 
     }
 }
 
-async fn sql(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn sql(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -140,7 +138,7 @@ async fn sql(url: &str) -> tokio_postgres::Client {
     client
 }
 
-fn tenant(id: &str) -> Tenant {
+pub(crate) fn tenant(id: &str) -> Tenant {
     Tenant {
         id: id.into(),
         name: format!("{id} Inc"),
@@ -201,7 +199,7 @@ fn webhook(id: &str, tenant: &str, types: &[&str]) -> Webhook {
 }
 
 /// An event of `acme` with one delivery to `wh_1`.
-fn item() -> IngestItem {
+pub(crate) fn item() -> IngestItem {
     let event_id = hookbox::model::new_id("evt");
     IngestItem {
         deliveries: vec![Delivery {
@@ -605,49 +603,4 @@ async fn health_follows_reachability_and_a_change_made_while_cut_off_arrives_aft
     b.store.ingest_as(vec![item()], None).await.unwrap();
     a.stop().await;
     b.stop().await;
-}
-
-#[tokio::test]
-async fn statement_errors_map_to_unavailable_only_when_the_connection_is_gone() {
-    let url = pg_cluster::shared().database().await;
-    let client = sql(&url).await;
-
-    // A parameter that does not encode as its type fails in this process: an
-    // internal error (500), not "the store is unavailable" (503).
-    let e = client
-        .query("SELECT $1::int4", &[&"not a number"])
-        .await
-        .unwrap_err();
-    let mapped = store_error(e);
-    assert!(
-        matches!(mapped, StoreError::Postgres(PgError::Client(_))),
-        "{mapped:?}"
-    );
-    assert_eq!(ApiError::from(mapped).status, 500);
-
-    // So does a column that does not decode.
-    let row = client.query_one("SELECT 'text'::text", &[]).await.unwrap();
-    let e = row.try_get::<_, i32>(0).unwrap_err();
-    assert!(matches!(
-        store_error(e),
-        StoreError::Postgres(PgError::Client(_))
-    ));
-
-    // An error the database answered is a PostgreSQL error (500).
-    let e = client.query("SELECT 1 / 0", &[]).await.unwrap_err();
-    let mapped = store_error(e);
-    assert!(
-        matches!(mapped, StoreError::Postgres(PgError::Sql(_))),
-        "{mapped:?}"
-    );
-    assert_eq!(ApiError::from(mapped).status, 500);
-
-    // A connection the server ended is unavailable (503).
-    let _ = client
-        .query("SELECT pg_terminate_backend(pg_backend_pid())", &[])
-        .await;
-    let e = client.query("SELECT 1", &[]).await.unwrap_err();
-    let mapped = store_error(e);
-    assert!(matches!(mapped, StoreError::Unavailable(_)), "{mapped:?}");
-    assert_eq!(ApiError::from(mapped).status, 503);
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Transaction;
 
-use super::{PgStore, sql};
+use super::{PgError, PgStore, sql};
 use crate::model::{Delivery, Event};
 use crate::store::{IngestItem, IngestOutcome, Ingested, StoreError};
 
@@ -20,6 +20,12 @@ struct Call {
     items: Vec<IngestItem>,
     key_id: Option<String>,
     reply: tokio::sync::oneshot::Sender<Result<Ingested, StoreError>>,
+}
+
+/// Why a combined transaction failed, for each of its calls.
+enum Failed {
+    Unavailable(String),
+    Internal(Arc<StoreError>),
 }
 
 /// Calls waiting for the next transaction, and whether a task is running them.
@@ -78,12 +84,23 @@ impl PgStore {
                     }
                 }
                 Err(e) => {
-                    if matches!(e, StoreError::Unavailable(_)) {
-                        self.mark_pool(false);
-                    }
-                    let msg = e.to_string();
+                    // Every call of the transaction gets the same answer: retry later
+                    // when the database could not be reached, an internal error (with
+                    // the cause shared) when it refused the transaction.
+                    let shared = match e {
+                        StoreError::Unavailable(why) => {
+                            self.mark_pool(false);
+                            Failed::Unavailable(why)
+                        }
+                        other => Failed::Internal(Arc::new(other)),
+                    };
                     for call in calls {
-                        let _ = call.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                        let _ = call.reply.send(Err(match &shared {
+                            Failed::Unavailable(why) => StoreError::Unavailable(why.clone()),
+                            Failed::Internal(e) => {
+                                StoreError::Postgres(PgError::Combined(e.clone()))
+                            }
+                        }));
                     }
                 }
             }

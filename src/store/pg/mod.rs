@@ -56,6 +56,10 @@ pub enum PgError {
     /// reason to retry.
     #[error("PostgreSQL client: {0}")]
     Client(#[source] tokio_postgres::Error),
+    /// A transaction shared by several concurrent ingest calls failed with this
+    /// error (not a connection error: that is `Unavailable` for each of them).
+    #[error("the combined ingest transaction failed")]
+    Combined(#[source] Arc<StoreError>),
     /// The database was migrated by a newer hookbox; it is refused, never misread.
     #[error(
         "the database has hookbox schema {found}, newer than this build of hookbox \
