@@ -29,7 +29,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often the whole state is re-read anyway, so that a lost notification costs
 /// at most this long.
 const BACKSTOP: Duration = Duration::from_secs(30);
-/// How soon a failed re-read is made good by a full refresh.
+/// How soon a failed re-read is made good by a full refresh, and how often the
+/// pool is probed (by that refresh) while its last checkout failed.
 const RETRY: Duration = Duration::from_secs(1);
 /// Notifications handled together at most; more named changes than this waiting at
 /// once are cheaper as one full refresh.
@@ -148,6 +149,10 @@ impl PgStore {
         tracing::info!("PostgreSQL change listener connected");
         let start = tokio::time::Instant::now() + BACKSTOP;
         let mut backstop = tokio::time::interval_at(start, BACKSTOP);
+        backstop.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry = tokio::time::interval_at(start - BACKSTOP + RETRY, RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A re-read failed, so this node may have missed a change: refresh soon.
         let mut stale = false;
         loop {
             tokio::select! {
@@ -180,8 +185,13 @@ impl PgStore {
                     }
                     stale = self.refresh_logged().await;
                 }
-                _ = tokio::time::sleep(RETRY), if stale => {
-                    stale = self.refresh_logged().await;
+                _ = retry.tick() => {
+                    // Also while the pool's last checkout failed: the refresh's
+                    // checkout is the probe that makes the node healthy again as soon
+                    // as the database is back, even with no other traffic.
+                    if stale || self.health.pool_down.load(Ordering::Relaxed) {
+                        stale = self.refresh_logged().await;
+                    }
                 }
             }
         }
