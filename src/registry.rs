@@ -96,6 +96,43 @@ fn remove_sorted(list: &mut Vec<Arc<Webhook>>, id: &str) {
     }
 }
 
+impl State {
+    /// The state holding exactly these records.
+    fn build(
+        tenants: impl IntoIterator<Item = Tenant>,
+        keys: impl IntoIterator<Item = ApiKey>,
+        types: impl IntoIterator<Item = EventType>,
+        webhooks: impl IntoIterator<Item = Arc<Webhook>>,
+    ) -> State {
+        let mut s = State::default();
+        for t in tenants {
+            s.tenants.insert(t.id.clone(), t);
+        }
+        for k in keys {
+            s.keys.insert(k.hash, Arc::new(k));
+        }
+        for et in types {
+            s.catalogues
+                .entry(et.tenant.clone())
+                .or_default()
+                .insert(et.name.clone(), et);
+        }
+        let mut touched = HashSet::new();
+        for w in webhooks {
+            touched.insert(w.tenant.clone());
+            s.webhooks.insert(w.id.clone(), w.clone());
+            s.by_tenant
+                .entry(w.tenant.clone())
+                .or_default()
+                .insert(w.id.clone(), w);
+        }
+        for t in touched {
+            reindex(&mut s, &t);
+        }
+        s
+    }
+}
+
 impl Registry {
     fn read(&self) -> RwLockReadGuard<'_, State> {
         // A poisoned lock means a panic while updating plain maps; the maps are still
@@ -114,36 +151,10 @@ impl Registry {
         types: Vec<EventType>,
         webhooks: Vec<Webhook>,
     ) -> Self {
-        let reg = Registry::default();
-        {
-            let mut s = reg.write();
-            for t in tenants {
-                s.tenants.insert(t.id.clone(), t);
-            }
-            for k in keys {
-                s.keys.insert(k.hash, Arc::new(k));
-            }
-            for et in types {
-                s.catalogues
-                    .entry(et.tenant.clone())
-                    .or_default()
-                    .insert(et.name.clone(), et);
-            }
-            let mut touched = HashSet::new();
-            for w in webhooks {
-                touched.insert(w.tenant.clone());
-                let w = Arc::new(w);
-                s.webhooks.insert(w.id.clone(), w.clone());
-                s.by_tenant
-                    .entry(w.tenant.clone())
-                    .or_default()
-                    .insert(w.id.clone(), w);
-            }
-            for t in touched {
-                reindex(&mut s, &t);
-            }
+        let state = State::build(tenants, keys, types, webhooks.into_iter().map(Arc::new));
+        Registry {
+            inner: Arc::new(RwLock::new(state)),
         }
-        reg
     }
 
     /// A tenant by id.
@@ -210,6 +221,22 @@ impl Registry {
                 }
             }
             Change::Webhook(w) => self.put_webhook(w.clone()),
+            Change::Reload {
+                tenants,
+                keys,
+                event_types,
+                webhooks,
+            } => {
+                // Built outside the lock, swapped in at once: readers see the old
+                // content or the new, never a mix.
+                let state = State::build(
+                    tenants.iter().cloned(),
+                    keys.iter().cloned(),
+                    event_types.iter().cloned(),
+                    webhooks.iter().cloned(),
+                );
+                *self.write() = state;
+            }
         }
     }
 
@@ -498,6 +525,44 @@ mod tests {
             name: "a".into(),
         }]);
         assert!(!reg.has_event_type("u", "a"));
+    }
+
+    #[test]
+    fn a_reload_replaces_everything_with_exactly_what_it_holds() {
+        let reg = Registry::default();
+        let mut gone = wh("wh_1", &["a"], &[]);
+        gone.tenant = "old".into();
+        reg.put_webhook(gone);
+        reg.apply(&[Change::KeyCreated(ApiKey {
+            id: "k_old".into(),
+            tenant: "old".into(),
+            name: "k".into(),
+            scopes: vec![],
+            hash: [9; 32],
+            prefix: "hbk_".into(),
+            created_at: 0,
+        })]);
+        reg.apply(&[Change::Reload {
+            tenants: vec![Tenant {
+                id: "t".into(),
+                name: "T".into(),
+                created_at: 0,
+            }],
+            keys: vec![],
+            event_types: vec![EventType {
+                tenant: "t".into(),
+                name: "a".into(),
+                description: None,
+                schema: None,
+                created_at: 0,
+            }],
+            webhooks: vec![Arc::new(wh("wh_2", &["a"], &[]))],
+        }]);
+        assert!(reg.webhook("wh_1").is_none() && reg.matching("old", "a", &[]).is_empty());
+        assert!(reg.key("k_old").is_none() && reg.key_by_hash(&[9; 32]).is_none());
+        assert_eq!(reg.tenants().len(), 1);
+        assert!(reg.has_event_type("t", "a"));
+        assert_eq!(reg.matching("t", "a", &[])[0].id, "wh_2");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! It owns the `Change` type and its delivery to the one in-process view; it never
 //! decides anything and never does I/O.
 //!
-//! The same `Change` values are what a multi-node engine (PostgreSQL) will send
-//! between nodes, so they carry whole records, never "re-read this id".
+//! Changes carry whole records, never "re-read this id", so applying one needs no
+//! I/O. Between PostgreSQL nodes a notification names what changed (it must stay
+//! small and never carry a secret); the receiving node re-reads those records and
+//! publishes the resulting `Change`s to its own feed (`store/pg/listen.rs`).
 
 use std::sync::{Arc, RwLock};
 
@@ -38,6 +40,16 @@ pub enum Change {
     EventTypeDeleted { tenant: String, name: String },
     /// A webhook as now stored (created, changed, disabled or soft-deleted).
     Webhook(Arc<Webhook>),
+    /// Everything as now stored: the view's content is replaced by exactly this.
+    /// Published by a PostgreSQL node's full refresh (after its change listener
+    /// reconnects, and as a backstop), when it may have missed other nodes' changes.
+    Reload {
+        tenants: Vec<Tenant>,
+        keys: Vec<ApiKey>,
+        event_types: Vec<EventType>,
+        /// Deleted ones included.
+        webhooks: Vec<Arc<Webhook>>,
+    },
 }
 
 /// What applies committed changes: the in-memory registry. Called on the writer

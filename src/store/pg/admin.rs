@@ -1,11 +1,14 @@
 //! Tenants, API keys and event-type catalogues on PostgreSQL, with the rules of the
 //! redb store (`store/admin.rs`): a taken or still-purging tenant id is a conflict,
 //! a key needs its tenant, deleting a tenant removes its keys and catalogue and
-//! soft-deletes its webhooks in the same transaction. Every write publishes what it
-//! committed on the change feed.
+//! soft-deletes its webhooks in the same transaction. Every write announces what it
+//! changed to the other nodes inside its transaction (`announce.rs`) and publishes
+//! it on this node's change feed after the commit. Also the reads the change
+//! listener re-reads other nodes' changes with.
 
 use std::sync::Arc;
 
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{PgStore, is_unique_violation, sql};
@@ -49,26 +52,16 @@ impl PgStore {
         for et in &catalogue {
             insert_event_type(&tx, et).await?;
         }
+        let changes = [Change::TenantCreated { tenant, catalogue }];
+        self.announce(&tx, &changes).await?;
         tx.commit().await.map_err(sql)?;
-        self.publish(&[Change::TenantCreated { tenant, catalogue }]);
+        self.publish(&changes);
         Ok(())
     }
 
     /// Every tenant, in id order.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT id, name, created_at FROM tenants ORDER BY id", &[])
-            .await
-            .map_err(sql)?;
-        Ok(rows
-            .iter()
-            .map(|r| Tenant {
-                id: r.get(0),
-                name: r.get(1),
-                created_at: r.get(2),
-            })
-            .collect())
+        all_tenants(&self.client().await?).await
     }
 
     /// Deletes a tenant with its keys and catalogue, soft-deletes its webhooks
@@ -128,23 +121,26 @@ impl PgStore {
                 webhooks.push(Arc::new(w));
             }
         }
-        tx.commit().await.map_err(sql)?;
-        self.publish(&[Change::TenantDeleted {
+        let changes = [Change::TenantDeleted {
             id,
             keys,
             event_types,
             webhooks,
-        }]);
+        }];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(webhook_ids)
     }
 
     /// Stores a new API key record; `NotFound` without its tenant.
     pub async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
         let _order = self.writes.lock().await;
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(sql)?;
         let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
         // The tenant is locked against a concurrent delete while the key goes in.
-        let inserted = client
+        let inserted = tx
             .execute(
                 "INSERT INTO api_keys (id, tenant, name, scopes, hash, prefix, created_at) \
                  SELECT $1, t.id, $3, $4, $5, $6, $7 FROM tenants t WHERE t.id = $2 \
@@ -170,76 +166,61 @@ impl PgStore {
         if inserted == 0 {
             return Err(StoreError::NotFound(format!("tenant {}", key.tenant)));
         }
-        self.publish(&[Change::KeyCreated(key)]);
+        let changes = [Change::KeyCreated(key)];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(())
     }
 
     /// Every API key record (hashes only), in id order.
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, tenant, name, scopes, hash, prefix, created_at \
-                 FROM api_keys ORDER BY id",
-                &[],
-            )
-            .await
-            .map_err(sql)?;
-        rows.iter().map(api_key).collect()
+        all_api_keys(&self.client().await?).await
     }
 
     /// Deletes an API key; `NotFound` if there is none.
     pub async fn delete_api_key(&self, id: String) -> Result<(), StoreError> {
         let _order = self.writes.lock().await;
-        let client = self.client().await?;
-        let deleted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(sql)?;
+        let deleted = tx
             .execute("DELETE FROM api_keys WHERE id = $1", &[&id])
             .await
             .map_err(sql)?;
         if deleted == 0 {
             return Err(StoreError::NotFound(format!("api key {id}")));
         }
-        self.publish(&[Change::KeyDeleted { id }]);
+        let changes = [Change::KeyDeleted { id }];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(())
     }
 
     /// Adds an event type to a tenant's catalogue; `Conflict` if it exists.
     pub async fn create_event_type(&self, et: EventType) -> Result<(), StoreError> {
         let _order = self.writes.lock().await;
-        let client = self.client().await?;
-        insert_event_type(&client, &et).await?;
-        self.publish(&[Change::EventTypesAdded(vec![et])]);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(sql)?;
+        insert_event_type(&tx, &et).await?;
+        let changes = [Change::EventTypesAdded(vec![et])];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(())
     }
 
     /// Every event type of every tenant, by tenant then name.
     pub async fn list_event_types(&self) -> Result<Vec<EventType>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT tenant, name, description, schema, created_at \
-                 FROM event_types ORDER BY tenant, name",
-                &[],
-            )
-            .await
-            .map_err(sql)?;
-        Ok(rows
-            .iter()
-            .map(|r| EventType {
-                tenant: r.get(0),
-                name: r.get(1),
-                description: r.get(2),
-                schema: r.get(3),
-                created_at: r.get(4),
-            })
-            .collect())
+        all_event_types(&self.client().await?).await
     }
 
     /// Removes an event type from a tenant's catalogue; `NotFound` if absent.
     pub async fn delete_event_type(&self, tenant: String, name: String) -> Result<(), StoreError> {
         let _order = self.writes.lock().await;
-        let client = self.client().await?;
-        let deleted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(sql)?;
+        let deleted = tx
             .execute(
                 "DELETE FROM event_types WHERE tenant = $1 AND name = $2",
                 &[&tenant, &name],
@@ -249,16 +230,16 @@ impl PgStore {
         if deleted == 0 {
             return Err(StoreError::NotFound(format!("event type {name}")));
         }
-        self.publish(&[Change::EventTypeDeleted { tenant, name }]);
+        let changes = [Change::EventTypeDeleted { tenant, name }];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(())
     }
 }
 
 /// Inserts one catalogue entry; `Conflict` if the tenant has it already.
-async fn insert_event_type<C: deadpool_postgres::GenericClient>(
-    client: &C,
-    et: &EventType,
-) -> Result<(), StoreError> {
+async fn insert_event_type<C: GenericClient>(client: &C, et: &EventType) -> Result<(), StoreError> {
     let inserted = client
         .execute(
             "INSERT INTO event_types (tenant, name, description, schema, created_at) \
@@ -279,7 +260,123 @@ async fn insert_event_type<C: deadpool_postgres::GenericClient>(
     Ok(())
 }
 
-/// An `api_keys` row as the domain type; an unknown scope or a hash of the wrong
+/// Every tenant, in id order.
+pub(super) async fn all_tenants<C: GenericClient>(c: &C) -> Result<Vec<Tenant>, StoreError> {
+    let rows = c
+        .query("SELECT id, name, created_at FROM tenants ORDER BY id", &[])
+        .await
+        .map_err(sql)?;
+    Ok(rows.iter().map(tenant).collect())
+}
+
+/// One tenant with its whole catalogue, if it exists.
+pub(super) async fn tenant_with_catalogue<C: GenericClient>(
+    c: &C,
+    id: &str,
+) -> Result<Option<(Tenant, Vec<EventType>)>, StoreError> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT id, name, created_at FROM tenants WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(sql)?
+    else {
+        return Ok(None);
+    };
+    let rows = c
+        .query(
+            &format!("SELECT {EVENT_TYPE} FROM event_types WHERE tenant = $1 ORDER BY name"),
+            &[&id],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(Some((tenant(&row), rows.iter().map(event_type).collect())))
+}
+
+/// Every API key record (hashes only), in id order.
+pub(super) async fn all_api_keys<C: GenericClient>(c: &C) -> Result<Vec<ApiKey>, StoreError> {
+    let rows = c
+        .query(&format!("SELECT {API_KEY} FROM api_keys ORDER BY id"), &[])
+        .await
+        .map_err(sql)?;
+    rows.iter().map(api_key).collect()
+}
+
+/// One API key record, if it exists.
+pub(super) async fn api_key_by_id<C: GenericClient>(
+    c: &C,
+    id: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {API_KEY} FROM api_keys WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(sql)?;
+    row.as_ref().map(api_key).transpose()
+}
+
+/// Every event type of every tenant, by tenant then name.
+pub(super) async fn all_event_types<C: GenericClient>(c: &C) -> Result<Vec<EventType>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT {EVENT_TYPE} FROM event_types ORDER BY tenant, name"),
+            &[],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(rows.iter().map(event_type).collect())
+}
+
+/// The named `(tenant, name)` catalogue entries that exist, by tenant then name.
+pub(super) async fn event_types_named<C: GenericClient>(
+    c: &C,
+    tenants: &[&str],
+    names: &[&str],
+) -> Result<Vec<EventType>, StoreError> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {EVENT_TYPE} FROM event_types \
+                 WHERE (tenant, name) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                 ORDER BY tenant, name"
+            ),
+            &[&tenants, &names],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(rows.iter().map(event_type).collect())
+}
+
+/// The columns [`event_type`] reads.
+const EVENT_TYPE: &str = "tenant, name, description, schema, created_at";
+
+/// The columns [`api_key`] reads.
+const API_KEY: &str = "id, tenant, name, scopes, hash, prefix, created_at";
+
+/// A `tenants` row (`id, name, created_at`) as the domain type.
+fn tenant(r: &Row) -> Tenant {
+    Tenant {
+        id: r.get(0),
+        name: r.get(1),
+        created_at: r.get(2),
+    }
+}
+
+/// An `event_types` row ([`EVENT_TYPE`]) as the domain type.
+fn event_type(r: &Row) -> EventType {
+    EventType {
+        tenant: r.get(0),
+        name: r.get(1),
+        description: r.get(2),
+        schema: r.get(3),
+        created_at: r.get(4),
+    }
+}
+
+/// An `api_keys` row ([`API_KEY`]) as the domain type; an unknown scope or a hash of the wrong
 /// length is a corrupt row.
 fn api_key(r: &Row) -> Result<ApiKey, StoreError> {
     let scopes: Vec<String> = r.get(3);

@@ -2,14 +2,16 @@
 //! is answered (the 202), with concurrent callers combined into one transaction of a
 //! few multi-row statements (`unnest`), and idempotency keys enforced across nodes by
 //! the `idempotency` primary key. Same outcomes as the redb store's ingest: if any
-//! item of one call conflicts, nothing of that call is written.
+//! item of one call conflicts, nothing of that call is written. A transaction that
+//! stores deliveries announces new work to every node (one `NOTIFY` in it) and wakes
+//! this node's delivery loop after its commit.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Transaction;
 
-use super::{PgStore, sql};
+use super::{PgError, PgStore, sql};
 use crate::model::{Delivery, Event};
 use crate::store::{IngestItem, IngestOutcome, Ingested, StoreError};
 
@@ -18,6 +20,12 @@ struct Call {
     items: Vec<IngestItem>,
     key_id: Option<String>,
     reply: tokio::sync::oneshot::Sender<Result<Ingested, StoreError>>,
+}
+
+/// Why a combined transaction failed, for each of its calls.
+enum Failed {
+    Unavailable(String),
+    Internal(Arc<StoreError>),
 }
 
 /// Calls waiting for the next transaction, and whether a task is running them.
@@ -76,9 +84,23 @@ impl PgStore {
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
+                    // Every call of the transaction gets the same answer: retry later
+                    // when the database could not be reached, an internal error (with
+                    // the cause shared) when it refused the transaction.
+                    let shared = match e {
+                        StoreError::Unavailable(why) => {
+                            self.mark_pool(false);
+                            Failed::Unavailable(why)
+                        }
+                        other => Failed::Internal(Arc::new(other)),
+                    };
                     for call in calls {
-                        let _ = call.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                        let _ = call.reply.send(Err(match &shared {
+                            Failed::Unavailable(why) => StoreError::Unavailable(why.clone()),
+                            Failed::Internal(e) => {
+                                StoreError::Postgres(PgError::Combined(e.clone()))
+                            }
+                        }));
                     }
                 }
             }
@@ -130,8 +152,19 @@ impl PgStore {
             }
             answers.push(Ok(out));
         }
-        insert_events(&tx, &stored).await?;
+        let work = stored.iter().any(|i| !i.deliveries.is_empty());
+        if work {
+            // Sent together with the inserts (tokio-postgres pipelines statements
+            // of one connection polled at once), so the announcement costs no round
+            // trip; PostgreSQL delivers it only if the transaction commits.
+            tokio::try_join!(insert_events(&tx, &stored), self.notify_work(&tx))?;
+        } else {
+            insert_events(&tx, &stored).await?;
+        }
         tx.commit().await.map_err(sql)?;
+        if work {
+            self.wakeups.notify_one();
+        }
         Ok(answers)
     }
 }

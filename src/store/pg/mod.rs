@@ -13,9 +13,13 @@
 //! retention (`deliveries.rs`), the notification throttle (`notify.rs`), config
 //! seeds (`seeds.rs`), portal sessions (`portal.rs`), deleted tenants' purge
 //! (`purge.rs`) and job leases for background work on one node at a time
-//! (`jobs.rs`).
+//! (`jobs.rs`). Across nodes, every write also announces what it changed with
+//! `NOTIFY` in its own transaction (`announce.rs`), and each node's listener
+//! (`listen.rs`) re-reads what other nodes changed into its own change feed, wakes
+//! its delivery loop on new work, and says whether the node is healthy.
 
 mod admin;
+mod announce;
 mod claims;
 mod codes;
 mod deliveries;
@@ -23,6 +27,7 @@ mod events;
 mod ingest;
 mod jobs;
 mod line;
+mod listen;
 mod migrate;
 mod notify;
 mod pending;
@@ -33,6 +38,7 @@ mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::SslMode;
@@ -56,9 +62,19 @@ pub enum PgError {
     /// No connection could be made (down, refused, wrong password, TLS failure...).
     #[error("cannot reach PostgreSQL: {0}")]
     Unreachable(String),
-    /// A statement failed.
+    /// A statement failed in the database (it answered with an error).
     #[error("PostgreSQL: {0}")]
     Sql(#[from] tokio_postgres::Error),
+    /// A statement failed in this process, with the database reachable: a value that
+    /// does not encode as its parameter, a column that does not decode, an
+    /// unexpected answer. A bug or a schema this build does not expect, never a
+    /// reason to retry.
+    #[error("PostgreSQL client: {0}")]
+    Client(#[source] tokio_postgres::Error),
+    /// A transaction shared by several concurrent ingest calls failed with this
+    /// error (not a connection error: that is `Unavailable` for each of them).
+    #[error("the combined ingest transaction failed")]
+    Combined(#[source] Arc<StoreError>),
     /// The database was migrated by a newer hookbox; it is refused, never misread.
     #[error(
         "the database has hookbox schema {found}, newer than this build of hookbox \
@@ -82,18 +98,42 @@ impl From<deadpool_postgres::PoolError> for PgError {
 /// webpki roots; `sslmode=disable` (or none given) connects in plain text. Makes no
 /// connection yet: the first `get` does.
 pub fn pool(url: &str, size: usize) -> Result<Pool, PgError> {
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))?;
+    let config = config(url)?;
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match config.get_ssl_mode() {
-        SslMode::Disable => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
-        _ => Manager::from_config(config, tls(), manager_config),
+    let manager = match Connector::for_config(&config) {
+        Connector::Plain => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+        Connector::Tls(tls) => Manager::from_config(config, tls, manager_config),
     };
     Pool::builder(manager)
         .max_size(size.max(1))
         .build()
         .map_err(|e| PgError::Url(e.to_string()))
+}
+
+/// The connection settings in `url`.
+fn config(url: &str) -> Result<tokio_postgres::Config, PgError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))
+}
+
+/// How this node's connections reach the database: in plain text, or through TLS
+/// with rustls. One decision, taken from the URL's `sslmode`, for the pool and for
+/// the change listener alike.
+enum Connector {
+    /// `sslmode=disable`, or none given.
+    Plain,
+    /// Any other `sslmode`: TLS, verified against the webpki roots.
+    Tls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+impl Connector {
+    fn for_config(config: &tokio_postgres::Config) -> Connector {
+        match config.get_ssl_mode() {
+            SslMode::Disable => Connector::Plain,
+            _ => Connector::Tls(tls()),
+        }
+    }
 }
 
 /// The rustls connector for TLS connections to the database.
@@ -143,6 +183,21 @@ pub struct PgStore {
     wakeups: Arc<tokio::sync::Notify>,
     /// The running purges of deleted tenants and the flag that stops them.
     purges: Arc<purge::PurgeTasks>,
+    /// The connection settings, for the listener's own connection.
+    config: Arc<tokio_postgres::Config>,
+    /// What [`PgStore::is_healthy`] answers from.
+    health: Arc<Health>,
+}
+
+/// Whether this node can reach the database and hear the others, as last seen.
+#[derive(Default)]
+struct Health {
+    /// The listener's connection is down (set when it drops or cannot be made,
+    /// cleared once it is back and the refresh after it is done).
+    listener_down: AtomicBool,
+    /// The last pool checkout (or a statement of a combined ingest) failed because
+    /// the database could not be reached; cleared by the next successful checkout.
+    pool_down: AtomicBool,
 }
 
 impl PgStore {
@@ -150,9 +205,12 @@ impl PgStore {
     /// schema. An unreachable database is [`PgError::Unreachable`], a newer schema
     /// [`PgError::NewerSchema`].
     pub async fn open(url: &str, pool_size: usize, cipher: Cipher) -> Result<PgStore, PgError> {
+        let config = config(url)?;
         let pool = pool(url, pool_size)?;
         connect_and_migrate(&pool).await?;
         Ok(PgStore {
+            config: Arc::new(config),
+            health: Arc::new(Health::default()),
             pool,
             cipher,
             feed: Arc::new(Feed::default()),
@@ -184,12 +242,36 @@ impl PgStore {
         self.feed.subscribe(subscriber);
     }
 
-    /// A pooled connection; an unreachable database is `Unavailable`.
+    /// Whether this node can serve: the database was reachable at the last pool
+    /// checkout, and (once [`PgStore::start_listener`] runs) the listener is
+    /// connected, so changes made on other nodes reach this one. False while the
+    /// database is unreachable; true again after a successful reconnect.
+    pub fn is_healthy(&self) -> bool {
+        !self.health.listener_down.load(Ordering::Relaxed)
+            && !self.health.pool_down.load(Ordering::Relaxed)
+    }
+
+    /// A pooled connection; an unreachable database is `Unavailable` (and makes the
+    /// node unhealthy until a checkout succeeds again).
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(PgError::from(e).to_string()))
+        match self.pool.get().await {
+            Ok(client) => {
+                self.mark_pool(true);
+                Ok(client)
+            }
+            Err(e) => {
+                self.mark_pool(false);
+                Err(StoreError::Unavailable(PgError::from(e).to_string()))
+            }
+        }
+    }
+
+    /// Records whether the database was reachable through the pool.
+    fn mark_pool(&self, reachable: bool) {
+        // A load first, so the hot path does not write a shared cache line.
+        if self.health.pool_down.load(Ordering::Relaxed) == reachable {
+            self.health.pool_down.store(!reachable, Ordering::Relaxed);
+        }
     }
 
     /// Publishes one commit's changes, after the commit.
@@ -198,14 +280,42 @@ impl PgStore {
     }
 }
 
-/// Maps a statement's error: a lost connection is `Unavailable`, anything else a
-/// PostgreSQL error.
-fn sql(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
+/// Maps a failed statement's error: a lost or broken connection is `Unavailable`
+/// (retry later), an error the database answered is [`PgError::Sql`], and anything
+/// else failed in this process ([`PgError::Client`]: a conversion error, say), which
+/// is an internal error, not a reason to retry.
+pub fn store_error(e: tokio_postgres::Error) -> StoreError {
+    if is_connection_error(&e) {
         StoreError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
-    } else {
+    } else if e.as_db_error().is_some() {
         StoreError::Postgres(PgError::Sql(e))
+    } else {
+        StoreError::Postgres(PgError::Client(e))
     }
+}
+
+/// [`store_error`], by its short name for `map_err`.
+fn sql(e: tokio_postgres::Error) -> StoreError {
+    store_error(e)
+}
+
+/// Whether `e` says the connection is gone: closed, or an I/O error on its socket.
+/// tokio-postgres does not expose its error kinds; an I/O cause tells the socket's
+/// errors apart from the client's own, whose causes are conversion errors (or, for
+/// a malformed message, an I/O error of kind `InvalidData`/`InvalidInput`).
+fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() {
+        return true;
+    }
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            )
+        })
 }
 
 /// Whether a statement failed on a unique or primary key.

@@ -23,13 +23,4 @@ impl PgStore {
     pub async fn cancel_delivery(&self, entry: DueEntry, now: UnixMs) -> Result<(), StoreError> {
         not_yet("cancel_delivery")
     }
-    pub fn is_healthy(&self) -> bool {
-        true
-    }
-    pub fn start_listener(
-        &self,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { shutdown.cancelled().await })
-    }
 }

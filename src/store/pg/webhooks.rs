@@ -2,7 +2,8 @@
 //! every change is a read-modify-write of the stored row inside one transaction
 //! (`SELECT ... FOR UPDATE`, so concurrent writers on any node never lose each
 //! other's updates), bumps `version`, cancels unfinished deliveries when the webhook
-//! is disabled or deleted, and is published on the change feed after the commit.
+//! is disabled or deleted, is announced to the other nodes inside its transaction
+//! (`announce.rs`) and is published on this node's change feed after the commit.
 //! Headers, OAuth settings and signing secrets are sealed with the master key in one
 //! `sealed` column; the rest are plain columns.
 
@@ -42,17 +43,21 @@ impl PgStore {
     /// as stored.
     pub async fn create_webhook(&self, webhook: Webhook) -> Result<Arc<Webhook>, StoreError> {
         let _order = self.writes.lock().await;
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(sql)?;
         let mut webhook = webhook;
         webhook.version = 1;
-        insert(&client, &self.cipher, &webhook)
+        insert(&tx, &self.cipher, &webhook)
             .await
             .map_err(|e| match e {
                 Insert::Taken => StoreError::Conflict(format!("webhook {}", webhook.id)),
                 Insert::Store(e) => e,
             })?;
         let stored = Arc::new(webhook);
-        self.publish(&[Change::Webhook(stored.clone())]);
+        let changes = [Change::Webhook(stored.clone())];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(stored)
     }
 
@@ -89,22 +94,17 @@ impl PgStore {
         }
         next.version = stored.version.saturating_add(1);
         save(&tx, &self.cipher, &next).await?;
-        tx.commit().await.map_err(sql)?;
         let next = Arc::new(next);
-        self.publish(&[Change::Webhook(next.clone())]);
+        let changes = [Change::Webhook(next.clone())];
+        self.announce(&tx, &changes).await?;
+        tx.commit().await.map_err(sql)?;
+        self.publish(&changes);
         Ok(Ok((next, r)))
     }
 
     /// Every webhook, deleted ones included, in id order.
     pub async fn load_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"), &[])
-            .await
-            .map_err(sql)?;
-        rows.iter()
-            .map(|r| row_to_webhook(&self.cipher, r))
-            .collect()
+        all_webhooks(&self.client().await?, &self.cipher).await
     }
 
     /// One webhook by id, as stored.
@@ -119,6 +119,34 @@ impl PgStore {
             .map_err(sql)?;
         row.map(|r| row_to_webhook(&self.cipher, &r)).transpose()
     }
+}
+
+/// Every webhook, deleted ones included, in id order.
+pub(super) async fn all_webhooks<C: GenericClient>(
+    c: &C,
+    cipher: &Cipher,
+) -> Result<Vec<Webhook>, StoreError> {
+    let rows = c
+        .query(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"), &[])
+        .await
+        .map_err(sql)?;
+    rows.iter().map(|r| row_to_webhook(cipher, r)).collect()
+}
+
+/// The webhooks among `ids` that exist, as stored, in id order.
+pub(super) async fn webhooks_by_id<C: GenericClient>(
+    c: &C,
+    cipher: &Cipher,
+    ids: &[&str],
+) -> Result<Vec<Webhook>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ANY($1) ORDER BY id"),
+            &[&ids],
+        )
+        .await
+        .map_err(sql)?;
+    rows.iter().map(|r| row_to_webhook(cipher, r)).collect()
 }
 
 /// Marks a webhook deleted inside `tx` (tenant deletion). Returns it as now stored,
