@@ -8,11 +8,13 @@ use super::PgError;
 
 /// Every migration, in order: `(version, name, SQL)`. A released entry never changes;
 /// a schema change is a new entry.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "claims", include_str!("migrations/0002_claims.sql")),
+];
 
 /// The schema version this build migrates to (the last entry of [`MIGRATIONS`]).
-pub const SCHEMA: i32 = 1;
+pub const SCHEMA: i32 = 2;
 
 /// The advisory lock key all hookbox nodes take while migrating ("hookbox" in ASCII).
 const LOCK_KEY: i64 = 0x0068_6f6f_6b62_6f78;

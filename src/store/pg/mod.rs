@@ -12,6 +12,7 @@
 //! opens a `PgStore`.
 
 mod admin;
+mod batch;
 mod claims;
 mod codes;
 mod ingest;
@@ -29,6 +30,7 @@ use super::StoreError;
 use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
+pub use batch::{ClaimLimits, Claimed, Claims};
 pub use claims::{Claim, Completion};
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 
