@@ -26,6 +26,7 @@ mod notify;
 mod openapi;
 mod pg_claims;
 mod pg_cluster;
+mod pg_delivery;
 mod pg_ingest;
 mod pg_schema;
 mod pg_store;
