@@ -120,6 +120,7 @@ impl App {
                 max_queued_bytes: config.delivery.max_queued_bytes,
                 policy,
                 disable_after: config.delivery.disable_after,
+                lease: EngineConfig::DEFAULT_LEASE,
             },
             notifier,
         );

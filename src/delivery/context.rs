@@ -34,9 +34,15 @@ pub struct EngineConfig {
     pub policy: RetryPolicy,
     /// A webhook failing continuously this long is disabled.
     pub disable_after: Duration,
+    /// With PostgreSQL: how long a node owns a claimed delivery unless it renews
+    /// the lease (every lease/3 while it runs); `[store] lease`.
+    pub lease: Duration,
 }
 
 impl EngineConfig {
+    /// The lease when the config says nothing (`[store] lease`).
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
     /// The dispatcher's bounds.
     pub(super) fn limits(&self) -> Limits {
         Limits::new(

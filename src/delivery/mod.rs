@@ -9,6 +9,9 @@
 
 mod alloc;
 mod bucket;
+// Wired into `Engine::start` once `Ctx.store` is a `store::Db`.
+#[allow(dead_code)]
+mod claimloop;
 pub mod client;
 mod context;
 mod dispatch;

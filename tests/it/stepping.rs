@@ -60,6 +60,7 @@ async fn run_due_once_attempts_what_is_due_at_the_given_time() {
             max_queued_bytes: 1 << 20,
             policy: RetryPolicy::from_config(&config.delivery).expect("policy"),
             disable_after: Duration::from_secs(86_400),
+            lease: EngineConfig::DEFAULT_LEASE,
         },
         Notifier::new(store.clone(), None, Duration::from_secs(3600)),
     );
