@@ -42,6 +42,10 @@ struct Books {
     queued: VecDeque<Claimed>,
     /// Delivery ids started whose outcome is not committed yet.
     unsettled: HashSet<String>,
+    /// The last look was held back by this node's own bounds (slots, a tenant's
+    /// share): a freed slot is a reason to claim again. Otherwise it is not, and
+    /// no claim is wasted on it.
+    starved: bool,
 }
 
 impl Books {
@@ -65,6 +69,7 @@ impl Books {
             webhooks: HashMap::new(),
             queued: VecDeque::new(),
             unsettled: HashSet::new(),
+            starved: false,
         }
     }
 
@@ -140,6 +145,14 @@ impl Books {
         self.unsettled.insert(d.id.clone());
     }
 
+    /// Whether the node's own bounds hold work back: no free slot, or a tenant at
+    /// its share (its due work was not even looked at).
+    fn constrained(&self) -> bool {
+        self.free() == 0
+            || !self.queued.is_empty()
+            || self.tenants.values().any(|n| *n >= self.tenant_share)
+    }
+
     /// An attempt's exchange ended: its slots are free.
     fn finished(&mut self, webhook_id: &str) {
         let Some((tenant, n)) = self.webhooks.get_mut(webhook_id) else {
@@ -196,6 +209,7 @@ pub(super) async fn run(
             wake = if books.free() > 0 {
                 claim_once(&ctx, &pg, &mut books, lease_ms).await
             } else {
+                books.starved = true;
                 Instant::now() + BACKSTOP
             };
         }
@@ -241,8 +255,10 @@ fn handle(ctx: &Arc<Ctx>, books: &mut Books, msg: Msg) -> bool {
             for c in books.startable() {
                 spawn_attempt(ctx.clone(), c);
             }
-            true
+            books.starved
         }
+        // A committed outcome gives its lease back: the webhook's bound (over every
+        // node) or its FIFO line may admit more now.
         Msg::Done { delivery_id, .. } => {
             books.done(&delivery_id);
             true
@@ -256,8 +272,8 @@ fn handle(ctx: &Arc<Ctx>, books: &mut Books, msg: Msg) -> bool {
 }
 
 /// Claims what the node has room for, starts what fits, and says when to look
-/// again unless woken earlier: at once when the claim filled every slot (the next
-/// `Finished` wakes the loop), else at the next due time or rate-limit token.
+/// again unless woken earlier: when the claim filled every slot, at the next freed
+/// slot (`Finished`, `Done`); else at the next due time or rate-limit token.
 async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i64) -> Instant {
     let now = now_ms();
     let limits = books.limits(lease_ms);
@@ -265,6 +281,7 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot claim deliveries");
+            books.starved = false;
             return Instant::now() + BACKSTOP;
         }
     };
@@ -272,6 +289,7 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
     for c in books.accept(claims.claimed) {
         spawn_attempt(ctx.clone(), c);
     }
+    books.starved = filled || books.constrained();
     if filled {
         return Instant::now() + BACKSTOP;
     }

@@ -53,6 +53,7 @@ fn work_over_a_tenants_share_waits_leased_and_starts_when_a_slot_frees() {
     assert_eq!(ids(b.queued.make_contiguous()), ["d3"]);
     // Three running and one waiting fill the four slots.
     assert_eq!(b.free(), 0);
+    assert!(b.constrained());
     // Tenant a is full on this node (2 running), b has 1 left; both are told.
     let l = b.limits(60_000);
     let mut room = l.tenant_room.clone();
@@ -67,6 +68,11 @@ fn work_over_a_tenants_share_waits_leased_and_starts_when_a_slot_frees() {
     b.finished("w1");
     assert_eq!(ids(&b.startable()), ["d3"]);
     assert_eq!((b.in_flight, b.queued.len()), (2, 0));
+    // a is at its share again: its freed slots are a reason to claim.
+    assert!(b.constrained());
+    b.finished("w1");
+    b.finished("w2");
+    assert!(!b.constrained());
 }
 
 #[test]
