@@ -225,6 +225,11 @@ impl PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
+        // Lazily durable, as on redb: an outcome lost in a crash only means the
+        // attempt is made again (the row is still due under an expired lease).
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(sql)?;
         let rows = tx
             .query(
                 "WITH w AS ( \
