@@ -14,7 +14,7 @@ use super::oauth::TokenCache;
 use super::schedule::RetryPolicy;
 use crate::notify::Notifier;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::Db;
 
 /// Follow-ups that may wait for the follow-up task before the recorder waits.
 pub(super) const FOLLOWUP_QUEUE: usize = 1024;
@@ -34,15 +34,12 @@ pub struct EngineConfig {
     pub policy: RetryPolicy,
     /// A webhook failing continuously this long is disabled.
     pub disable_after: Duration,
-    /// With PostgreSQL: how long a node owns a claimed delivery unless it renews
-    /// the lease (every lease/3 while it runs); `[store] lease`.
+    /// How long a node owns a claimed delivery on PostgreSQL unless it renews
+    /// (`[store] lease`); unused on redb.
     pub lease: Duration,
 }
 
 impl EngineConfig {
-    /// The lease when the config says nothing (`[store] lease`).
-    pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-
     /// The dispatcher's bounds.
     pub(super) fn limits(&self) -> Limits {
         Limits::new(
@@ -56,7 +53,7 @@ impl EngineConfig {
 
 /// The shared handles of the engine's tasks.
 pub(super) struct Ctx {
-    pub store: Store,
+    pub store: Db,
     pub registry: Registry,
     pub client: HttpClient,
     pub tokens: TokenCache,

@@ -15,11 +15,11 @@ use super::followup;
 use super::metrics::Metrics;
 use super::msg::{FollowUp, Msg, Outcome};
 use super::oauth::TokenCache;
-use super::{plan, recorder, scheduler, worker};
+use super::{claimloop, plan, recorder, scheduler, worker};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms};
 use crate::notify::Notifier;
 use crate::registry::Registry;
-use crate::store::{IngestItem, Store, StoreError};
+use crate::store::{Db, IngestItem, StoreError};
 
 struct Inner {
     ctx: Arc<Ctx>,
@@ -42,7 +42,7 @@ pub struct Engine {
 impl Engine {
     /// Builds an engine; nothing runs until [`Engine::start`].
     pub fn new(
-        store: Store,
+        store: Db,
         registry: Registry,
         client: HttpClient,
         cfg: EngineConfig,
@@ -110,7 +110,12 @@ impl Engine {
                 stopping.cancelled().await;
                 flag.stopping.store(true, Ordering::SeqCst);
             });
-            scheduler::run(ctx, rx.scheduler, shutdown, grace).await;
+            // On PostgreSQL the database is the dispatcher across nodes and the
+            // claim loop schedules; on redb the in-memory dispatcher does.
+            match ctx.store.postgres().cloned() {
+                Some(pg) => claimloop::run(ctx, pg, rx.scheduler, shutdown, grace).await,
+                None => scheduler::run(ctx, rx.scheduler, shutdown, grace).await,
+            }
             // The scheduler has seen every in-flight attempt recorded (or given up
             // after the grace period). The recorder cannot wait for its channel to
             // close (every `Engine` handle holds a sender), so it is told to stop;
@@ -136,6 +141,9 @@ impl Engine {
             return 0;
         }
         let ctx = &self.inner.ctx;
+        if let Some(pg) = ctx.store.postgres() {
+            return claimloop::run_once(ctx, pg, now).await;
+        }
         let mut d = Dispatcher::new(ctx.cfg.limits());
         let mut starts = Vec::new();
         let mut made = 0;
@@ -227,17 +235,13 @@ impl Engine {
         if !scheduler::is_fifo(webhook) || delivery.state.is_final() {
             return Ok(None);
         }
-        let store = self.inner.ctx.store.clone();
-        let wh = webhook.id.clone();
-        let first = tokio::task::spawn_blocking(move || store.pending_due(&wh, None, i64::MAX, 1))
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
-        Ok(first
-            .0
-            .into_iter()
-            .next()
-            .map(|e| e.delivery_id)
-            .filter(|head| *head != delivery.id))
+        let first = self
+            .inner
+            .ctx
+            .store
+            .first_unfinished(webhook.id.clone())
+            .await?;
+        Ok(first.filter(|head| *head != delivery.id))
     }
 
     /// Drops the cached OAuth token of a webhook (its settings changed).
@@ -251,11 +255,12 @@ impl Engine {
     }
 
     /// Prometheus text for `/metrics`.
-    pub fn metrics_text(&self, store: &Store) -> String {
+    pub async fn metrics_text(&self, store: &Db) -> String {
         self.inner
             .ctx
             .metrics
             .render(store, self.inner.ctx.tokens.fetches())
+            .await
     }
 
     /// Sends a test event to `webhook` now, without retries, and records it in the
