@@ -194,7 +194,10 @@ async fn a_patch_on_one_node_is_in_force_on_another_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    println!("PATCH in force on the other node after {:?}", patched.elapsed());
+    println!(
+        "PATCH in force on the other node after {:?}",
+        patched.elapsed()
+    );
     // And C delivers to the new URL.
     let ids: HashSet<String> = ingest(&c, &t, 1, "after-patch").await.into_iter().collect();
     wait_all(&rx, "/new", &ids).await;
@@ -448,8 +451,14 @@ async fn a_database_outage_costs_503s_and_no_acknowledged_event() {
         saw_unready |= s == StatusCode::SERVICE_UNAVAILABLE;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(refused > 0, "no ingest was refused while the database was down");
-    assert!(saw_unready, "/readyz never said unready while the database was down");
+    assert!(
+        refused > 0,
+        "no ingest was refused while the database was down"
+    );
+    assert!(
+        saw_unready,
+        "/readyz never said unready while the database was down"
+    );
     cluster.resume();
     // It comes back by itself: ingest is accepted again and /readyz is ready.
     let up = Instant::now();
@@ -472,7 +481,10 @@ async fn a_database_outage_costs_503s_and_no_acknowledged_event() {
         if s == StatusCode::OK {
             break;
         }
-        assert!(ready.elapsed() < Duration::from_secs(20), "/readyz stayed unready");
+        assert!(
+            ready.elapsed() < Duration::from_secs(20),
+            "/readyz stayed unready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seen = wait_all(&rx, "/outage", &acked).await;
