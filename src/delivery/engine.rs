@@ -15,7 +15,7 @@ use super::followup;
 use super::metrics::Metrics;
 use super::msg::{FollowUp, Msg, Outcome};
 use super::oauth::TokenCache;
-use super::{plan, recorder, scheduler, worker};
+use super::{claimloop, plan, recorder, scheduler, worker};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms};
 use crate::notify::Notifier;
 use crate::registry::Registry;
@@ -110,7 +110,12 @@ impl Engine {
                 stopping.cancelled().await;
                 flag.stopping.store(true, Ordering::SeqCst);
             });
-            scheduler::run(ctx, rx.scheduler, shutdown, grace).await;
+            // On PostgreSQL the database is the dispatcher across nodes and the
+            // claim loop schedules; on redb the in-memory dispatcher does.
+            match ctx.store.postgres().cloned() {
+                Some(pg) => claimloop::run(ctx, pg, rx.scheduler, shutdown, grace).await,
+                None => scheduler::run(ctx, rx.scheduler, shutdown, grace).await,
+            }
             // The scheduler has seen every in-flight attempt recorded (or given up
             // after the grace period). The recorder cannot wait for its channel to
             // close (every `Engine` handle holds a sender), so it is told to stop;
@@ -136,6 +141,9 @@ impl Engine {
             return 0;
         }
         let ctx = &self.inner.ctx;
+        if let Some(pg) = ctx.store.postgres() {
+            return claimloop::run_once(ctx, pg, now).await;
+        }
         let mut d = Dispatcher::new(ctx.cfg.limits());
         let mut starts = Vec::new();
         let mut made = 0;

@@ -3,12 +3,13 @@
 //! the recorder, the follow-up task and the engine write to the store.
 //!
 //! Module layers (imports only go down; no cycles): `engine` (the public face) ->
-//! `scheduler`, `recorder`, `followup` (the tasks) -> `context` (shared handles) ->
+//! `scheduler` or `claimloop` (PostgreSQL), `recorder`, `followup` (the tasks) -> `context` (shared handles) ->
 //! `dispatch` (pure decisions, with `bucket`), `plan` (new deliveries) -> `msg` (message types) ->
 //! `worker` and the pure leaves (`signer`, `schedule`, `client`, `oauth`, `ssrf`).
 
 mod alloc;
 mod bucket;
+mod claimloop;
 pub mod client;
 mod context;
 mod dispatch;

@@ -7,7 +7,7 @@
 
 use super::{PgStore, sql};
 use crate::model::{Attempt, Delivery, DeliveryState, UnixMs};
-use crate::store::StoreError;
+use crate::store::{AttemptWrite, DueEntry, Next, StoreError};
 
 /// A claimed delivery: the row as it was claimed, and the lease that fences it.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +180,187 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+}
+
+impl PgStore {
+    /// Records a batch of scheduled attempts made under this node's leases, in one
+    /// statement: per delivery the attempt row, the new state and the next due time,
+    /// and the lease cleared. Fenced by the node's lease id: a delivery whose lease
+    /// was lost (expired and taken by another node, or cleared by a disable) or that
+    /// is already finished gets nothing written and `None` (logged, not
+    /// rescheduled). Answers one entry per write, in order.
+    pub async fn record_attempts(
+        &self,
+        writes: Vec<AttemptWrite>,
+    ) -> Result<Vec<Option<Delivery>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = writes.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut states = Vec::with_capacity(n);
+        let mut next_at: Vec<Option<i64>> = Vec::with_capacity(n);
+        let mut statuses: Vec<Option<i16>> = Vec::with_capacity(n);
+        let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut at = Vec::with_capacity(n);
+        let mut triggers = Vec::with_capacity(n);
+        let mut latencies = Vec::with_capacity(n);
+        let mut bodies = Vec::with_capacity(n);
+        for w in &writes {
+            let (state, next) = match w.next {
+                Next::Succeeded => (DeliveryState::Succeeded, None),
+                Next::Exhausted => (DeliveryState::Exhausted, None),
+                Next::RetryAt(t) => (DeliveryState::Failed, Some(t)),
+            };
+            ids.push(w.entry.delivery_id.as_str());
+            states.push(super::codes::state_code(state));
+            next_at.push(next);
+            statuses.push(w.attempt.status.map(|s| s as i16));
+            errors.push(w.attempt.error.clone());
+            at.push(w.attempt.at);
+            triggers.push(super::codes::trigger_code(w.attempt.trigger));
+            latencies.push(i64::try_from(w.attempt.latency_ms).unwrap_or(i64::MAX));
+            bodies.push(w.attempt.response_body.as_str());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(sql)?;
+        // Lazily durable, as on redb: an outcome lost in a crash only means the
+        // attempt is made again (the row is still due under an expired lease).
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(sql)?;
+        let rows = tx
+            .query(
+                "WITH w AS ( \
+                     SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
+                         $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
+                         $9::bigint[], $10::text[]) \
+                     AS w(id, state, next_at, status, error, at, trigger, latency, body)), \
+                 done AS ( \
+                     UPDATE deliveries d SET state = w.state, attempts = d.attempts + 1, \
+                         schedule_step = d.schedule_step + 1, next_attempt_at = w.next_at, \
+                         last_status = w.status, last_error = w.error, updated_at = w.at, \
+                         lease_id = NULL, lease_until = NULL \
+                     FROM w WHERE d.id = w.id AND d.lease_id = $1::text::uuid \
+                       AND d.next_attempt_at IS NOT NULL \
+                     RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, \
+                         d.state, d.attempts, d.schedule_step, d.next_attempt_at, \
+                         d.last_status, d.last_error, d.created_at, d.updated_at, \
+                         w.at AS attempt_at, w.trigger, w.latency, w.body), \
+                 ins AS ( \
+                     INSERT INTO attempts (delivery_id, number, at, trigger, status, error, \
+                         latency_ms, response_body) \
+                     SELECT id, attempts, attempt_at, trigger, last_status, last_error, \
+                         latency, body FROM done) \
+                 SELECT id, tenant, event_id, webhook_id, event_type, state, attempts, \
+                     schedule_step, next_attempt_at, last_status, last_error, created_at, \
+                     updated_at FROM done",
+                &[
+                    &self.node_id(),
+                    &ids,
+                    &states,
+                    &next_at,
+                    &statuses,
+                    &errors,
+                    &at,
+                    &triggers,
+                    &latencies,
+                    &bodies,
+                ],
+            )
+            .await
+            .map_err(sql)?;
+        let mut written = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let d = super::ingest::delivery(r)?;
+            written.insert(d.id.clone(), d);
+        }
+        if written.len() < n {
+            // Rows still held but finished meanwhile (a manual retry delivered them)
+            // give their lease back now rather than when it expires.
+            tx.execute(
+                "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
+                 WHERE id = ANY($2) AND lease_id = $1::text::uuid",
+                &[&self.node_id(), &ids],
+            )
+            .await
+            .map_err(sql)?;
+        }
+        tx.commit().await.map_err(sql)?;
+        Ok(writes
+            .iter()
+            .map(|w| {
+                let d = written.remove(&w.entry.delivery_id);
+                if d.is_none() {
+                    tracing::warn!(
+                        delivery = %w.entry.delivery_id,
+                        "lease lost before the attempt was recorded; another node owns the delivery"
+                    );
+                }
+                d
+            })
+            .collect())
+    }
+
+    /// Finishes a delivery that can no longer be attempted (its webhook is gone or
+    /// disabled, or its records vanished): state `cancelled`, lease cleared. Leaves a
+    /// delivery alone that another node holds under a live lease.
+    pub async fn cancel_delivery(&self, entry: DueEntry, now: UnixMs) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE deliveries SET state = 4, next_attempt_at = NULL, updated_at = $3, \
+                     lease_id = NULL, lease_until = NULL \
+                 WHERE id = $1 AND next_attempt_at IS NOT NULL \
+                   AND (lease_id IS NULL OR lease_id = $2::text::uuid OR lease_until <= $3)",
+                &[&entry.delivery_id, &self.node_id(), &now],
+            )
+            .await
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Extends every lease this node holds to `now + lease_ms`, in one statement.
+    /// Returns how many rows it holds.
+    pub async fn renew_leases(&self, now: UnixMs, lease_ms: i64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE deliveries SET lease_until = $2 WHERE lease_id = $1::text::uuid",
+                &[&self.node_id(), &now.saturating_add(lease_ms)],
+            )
+            .await
+            .map_err(sql)
+    }
+
+    /// Gives back this node's leases of `ids` (claimed, never attempted), so any
+    /// node may claim them at once. Returns how many it still held.
+    pub async fn release_leases(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
+                 WHERE lease_id = $1::text::uuid AND id = ANY($2)",
+                &[&self.node_id(), &ids],
+            )
+            .await
+            .map_err(sql)
+    }
+
+    /// The earliest due time after `now` of an unleased unfinished delivery: when
+    /// the delivery loop has work again, unless woken earlier.
+    pub async fn next_unleased_due(&self, now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT min(next_attempt_at) FROM deliveries \
+                 WHERE next_attempt_at > $1 AND lease_id IS NULL",
+                &[&now],
+            )
+            .await
+            .map_err(sql)?;
+        Ok(row.get(0))
     }
 }
 

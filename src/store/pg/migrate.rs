@@ -11,10 +11,11 @@ use super::PgError;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "api", include_str!("migrations/0002_api.sql")),
+    (3, "claims", include_str!("migrations/0003_claims.sql")),
 ];
 
 /// The schema version this build migrates to (the last entry of [`MIGRATIONS`]).
-pub const SCHEMA: i32 = 2;
+pub const SCHEMA: i32 = 3;
 
 /// The advisory lock key all hookbox nodes take while migrating ("hookbox" in ASCII).
 const LOCK_KEY: i64 = 0x0068_6f6f_6b62_6f78;

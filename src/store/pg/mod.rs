@@ -20,6 +20,7 @@
 
 mod admin;
 mod announce;
+mod batch;
 mod claims;
 mod codes;
 mod deliveries;
@@ -30,7 +31,6 @@ mod line;
 mod listen;
 mod migrate;
 mod notify;
-mod pending;
 mod portal;
 mod purge;
 mod seeds;
@@ -48,6 +48,7 @@ use super::StoreError;
 use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
+pub use batch::{ClaimLimits, Claimed, Claims};
 pub use claims::{Claim, Completion};
 pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};

@@ -1,0 +1,94 @@
+//! The claim loop's books (pure): slots, each tenant's share on this node, the
+//! waiting queue and what a claim may ask for.
+
+use super::*;
+use crate::model::{Delivery, DeliveryState, Event};
+
+fn claimed(id: &str, tenant: &str, webhook: &str) -> Claimed {
+    Claimed {
+        delivery: Delivery {
+            id: id.into(),
+            tenant: tenant.into(),
+            event_id: format!("evt_{id}"),
+            webhook_id: webhook.into(),
+            event_type: "t".into(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            schedule_step: 0,
+            next_attempt_at: Some(1),
+            last_status: None,
+            last_error: None,
+            created_at: 1,
+            updated_at: 1,
+        },
+        event: Event {
+            id: format!("evt_{id}"),
+            tenant: tenant.into(),
+            event_type: "t".into(),
+            payload: "{}".into(),
+            channels: vec![],
+            idempotency_key: None,
+            created_at: 1,
+        },
+        lease_until: 60_001,
+    }
+}
+
+fn ids(c: &[Claimed]) -> Vec<&str> {
+    c.iter().map(|c| c.delivery.id.as_str()).collect()
+}
+
+#[test]
+fn work_over_a_tenants_share_waits_leased_and_starts_when_a_slot_frees() {
+    // 4 slots, 2 per tenant on this node.
+    let mut b = Books::new(4, 10, 2);
+    assert_eq!(b.free(), 4);
+    let started = b.accept(vec![
+        claimed("d1", "a", "w1"),
+        claimed("d2", "a", "w1"),
+        claimed("d3", "a", "w2"),
+        claimed("d4", "b", "w3"),
+    ]);
+    assert_eq!(ids(&started), ["d1", "d2", "d4"]);
+    assert_eq!(ids(b.queued.make_contiguous()), ["d3"]);
+    // Three running and one waiting fill the four slots.
+    assert_eq!(b.free(), 0);
+    assert!(b.constrained());
+    // Tenant a is full on this node (2 running), b has 1 left; both are told.
+    let l = b.limits(60_000);
+    let mut room = l.tenant_room.clone();
+    room.sort();
+    assert_eq!(room, [("a".to_owned(), 0), ("b".to_owned(), 1)]);
+    assert_eq!((l.slots, l.per_webhook, l.tenant_share), (0, 10, 2));
+    // b's exchange ends: nothing of a may start yet.
+    b.finished("w3");
+    assert!(b.startable().is_empty());
+    assert_eq!(b.free(), 1);
+    // One of a's ends: the waiting one starts.
+    b.finished("w1");
+    assert_eq!(ids(&b.startable()), ["d3"]);
+    assert_eq!((b.in_flight, b.queued.len()), (2, 0));
+    // a is at its share again: its freed slots are a reason to claim.
+    assert!(b.constrained());
+    b.finished("w1");
+    b.finished("w2");
+    assert!(!b.constrained());
+}
+
+#[test]
+fn outcomes_awaiting_their_commit_bound_the_claims() {
+    // 64 at least: with 2 slots, 64 unsettled outcomes stop further claims.
+    let mut b = Books::new(2, 2, 2);
+    for i in 0..64 {
+        let c = claimed(&format!("d{i}"), "a", "w");
+        assert_eq!(b.accept(vec![c]).len(), 1);
+        b.finished("w");
+    }
+    assert_eq!(b.in_flight, 0);
+    assert_eq!(b.free(), 0);
+    b.done("d0");
+    assert_eq!(b.free(), 1);
+    // An unknown webhook's `Finished` (not ours) changes nothing.
+    b.finished("elsewhere");
+    assert_eq!(b.in_flight, 0);
+}
