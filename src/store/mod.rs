@@ -6,9 +6,11 @@
 mod admin;
 mod changes;
 pub mod codec;
+pub mod copy;
 mod deliveries;
 mod events;
 mod notify;
+pub mod offline;
 pub mod pg;
 mod portal;
 mod purge;

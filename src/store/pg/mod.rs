@@ -14,6 +14,7 @@
 mod admin;
 mod claims;
 mod codes;
+pub(crate) mod copy;
 mod ingest;
 mod migrate;
 mod webhooks;
