@@ -57,12 +57,12 @@ pub struct Compacted {
 /// [`OfflineError::NewerFormat`].
 pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnlyDatabase, OfflineError> {
     exists(path)?;
-    let db = match ReadOnlyDatabase::open(path) {
+    let db = match read_only(path) {
         Ok(db) => db,
         Err(redb::DatabaseError::RepairAborted) => {
             tracing::info!(path = %path.display(), "repairing the data file after an unclean shutdown");
             drop(open_writable(path)?);
-            ReadOnlyDatabase::open(path).map_err(|e| open_error(path, e))?
+            read_only(path).map_err(|e| open_error(path, e))?
         }
         Err(e) => return Err(open_error(path, e)),
     };
@@ -89,6 +89,16 @@ pub fn compact(path: &Path) -> Result<Compacted, OfflineError> {
     Ok(Compacted { before, after })
 }
 
+/// The page cache of an offline open: a copy reads each page about once, so a
+/// small cache keeps memory flat however large the file (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 16 << 20;
+
+fn read_only(path: &Path) -> Result<ReadOnlyDatabase, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .open_read_only(path)
+}
+
 fn exists(path: &Path) -> Result<(), OfflineError> {
     if path.is_file() {
         Ok(())
@@ -108,6 +118,7 @@ fn size(path: &Path) -> Result<u64, OfflineError> {
 fn open_writable(path: &Path) -> Result<Database, OfflineError> {
     exists(path)?;
     Database::builder()
+        .set_cache_size(CACHE_BYTES)
         .open(path)
         .map_err(|e| open_error(path, e))
 }

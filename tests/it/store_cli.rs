@@ -1,6 +1,7 @@
 //! `hookbox store copy|compact` through the real binary, as an operator runs them on
 //! a data dir a real server wrote and then stopped: what they print and their exit
-//! codes (0, 64 usage, 66 no data file, 73 target not empty, 75 data dir in use).
+//! codes (0, 64 usage, 66 no data file, 69 unreachable, 73 target not empty, 75
+//! data dir in use).
 //! The environment is cleared of every `HOOKBOX_*` override.
 
 use std::path::Path;
@@ -147,7 +148,7 @@ async fn store_copy_through_the_binary_copies_a_served_dir_and_refuses_a_second_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_commands_refuse_a_dir_in_use_or_without_a_data_file() {
+async fn store_commands_refuse_a_dir_in_use_a_missing_file_or_an_unreachable_database() {
     let app = served_dir().await;
     let dir = app.dir.path().to_owned();
     let dir_arg = dir.to_string_lossy().into_owned();
@@ -190,6 +191,32 @@ async fn store_commands_refuse_a_dir_in_use_or_without_a_data_file() {
         !empty.path().join(hookbox::app::DATA_FILE).exists(),
         "no data file is created"
     );
+
+    // Nothing listens on port 1 of loopback: unreachable, not a crash.
+    let down = "postgres://postgres@127.0.0.1:1/hookbox?sslmode=disable";
+    let unreachable = hookbox(&[
+        "store",
+        "copy",
+        "--data-dir",
+        &dir_arg,
+        "--postgres-url",
+        down,
+    ]);
+    assert_eq!(
+        unreachable.status.code(),
+        Some(69),
+        "{}",
+        text(&unreachable.stderr)
+    );
+    let bad = hookbox(&[
+        "store",
+        "copy",
+        "--data-dir",
+        &dir_arg,
+        "--postgres-url",
+        "nope://",
+    ]);
+    assert_eq!(bad.status.code(), Some(64), "{}", text(&bad.stderr));
 
     let done = hookbox(&["store", "compact", "--data-dir", &dir_arg]);
     assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 
 use super::{PgError, sql};
-use crate::model::{ApiKey, Attempt, Delivery, Event, EventType, Tenant, Webhook};
+use crate::model::{ApiKey, Attempt, Delivery, Event, EventType, PortalSession, Tenant, Webhook};
 use crate::notify::email::ThrottleState;
 use crate::secrets::Cipher;
 use crate::store::StoreError;
@@ -175,14 +175,13 @@ impl Writer<'_> {
             Batch::Attempts(v) => self.attempts(&v).await,
             Batch::Idempotency(v) => self.idempotency(&v).await,
             Batch::Notify(v) => self.notify(&v).await,
+            Batch::PortalSessions(v) if self.portal => self.portal_sessions(&v).await,
             Batch::PortalSessions(v) => {
-                if !self.portal {
-                    self.skip(
-                        "portal_sessions",
-                        v.len() as u64,
-                        "this schema has no portal_sessions table; customers open new portal links",
-                    );
-                }
+                self.skip(
+                    "portal_sessions",
+                    v.len() as u64,
+                    "this schema has no portal_sessions table; customers open new portal links",
+                );
                 Ok(())
             }
             Batch::Meta(v) => self.meta(&v).await,
@@ -413,6 +412,23 @@ impl Writer<'_> {
             "INSERT INTO notify (webhook_id, last_sent, suppressed) \
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::integer[])",
             &[&ids, &sent, &suppressed],
+        )
+        .await
+    }
+
+    /// Portal sessions (schema 2 on): the token hash is the key, as on redb.
+    async fn portal_sessions(&mut self, v: &[PortalSession]) -> Result<(), CopyError> {
+        let hashes: Vec<&[u8]> = v.iter().map(|s| s.hash.as_slice()).collect();
+        let tenants: Vec<&str> = v.iter().map(|s| s.tenant.as_str()).collect();
+        let read_only: Vec<bool> = v.iter().map(|s| s.read_only).collect();
+        let created: Vec<i64> = v.iter().map(|s| s.created_at).collect();
+        let expires: Vec<i64> = v.iter().map(|s| s.expires_at).collect();
+        self.exec(
+            "portal_sessions",
+            "INSERT INTO portal_sessions (hash, tenant, read_only, created_at, expires_at) \
+             SELECT * FROM unnest($1::bytea[], $2::text[], $3::boolean[], $4::bigint[], \
+                                  $5::bigint[])",
+            &[&hashes, &tenants, &read_only, &created, &expires],
         )
         .await
     }
