@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiState, server};
-use crate::config::{Config, SmtpTls};
+use crate::config::{Backend, Config, SmtpTls};
 use crate::delivery::client::{ClientConfig, HttpClient};
 use crate::delivery::schedule::RetryPolicy;
 use crate::delivery::ssrf::Guard;
@@ -23,7 +23,8 @@ use crate::notify::Notifier;
 use crate::notify::email::{Mailer, MailerConfig, SmtpTlsMode};
 use crate::registry::Registry;
 use crate::secrets;
-use crate::store::{self, Store};
+use crate::store::pg::PgStore;
+use crate::store::{Db, Store};
 
 /// How long in-flight API requests and attempts get to finish on shutdown.
 const GRACE: Duration = Duration::from_secs(10);
@@ -39,13 +40,15 @@ pub struct App {
     /// Whether the admin token was generated at this start (print it once).
     pub admin_token_generated: bool,
     /// The store (tests and benchmarks read it directly).
-    pub store: Store,
+    pub store: Db,
     /// The delivery engine.
     pub engine: Engine,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     engine_task: JoinHandle<()>,
     retention: JoinHandle<()>,
+    /// The PostgreSQL change and wake-up listener (none on redb).
+    listener_task: Option<JoinHandle<()>>,
 }
 
 impl App {
@@ -59,15 +62,7 @@ impl App {
         let (admin_token, admin_token_generated) =
             secrets::load_or_create_admin_token(config.admin_token.as_ref(), &config.data_dir)
                 .context("cannot load the admin token")?;
-        let path = config.data_dir.join(DATA_FILE);
-        let store_handle = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || Store::open(&path, cipher, config.cache_mib << 20))
-        };
-        let store = store_handle
-            .await
-            .context("store open task failed")?
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let (store, place) = open_store(&config, cipher).await?;
 
         let seeds: Vec<(String, Option<String>)> = config
             .event_types
@@ -120,6 +115,7 @@ impl App {
                 max_queued_bytes: config.delivery.max_queued_bytes,
                 policy,
                 disable_after: config.delivery.disable_after,
+                lease: config.store.lease,
             },
             notifier,
         );
@@ -144,11 +140,15 @@ impl App {
             .context("cannot look for deleted tenants' data")?;
         for tenant in store
             .tenants_being_purged()
+            .await
             .context("cannot list deleted tenants")?
         {
             store.spawn_purge(tenant);
         }
         let shutdown = CancellationToken::new();
+        let listener_task = store
+            .postgres()
+            .map(|pg| pg.start_listener(shutdown.clone()));
         let engine_task = engine.start(shutdown.clone(), GRACE);
         let retention = tokio::spawn(retention_loop(
             store.clone(),
@@ -169,7 +169,7 @@ impl App {
             portal: crate::portal::PortalSite::new(&config, addr),
         });
         let server = tokio::spawn(server::serve(listener, tls, state, shutdown.clone(), GRACE));
-        tracing::info!(%addr, data = %path.display(), "hookbox is serving");
+        tracing::info!(%addr, store = %place, "hookbox is serving");
         Ok(App {
             addr,
             admin_token,
@@ -180,6 +180,7 @@ impl App {
             server,
             engine_task,
             retention,
+            listener_task,
         })
     }
 
@@ -195,37 +196,65 @@ impl App {
         let _ = self.server.await;
         let _ = self.engine_task.await;
         let _ = self.retention.await;
+        if let Some(listener) = self.listener_task {
+            let _ = listener.await;
+        }
         self.store.stop_purges().await;
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        self.store.close().await;
         tracing::info!("hookbox stopped");
     }
 }
 
-async fn load_registry(
-    store: &Store,
-    seeds: &[(String, Option<String>)],
-) -> anyhow::Result<Registry> {
-    let s = store.clone();
-    let (tenants, keys, types, webhooks) = tokio::task::spawn_blocking(move || {
-        Ok::<_, store::StoreError>((
-            s.list_tenants()?,
-            s.list_api_keys()?,
-            s.list_event_types()?,
-            s.load_webhooks()?,
+/// Opens the configured store: the redb file in `data_dir`, or the PostgreSQL
+/// database (migrated at open). Returns it with a description of where it is, for
+/// the log (never the database password).
+async fn open_store(config: &Config, cipher: secrets::Cipher) -> anyhow::Result<(Db, String)> {
+    match config.store.backend {
+        Backend::Redb => {
+            let path = config.data_dir.join(DATA_FILE);
+            let cache = config.cache_mib << 20;
+            let open = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Store::open(&path, cipher, cache))
+            };
+            let store = open
+                .await
+                .context("store open task failed")?
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok((Db::Redb(store), path.display().to_string()))
+        }
+        Backend::Postgres => {
+            let url = config
+                .store
+                .postgres_url
+                .as_ref()
+                .context("store.postgres_url is not set")?;
+            let store = PgStore::open(url.expose(), config.store.postgres_pool, cipher)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            Ok((Db::Postgres(store), "postgresql".to_owned()))
+        }
+    }
+}
+
+async fn load_registry(store: &Db, seeds: &[(String, Option<String>)]) -> anyhow::Result<Registry> {
+    let load = async {
+        Ok::<_, crate::store::StoreError>((
+            store.list_tenants().await?,
+            store.list_api_keys().await?,
+            store.list_event_types().await?,
+            store.load_webhooks().await?,
         ))
-    })
-    .await
-    .context("registry load task failed")?
-    .context("cannot load the registry from the store")?;
+    };
+    let (tenants, keys, types, webhooks) = load
+        .await
+        .context("cannot load the registry from the store")?;
     // Seeds added to the config since the last start join every tenant now; seeds
     // applied before are not re-added (a tenant may have deleted them on purpose).
-    let applied = {
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.applied_seeds())
-            .await
-            .context("seed read task failed")??
-    };
+    let applied = store
+        .applied_seeds()
+        .await
+        .context("cannot read the applied seeds")?;
     let now = now_ms();
     let fresh: Vec<&(String, Option<String>)> = seeds
         .iter()
@@ -262,7 +291,7 @@ async fn load_registry(
 /// Purges events (with their deliveries and attempts) older than `keep`, every
 /// `interval`, in small transactions so ingest is never blocked for long.
 async fn retention_loop(
-    store: Store,
+    store: Db,
     keep: Duration,
     interval: Duration,
     shutdown: CancellationToken,

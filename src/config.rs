@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::model::Secret;
 
 mod portal;
+mod store;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -45,6 +46,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_SMTP_PASSWORD", "smtp.password"),
     ("HOOKBOX_API_PROFILES", "api.profiles"),
     ("HOOKBOX_PUBLIC_URL", "public_url"),
+    ("HOOKBOX_STORE_BACKEND", "store.backend"),
+    ("HOOKBOX_POSTGRES_URL", "store.postgres_url"),
+    ("HOOKBOX_POSTGRES_POOL", "store.postgres_pool"),
+    ("HOOKBOX_STORE_LEASE", "store.lease"),
 ];
 
 /// The validated configuration of one hookbox process.
@@ -89,6 +94,44 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The portal page's branding and framing (`[portal]`).
     pub portal: PortalConfig,
+    /// Which engine holds the data (`[store]`).
+    pub store: StoreConfig,
+}
+
+/// Which engine holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// One redb file in `data_dir` (one node; the default).
+    #[default]
+    Redb,
+    /// One PostgreSQL database shared by any number of nodes (DESIGN.md section 7).
+    Postgres,
+}
+
+/// `[store]`: the engine and, for PostgreSQL, how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// `backend` (env `HOOKBOX_STORE_BACKEND`): `redb` or `postgres`.
+    pub backend: Backend,
+    /// `postgres_url` (env `HOOKBOX_POSTGRES_URL`); required with `postgres`. A
+    /// secret: it may carry the password.
+    pub postgres_url: Option<Secret>,
+    /// `postgres_pool` (env `HOOKBOX_POSTGRES_POOL`): connections per node, 1..=1024.
+    pub postgres_pool: usize,
+    /// `lease` (env `HOOKBOX_STORE_LEASE`): how long a node owns a claimed delivery
+    /// unless it renews; at least 3 x `delivery.request_timeout`.
+    pub lease: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: Backend::Redb,
+            postgres_url: None,
+            postgres_pool: 16,
+            lease: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A seed API profile (DESIGN.md section 10): one seed document's webhook API,
@@ -397,6 +440,7 @@ impl Default for Config {
             api_profiles: Vec::new(),
             public_url: None,
             portal: PortalConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use hookbox::cli;
 use hookbox::config::{Config, ConfigError, LogFormat};
 use hookbox::delivery::signer;
 use hookbox::store::StoreError;
+use hookbox::store::pg::PgError;
 
 /// Exit code for an unusable configuration (sysexits' EX_USAGE): distinct from a
 /// runtime failure (1) so a supervisor can stop restarting a process that cannot
@@ -20,6 +21,10 @@ const EXIT_BAD_CONFIG: u8 = 64;
 /// file is refused, never misread, and restarting cannot help
 /// (systemd `RestartPreventExitStatus=64 65`).
 const EXIT_NEWER_DATA: u8 = 65;
+
+/// Exit code for a PostgreSQL store that cannot be reached at start (sysexits'
+/// EX_UNAVAILABLE): a supervisor may retry later.
+const EXIT_DB_UNAVAILABLE: u8 = 69;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,9 +44,10 @@ The tenant, key, webhook, event and delivery commands talk to a running server
 single owner, so there is no offline mode. They use the admin token from
 --admin-token, HOOKBOX_ADMIN_TOKEN, the config's admin_token or <data_dir>/admin-token.
 Exit status: 0 ok, 1 the server refused (every reason is printed), 2 bad usage,
-3 cannot connect, 64 invalid configuration, 65 (serve) the data file was written
-by a newer hookbox. `hookbox store copy|compact` work offline on a stopped data dir
-and have their own exit codes (see `hookbox store --help`).
+3 cannot connect, 64 invalid configuration, 65 (serve) the data file (or the
+PostgreSQL schema) was written by a newer hookbox, 69 (serve) PostgreSQL cannot
+be reached. `hookbox store copy|compact` work offline on a stopped data dir and
+have their own exit codes (see `hookbox store --help`).
 ";
 
 /// hookbox: an embedded webhook gateway. Durable ingest, signed Standard Webhooks
@@ -136,10 +142,21 @@ async fn serve(path: Option<PathBuf>) -> ExitCode {
                 matches!(
                     cause.downcast_ref::<StoreError>(),
                     Some(StoreError::NewerFormat { .. })
+                ) || matches!(
+                    cause.downcast_ref::<PgError>(),
+                    Some(PgError::NewerSchema { .. })
+                )
+            });
+            let unreachable = err.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<PgError>(),
+                    Some(PgError::Unreachable(_))
                 )
             });
             if newer {
                 ExitCode::from(EXIT_NEWER_DATA)
+            } else if unreachable {
+                ExitCode::from(EXIT_DB_UNAVAILABLE)
             } else {
                 ExitCode::FAILURE
             }

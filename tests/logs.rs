@@ -10,6 +10,9 @@ mod contract;
 #[allow(dead_code, clippy::field_reassign_with_default)]
 #[path = "it/helpers.rs"]
 mod helpers;
+
+#[path = "it/pg_cluster.rs"]
+mod pg_cluster;
 #[allow(dead_code)]
 #[path = "it/receiver.rs"]
 mod receiver;

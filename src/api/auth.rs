@@ -11,7 +11,7 @@ use super::error::ApiError;
 use crate::model::{ApiKey, PortalSession, Scope, now_ms};
 use crate::registry::Registry;
 use crate::secrets::{constant_time_eq, hash_key};
-use crate::store::Store;
+use crate::store::Db;
 
 /// The prefix of portal session tokens.
 pub const PORTAL_TOKEN_PREFIX: &str = "hbp_";
@@ -28,18 +28,20 @@ pub enum Principal {
 }
 
 /// Identifies the caller from `Authorization: Bearer <key>` or the seeds' `API-KEY`.
-pub fn authenticate(
+pub async fn authenticate(
     headers: &HeaderMap,
     admin_token: &str,
     registry: &Registry,
-    store: &Store,
+    store: &Db,
 ) -> Result<Principal, ApiError> {
     let presented = bearer(headers).ok_or_else(ApiError::unauthorized)?;
     if constant_time_eq(presented.as_bytes(), admin_token.as_bytes()) {
         return Ok(Principal::Admin);
     }
     if presented.starts_with(PORTAL_TOKEN_PREFIX) {
-        return portal_session(presented, registry, store).map(Principal::Portal);
+        return portal_session(presented, registry, store)
+            .await
+            .map(Principal::Portal);
     }
     // Keys are looked up by their hash, so no comparison of key text happens here.
     registry
@@ -50,19 +52,22 @@ pub fn authenticate(
 
 /// The live session of a portal token: 401 with a message saying why when it is
 /// unknown or revoked, expired, or its tenant is gone.
-fn portal_session(
+async fn portal_session(
     token: &str,
     registry: &Registry,
-    store: &Store,
+    store: &Db,
 ) -> Result<Arc<PortalSession>, ApiError> {
     let refused = |message: &str| {
         let mut e = ApiError::unauthorized();
         e.message = message.to_owned();
         e
     };
-    let session = store.portal_session(&hash_key(token))?.ok_or_else(|| {
-        refused("This portal link was revoked or is not valid; ask for a new link")
-    })?;
+    let session = store
+        .portal_session(&hash_key(token))
+        .await?
+        .ok_or_else(|| {
+            refused("This portal link was revoked or is not valid; ask for a new link")
+        })?;
     if now_ms() >= session.expires_at {
         return Err(refused("This portal link has expired; ask for a new link"));
     }

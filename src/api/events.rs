@@ -237,9 +237,7 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
 
 pub async fn get(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let store = call.state.store.clone();
-    let key = id.to_owned();
-    let found = blocking(move || store.get_event(&key)).await?;
+    let found = call.state.store.get_event(id.to_owned()).await?;
     let (event, deliveries) = found
         .filter(|(e, _)| e.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("event {id}")))?;
@@ -260,11 +258,11 @@ pub async fn list(call: &Call<'_>) -> Reply {
         ),
     };
     let ty = call.query("type").map(str::to_owned);
-    let store = call.state.store.clone();
-    let (events, next) = blocking(move || {
-        store.list_events(&tenant, ty.as_deref(), since, cursor.as_deref(), limit)
-    })
-    .await?;
+    let (events, next) = call
+        .state
+        .store
+        .list_events(tenant, ty, since, cursor, limit)
+        .await?;
     let data = events.iter().map(dto::Event::new).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -280,11 +278,11 @@ pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
     owned(call, &tenant, id)?;
     let (limit, cursor) = call.page()?;
     let filter = delivery_filter(call)?;
-    let store = call.state.store.clone();
-    let key = id.to_owned();
-    let (items, next) =
-        blocking(move || store.list_webhook_deliveries(&key, &filter, cursor.as_deref(), limit))
-            .await?;
+    let (items, next) = call
+        .state
+        .store
+        .list_webhook_deliveries(id.to_owned(), filter, cursor, limit)
+        .await?;
     let data = items.iter().map(dto::Delivery::new).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -341,9 +339,11 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
     let webhook = owned(call, &tenant, id)?;
     let (since, dry_run) = validate::recover_spec(&call.json()?).map_err(ApiError::invalid)?;
     if dry_run {
-        let store = call.state.store.clone();
-        let key = webhook.id.clone();
-        let n = blocking(move || store.count_recoverable(&key, since)).await?;
+        let n = call
+            .state
+            .store
+            .count_recoverable(webhook.id.clone(), since)
+            .await?;
         return Ok(json_response(
             StatusCode::OK,
             &dto::Recovered {
@@ -375,9 +375,10 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let store = call.state.store.clone();
-    let key = id.to_owned();
-    let (d, attempts) = blocking(move || store.get_delivery(&key))
+    let (d, attempts) = call
+        .state
+        .store
+        .get_delivery(id.to_owned())
         .await?
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
@@ -389,9 +390,10 @@ pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let store = call.state.store.clone();
-    let key = id.to_owned();
-    let (d, event) = blocking(move || store.delivery_with_event(&key))
+    let (d, event) = call
+        .state
+        .store
+        .delivery_with_event(id.to_owned())
         .await?
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
@@ -412,16 +414,6 @@ pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
         StatusCode::OK,
         &dto::DeliveryRetried::new(&updated, &attempt),
     ))
-}
-
-/// Runs a store read off the async threads.
-async fn blocking<R: Send + 'static>(
-    f: impl FnOnce() -> Result<R, crate::store::StoreError> + Send + 'static,
-) -> Result<R, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(&e)),
-    }
 }
 
 /// The id of the API key the call was authorised by (`None` for the admin token),

@@ -44,9 +44,9 @@ pub fn readyz(call: &Call<'_>) -> Reply {
 }
 
 /// `GET /metrics`: the Prometheus text format.
-pub fn metrics(call: &Call<'_>) -> Reply {
+pub async fn metrics(call: &Call<'_>) -> Reply {
     let mut resp = Response::new(Full::new(Bytes::from(
-        call.state.engine.metrics_text(&call.state.store),
+        call.state.engine.metrics_text(&call.state.store).await,
     )));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -67,7 +67,7 @@ pub fn openapi(call: &Call<'_>) -> Reply {
 pub async fn create_tenant(call: &Call<'_>) -> Reply {
     let spec = validate::tenant_create(&call.json()?).map_err(ApiError::invalid)?;
     if let Some(id) = &spec.id
-        && call.state.store.tenant_being_purged(id)?
+        && call.state.store.tenant_being_purged(id.clone()).await?
     {
         return Err(ApiError::conflict(format!(
             "tenant {id} was deleted and its data is still being purged; try again shortly"

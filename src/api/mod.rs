@@ -29,11 +29,11 @@ use crate::delivery::Engine;
 use crate::delivery::ssrf::Guard;
 use crate::model::Secret;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::Db;
 
 /// Everything a handler may use. Shared by all connections.
 pub struct ApiState {
-    pub store: Store,
+    pub store: Db,
     pub registry: Registry,
     pub admin_token: Secret,
     pub max_body_bytes: usize,

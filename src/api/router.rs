@@ -166,7 +166,8 @@ async fn call(
                 state.admin_token.expose(),
                 &state.registry,
                 &state.store,
-            )?;
+            )
+            .await?;
             auth::require_portal_route(&principal, route.portal)?;
             let tenant = match access {
                 Access::Tenant(scope) => {

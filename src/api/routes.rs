@@ -158,7 +158,7 @@ pub static ROUTES: &[Route] = &[
         None, OK, Json(wire::<dto::Ready>()), also &[(503, "Not ready, with the reason")],
         query NO, errors E, |c| Box::pin(ready(handlers::readyz(c)))),
     route!(GET "/metrics", Public, "Prometheus metrics", None, OK, Text,
-        also NONE, query NO, errors E, |c| Box::pin(ready(handlers::metrics(c)))),
+        also NONE, query NO, errors E, |c| Box::pin(handlers::metrics(c))),
     route!(GET "/openapi.json", Public, "This document", None, OK,
         Json(wire::<dto::OpenApiDocument>()), also NONE, query NO, errors E,
         |c| Box::pin(ready(handlers::openapi(c)))),

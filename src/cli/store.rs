@@ -75,14 +75,10 @@ enum StoreCmd {
         /// The data dir of the stopped hookbox (holding hookbox.redb).
         #[arg(long, env = "HOOKBOX_DATA_DIR", value_name = "DIR")]
         data_dir: PathBuf,
-        /// The target database (empty; migrated by the copy).
-        #[arg(
-            long,
-            env = "HOOKBOX_POSTGRES_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        postgres_url: String,
+        /// The target database (empty; migrated by the copy). Default: the config's
+        /// `[store] postgres_url` (env HOOKBOX_POSTGRES_URL).
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
         /// Rows per multi-row insert.
         #[arg(long, default_value_t = DEFAULT_BATCH_ROWS, value_name = "N")]
         batch_rows: usize,
@@ -103,7 +99,7 @@ pub async fn run(config: Option<&Path>, env: &[(String, String)], cmd: Store) ->
             data_dir,
             postgres_url,
             batch_rows,
-        } => copy(config, env, &data_dir, &postgres_url, batch_rows).await,
+        } => copy(config, env, &data_dir, postgres_url, batch_rows).await,
         StoreCmd::Compact { data_dir } => compact(&data_dir).await,
     }
 }
@@ -112,12 +108,24 @@ async fn copy(
     config: Option<&Path>,
     env: &[(String, String)],
     data_dir: &Path,
-    url: &str,
+    url: Option<String>,
     batch_rows: usize,
 ) -> u8 {
     let config = match Config::load(config, env) {
         Ok(c) => c,
         Err(e) => return fail(&config_error(&e), exit::USAGE),
+    };
+    let configured = config
+        .store
+        .postgres_url
+        .as_ref()
+        .map(|u| u.expose().trim().to_owned());
+    let Some(url) = url.or(configured) else {
+        return fail(
+            "no target database: give --postgres-url, or postgres_url in the config's \
+             [store] section (env HOOKBOX_POSTGRES_URL)",
+            exit::USAGE,
+        );
     };
     let file = data_dir.join(DATA_FILE);
     if !file.is_file() {
@@ -138,7 +146,7 @@ async fn copy(
             );
         }
     };
-    match copy::copy_to_postgres(&file, cipher, url, CopyOptions { batch_rows }).await {
+    match copy::copy_to_postgres(&file, cipher, &url, CopyOptions { batch_rows }).await {
         Ok(copied) => {
             print!("{}", report(&file, &copied));
             exit::OK

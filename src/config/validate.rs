@@ -68,6 +68,7 @@ struct RawConfig {
     api: RawApi,
     public_url: Option<String>,
     portal: super::portal::RawPortal,
+    store: super::store::RawStore,
 }
 
 #[derive(Default, Deserialize)]
@@ -246,6 +247,13 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
                 raw.api.profiles = Some(list);
             }
             "HOOKBOX_PUBLIC_URL" => raw.public_url = Some(value.clone()),
+            "HOOKBOX_STORE_BACKEND" => raw.store.backend = Some(value.clone()),
+            "HOOKBOX_POSTGRES_URL" => raw.store.postgres_url = Some(Secret::new(value.clone())),
+            "HOOKBOX_POSTGRES_POOL" => match value.trim().parse() {
+                Ok(n) => raw.store.postgres_pool = Some(n),
+                Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
+            },
+            "HOOKBOX_STORE_LEASE" => raw.store.lease = Some(value.clone()),
             "HOOKBOX_SMTP_PASSWORD" => match raw.smtp.as_mut() {
                 Some(smtp) => smtp.password = Some(Secret::new(value.clone())),
                 None => problems.add(key, "is set but the config file has no [smtp] section"),
@@ -319,6 +327,16 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
         d.cache_mib,
     );
 
+    let delivery = build_delivery(raw.delivery, d.delivery, p);
+    let store = {
+        let problems = std::cell::RefCell::new(&mut *p);
+        super::store::build(
+            raw.store,
+            delivery.request_timeout,
+            &mut |key, message| problems.borrow_mut().add(key, message),
+            &mut |key, value, default| problems.borrow_mut().duration(key, value, default),
+        )
+    };
     let tls = build_tls(raw.tls, p);
     let mut add = |key: &str, message: String| p.add(key, message);
     let public_url = super::portal::public_url(raw.public_url, &mut add);
@@ -335,7 +353,8 @@ fn build(raw: RawConfig, p: &mut Problems) -> Config {
         log: build_log(raw.log, d.log, p),
         tls,
         security: build_security(raw.security, d.security, p),
-        delivery: build_delivery(raw.delivery, d.delivery, p),
+        delivery,
+        store,
         retention: RetentionConfig {
             events: p.positive("retention.events", raw.retention.events, d.retention.events),
             purge_interval: p.positive(

@@ -14,7 +14,7 @@ use super::oauth::TokenCache;
 use super::schedule::RetryPolicy;
 use crate::notify::Notifier;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::Db;
 
 /// Follow-ups that may wait for the follow-up task before the recorder waits.
 pub(super) const FOLLOWUP_QUEUE: usize = 1024;
@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub policy: RetryPolicy,
     /// A webhook failing continuously this long is disabled.
     pub disable_after: Duration,
+    /// How long a node owns a claimed delivery on PostgreSQL unless it renews
+    /// (`[store] lease`); unused on redb.
+    pub lease: Duration,
 }
 
 impl EngineConfig {
@@ -50,7 +53,7 @@ impl EngineConfig {
 
 /// The shared handles of the engine's tasks.
 pub(super) struct Ctx {
-    pub store: Store,
+    pub store: Db,
     pub registry: Registry,
     pub client: HttpClient,
     pub tokens: TokenCache,

@@ -19,7 +19,7 @@ use super::{plan, recorder, scheduler, worker};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook, new_id, now_ms};
 use crate::notify::Notifier;
 use crate::registry::Registry;
-use crate::store::{IngestItem, Store, StoreError};
+use crate::store::{Db, IngestItem, StoreError};
 
 struct Inner {
     ctx: Arc<Ctx>,
@@ -42,7 +42,7 @@ pub struct Engine {
 impl Engine {
     /// Builds an engine; nothing runs until [`Engine::start`].
     pub fn new(
-        store: Store,
+        store: Db,
         registry: Registry,
         client: HttpClient,
         cfg: EngineConfig,
@@ -227,17 +227,13 @@ impl Engine {
         if !scheduler::is_fifo(webhook) || delivery.state.is_final() {
             return Ok(None);
         }
-        let store = self.inner.ctx.store.clone();
-        let wh = webhook.id.clone();
-        let first = tokio::task::spawn_blocking(move || store.pending_due(&wh, None, i64::MAX, 1))
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
-        Ok(first
-            .0
-            .into_iter()
-            .next()
-            .map(|e| e.delivery_id)
-            .filter(|head| *head != delivery.id))
+        let first = self
+            .inner
+            .ctx
+            .store
+            .first_unfinished(webhook.id.clone())
+            .await?;
+        Ok(first.filter(|head| *head != delivery.id))
     }
 
     /// Drops the cached OAuth token of a webhook (its settings changed).
@@ -251,11 +247,12 @@ impl Engine {
     }
 
     /// Prometheus text for `/metrics`.
-    pub fn metrics_text(&self, store: &Store) -> String {
+    pub async fn metrics_text(&self, store: &Db) -> String {
         self.inner
             .ctx
             .metrics
             .render(store, self.inner.ctx.tokens.fetches())
+            .await
     }
 
     /// Sends a test event to `webhook` now, without retries, and records it in the

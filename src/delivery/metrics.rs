@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::worker::{Tried, Verdict};
-use crate::store::{Next, Store};
+use crate::store::{Db, Next};
 
 /// Upper bounds (seconds) of the attempt latency histogram.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -94,7 +94,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, store: &Store, token_fetches: u64) -> String {
+    pub async fn render(&self, store: &Db, token_fetches: u64) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(
             out,
@@ -202,18 +202,32 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
-        let due = store.due_count().unwrap_or(0);
+        let due = store.due_count().await.unwrap_or(0);
         let _ = writeln!(
             out,
             "# HELP hookbox_due_backlog Unfinished deliveries in the due index.\n# TYPE hookbox_due_backlog gauge\nhookbox_due_backlog {due}"
         );
-        let oldest = store.next_due().ok().flatten().map_or(0.0, |d| {
+        let oldest = store.next_due().await.ok().flatten().map_or(0.0, |d| {
             ((crate::model::now_ms() - d as i64).max(0)) as f64 / 1000.0
         });
         let _ = writeln!(
             out,
             "# HELP hookbox_oldest_due_age_seconds Age of the oldest due delivery.\n# TYPE hookbox_oldest_due_age_seconds gauge\nhookbox_oldest_due_age_seconds {oldest}"
         );
+        if let Some(redb) = store.redb() {
+            Self::render_writer(&mut out, redb);
+        }
+        if let Some(size) = store.data_file_size() {
+            let _ = writeln!(
+                out,
+                "# HELP hookbox_store_file_bytes Size of the data file.\n# TYPE hookbox_store_file_bytes gauge\nhookbox_store_file_bytes {size}"
+            );
+        }
+        out
+    }
+
+    /// The redb writer's group-commit figures.
+    fn render_writer(out: &mut String, store: &crate::store::Store) {
         let stats = store.writer_stats();
         let commits = stats.commits.load(Relaxed);
         let jobs = stats.jobs.load(Relaxed);
@@ -233,13 +247,6 @@ impl Metrics {
             "# HELP hookbox_store_commit_duration_seconds Time one group commit takes, fsync included.\n# TYPE hookbox_store_commit_duration_seconds summary\nhookbox_store_commit_duration_seconds_sum {}\nhookbox_store_commit_duration_seconds_count {commits}",
             micros as f64 / 1e6
         );
-        if let Some(size) = store.data_file_size() {
-            let _ = writeln!(
-                out,
-                "# HELP hookbox_store_file_bytes Size of the data file.\n# TYPE hookbox_store_file_bytes gauge\nhookbox_store_file_bytes {size}"
-            );
-        }
-        out
     }
 }
 

@@ -71,13 +71,21 @@ fn policy(ctx: &Ctx, webhook_id: &str) -> Policy {
         .unwrap_or_default()
 }
 
-/// Does one read the dispatcher asked for, as of `now`, and reports it back.
+/// Does one read the dispatcher asked for, as of `now`, and reports it back. This
+/// scheduler runs on redb only (on PostgreSQL the claim loop replaces it); without
+/// a redb store every read comes back empty.
 pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
+    let Some(store) = ctx.store.redb().cloned() else {
+        if let Read::Sweep { limit, .. } = read {
+            d.swept(Vec::new(), limit);
+        }
+        return;
+    };
     match read {
         Read::Sweep { after, limit } => {
-            let store = ctx.store.clone();
+            let sweep = store.clone();
             let found =
-                tokio::task::spawn_blocking(move || store.due_entries(now, after.as_ref(), limit))
+                tokio::task::spawn_blocking(move || sweep.due_entries(now, after.as_ref(), limit))
                     .await;
             let entries = match found {
                 Ok(Ok(e)) => e,
@@ -102,7 +110,6 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
                 })
                 .collect();
             if d.swept(entries, limit) {
-                let store = ctx.store.clone();
                 let next = tokio::task::spawn_blocking(move || store.next_due_after(now))
                     .await
                     .ok()
@@ -118,7 +125,6 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
             limit,
             line,
         } => {
-            let store = ctx.store.clone();
             let key = webhook_id.clone();
             // A FIFO line is every unfinished delivery, due or not.
             let upto = if line { i64::MAX } else { now };
@@ -168,15 +174,16 @@ pub(super) async fn run_attempt(ctx: &Ctx, work: Work) -> Outcome {
     let loaded = match loaded {
         Some(l) => Some(l),
         None => {
-            let store = ctx.store.clone();
-            let id = entry.delivery_id.clone();
-            match tokio::task::spawn_blocking(move || store.delivery_with_event(&id)).await {
-                Ok(Ok(found)) => found.map(|(d, e)| (d, Arc::new(e))),
-                Ok(Err(e)) => {
+            match ctx
+                .store
+                .delivery_with_event(entry.delivery_id.clone())
+                .await
+            {
+                Ok(found) => found.map(|(d, e)| (d, Arc::new(e))),
+                Err(e) => {
                     tracing::error!(error = %e, delivery = %entry.delivery_id, "cannot load delivery");
                     return Outcome::Release { entry };
                 }
-                Err(_) => return Outcome::Release { entry },
             }
         }
     };

@@ -11,7 +11,7 @@ use email::{Decision, Mailer, Notification};
 pub use email::{NotificationKind, redact_url};
 
 use crate::model::{Delivery, UnixMs, Webhook};
-use crate::store::Store;
+use crate::store::Db;
 
 /// Sends failure notifications. Cheap to clone.
 #[derive(Clone)]
@@ -20,14 +20,14 @@ pub struct Notifier {
 }
 
 struct Inner {
-    store: Store,
+    store: Db,
     mailer: Option<Mailer>,
     interval_ms: i64,
 }
 
 impl Notifier {
     /// A notifier; without a mailer (no `[smtp]` in config) emails are skipped.
-    pub fn new(store: Store, mailer: Option<Mailer>, interval: Duration) -> Notifier {
+    pub fn new(store: Db, mailer: Option<Mailer>, interval: Duration) -> Notifier {
         Notifier {
             inner: Arc::new(Inner {
                 store,
@@ -68,7 +68,8 @@ impl Notifier {
                 let state = self
                     .inner
                     .store
-                    .notify_state(&webhook.id)
+                    .notify_state(webhook.id.clone())
+                    .await
                     .unwrap_or_default()
                     .unwrap_or_default();
                 email::decide(&state, now, interval)

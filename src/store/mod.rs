@@ -7,6 +7,7 @@ mod admin;
 mod changes;
 pub mod codec;
 pub mod copy;
+mod db;
 mod deliveries;
 mod events;
 mod notify;
@@ -29,6 +30,7 @@ use crate::secrets::Cipher;
 use records::Record;
 
 pub use changes::{Change, Subscriber};
+pub use db::Db;
 pub use deliveries::{AttemptWrite, DeliveryFilter, DueEntry, Next, RecoverScope};
 pub use events::{IngestItem, IngestOutcome, Ingested};
 pub use writer::WriterStats;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hookbox::app::App;
-use hookbox::config::{Config, EventTypeSeed};
+use hookbox::config::{Backend, Config, EventTypeSeed};
+use hookbox::model::Secret;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -64,6 +65,26 @@ pub fn test_config(dir: PathBuf) -> Config {
     c
 }
 
+/// Which engine the suite runs on: `HOOKBOX_TEST_BACKEND=postgres` runs every
+/// `TestApp` on its own database of the throwaway cluster (`pg_cluster`), so the
+/// one API and delivery suite covers both engines. A test about one engine's own
+/// mechanics pins it in its `spawn_with` closure (`c.store.backend = Backend::Redb`).
+pub fn postgres_under_test() -> bool {
+    std::env::var("HOOKBOX_TEST_BACKEND").is_ok_and(|b| b.trim().eq_ignore_ascii_case("postgres"))
+}
+
+/// Points `config` at the engine under test.
+async fn engine_under_test(config: &mut Config) {
+    if postgres_under_test() {
+        let url = crate::pg_cluster::shared().database().await;
+        config.store.backend = Backend::Postgres;
+        config.store.postgres_url = Some(Secret::new(url));
+        config.store.postgres_pool = 8;
+        // At least 3 x the tests' request timeout (2 s).
+        config.store.lease = Duration::from_secs(6);
+    }
+}
+
 /// A running hookbox for one test.
 pub struct TestApp {
     pub app: Option<App>,
@@ -91,6 +112,7 @@ impl TestApp {
     pub async fn spawn_with(f: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path().to_owned());
+        engine_under_test(&mut config).await;
         f(&mut config);
         Self::start(config, dir).await
     }

@@ -62,6 +62,7 @@ async fn sessions_are_created_validated_and_revoked() {
     let store = &app.app.as_ref().expect("running").store;
     let stored = store
         .portal_session(&hash_key(token))
+        .await
         .expect("read")
         .expect("stored");
     assert_eq!(stored.tenant, t.id);
@@ -70,7 +71,10 @@ async fn sessions_are_created_validated_and_revoked() {
     assert_eq!(me["tenant"], t.id.as_str());
 
     // Every reason at once, and nothing written.
-    let before = store.portal_session_count(&t.id).expect("count");
+    let before = store
+        .portal_session_count(t.id.clone())
+        .await
+        .expect("count");
     let (s, e) = open(
         &app,
         &t,
@@ -87,7 +91,13 @@ async fn sessions_are_created_validated_and_revoked() {
         let (s, e) = open(&app, &t, json!({ "ttl_seconds": ttl })).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{ttl}: {e}");
     }
-    assert_eq!(store.portal_session_count(&t.id).expect("count"), before);
+    assert_eq!(
+        store
+            .portal_session_count(t.id.clone())
+            .await
+            .expect("count"),
+        before
+    );
     let (s, v) = open(&app, &t, json!({"ttl_seconds": 86400})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 
@@ -132,7 +142,13 @@ async fn sessions_are_created_validated_and_revoked() {
         let msg = e["error"]["message"].as_str().expect("message");
         assert!(msg.contains("revoked"), "{msg}");
     }
-    assert_eq!(store.portal_session_count(&t.id).expect("count"), 0);
+    assert_eq!(
+        store
+            .portal_session_count(t.id.clone())
+            .await
+            .expect("count"),
+        0
+    );
 
     // Deleting the tenant purges its sessions.
     let tok = token_of(&app, &t).await;
@@ -143,7 +159,12 @@ async fn sessions_are_created_validated_and_revoked() {
     let (s, _) = as_portal(&app, &tok, Method::GET, "/v1/webhooks", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.portal_session_count(&t.id).expect("count") > 0 {
+    while store
+        .portal_session_count(t.id.clone())
+        .await
+        .expect("count")
+        > 0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "sessions not purged"

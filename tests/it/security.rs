@@ -208,7 +208,8 @@ async fn a_recreated_tenant_id_sees_nothing_of_the_deleted_tenant() {
 #[tokio::test]
 async fn a_deleted_tenant_id_is_refused_until_its_purge_is_done_and_the_purge_resumes_after_a_restart()
  {
-    let app = TestApp::spawn().await;
+    // The purge's chunks are redb's; the same rule on PostgreSQL is in pg_api.
+    let app = TestApp::spawn_with(|c| c.store.backend = hookbox::config::Backend::Redb).await;
     let t3 = tenant_with_id(&app, "t3").await;
     let other = app.tenant("other").await;
     for n in 0..20 {
@@ -225,7 +226,7 @@ async fn a_deleted_tenant_id_is_refused_until_its_purge_is_done_and_the_purge_re
     .await;
     // The store's delete alone marks the id for purging; no purge runs yet, as if
     // the process had stopped right after the delete committed.
-    let store = app.app.as_ref().expect("running").store.clone();
+    let store = redb_of(&app);
     store
         .delete_tenant("t3".to_owned(), hookbox::model::now_ms())
         .await
@@ -258,7 +259,7 @@ async fn a_deleted_tenant_id_is_refused_until_its_purge_is_done_and_the_purge_re
     // After a restart the purge resumes by itself and the id becomes free.
     drop(store);
     let app = app.restart().await;
-    let store = app.app.as_ref().expect("running").store.clone();
+    let store = redb_of(&app);
     let deadline = tokio::time::Instant::now() + WAIT;
     while store.tenant_being_purged("t3").expect("read") {
         assert!(
@@ -454,4 +455,15 @@ async fn moving_only_the_url_fetches_a_new_token() {
         2,
         "the token endpoint is called again"
     );
+}
+
+/// The redb store of a test pinned to redb.
+fn redb_of(app: &TestApp) -> hookbox::store::Store {
+    app.app
+        .as_ref()
+        .expect("running")
+        .store
+        .redb()
+        .expect("this test runs on redb")
+        .clone()
 }

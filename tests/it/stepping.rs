@@ -19,8 +19,12 @@ use crate::receiver::{Reply, TestReceiver};
 #[tokio::test]
 async fn run_due_once_attempts_what_is_due_at_the_given_time() {
     let hour = Duration::from_secs(3600);
-    let mut app =
-        TestApp::spawn_with(|c| c.delivery.retry_schedule = vec![Duration::ZERO, hour]).await;
+    let mut app = TestApp::spawn_with(|c| {
+        // Opens the data file itself after the stop: redb's own mechanics.
+        c.store.backend = hookbox::config::Backend::Redb;
+        c.delivery.retry_schedule = vec![Duration::ZERO, hour];
+    })
+    .await;
     let rx = TestReceiver::start().await;
     rx.script([Reply::status(503)]);
     let t = app.tenant("stepper").await;
@@ -49,8 +53,9 @@ async fn run_due_once_attempts_what_is_due_at_the_given_time() {
         ..ClientConfig::default()
     })
     .expect("client");
+    let db = hookbox::store::Db::Redb(store.clone());
     let engine = Engine::new(
-        store.clone(),
+        db.clone(),
         registry,
         client,
         EngineConfig {
@@ -60,8 +65,9 @@ async fn run_due_once_attempts_what_is_due_at_the_given_time() {
             max_queued_bytes: 1 << 20,
             policy: RetryPolicy::from_config(&config.delivery).expect("policy"),
             disable_after: Duration::from_secs(86_400),
+            lease: Duration::from_secs(60),
         },
-        Notifier::new(store.clone(), None, Duration::from_secs(3600)),
+        Notifier::new(db, None, Duration::from_secs(3600)),
     );
 
     let now = now_ms();

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use http::Method;
 use serde_json::json;
 
-use hookbox::config::ENV_OVERRIDES;
+use hookbox::config::{Backend, ENV_OVERRIDES};
 use hookbox::secrets;
 use hookbox::store::Store;
 use hookbox::store::pg::PgStore;
@@ -45,7 +45,8 @@ fn open_redb(dir: &Path) -> Store {
 /// events (their deliveries fail against a closed port and retry on the fast test
 /// schedule), then a graceful stop.
 async fn served_dir() -> TestApp {
-    let mut app = TestApp::spawn().await;
+    // A redb data dir whatever engine the rest of the suite runs on.
+    let mut app = TestApp::spawn_with(|c| c.store.backend = Backend::Redb).await;
     let t = app.tenant("Acme").await;
     app.webhook(
         &t,

@@ -16,7 +16,9 @@ mod claims;
 mod codes;
 pub(crate) mod copy;
 mod ingest;
+mod line;
 mod migrate;
+mod pending;
 mod webhooks;
 
 use std::str::FromStr;
@@ -150,6 +152,11 @@ impl PgStore {
     /// This node's lease id: the `lease_id` of every delivery it has claimed.
     pub fn node_id(&self) -> &str {
         &self.node
+    }
+
+    /// Closes the pool: connections are dropped as they come back.
+    pub fn close(&self) {
+        self.pool.close();
     }
 
     /// The handle the delivery loop waits on for new work.

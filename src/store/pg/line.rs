@@ -1,0 +1,21 @@
+//! A FIFO webhook's line on PostgreSQL, as the API needs it: which delivery is first
+//! in event order among the unfinished ones. Read only.
+
+use super::{PgStore, sql};
+use crate::store::StoreError;
+
+impl PgStore {
+    /// The first unfinished (pending) delivery of `webhook_id` by id, if any.
+    pub async fn first_unfinished(&self, webhook_id: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id FROM deliveries WHERE webhook_id = $1 AND state = 0 \
+                 ORDER BY id LIMIT 1",
+                &[&webhook_id],
+            )
+            .await
+            .map_err(sql)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}
