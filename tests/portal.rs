@@ -10,7 +10,7 @@ mod contract;
 #[allow(dead_code, clippy::field_reassign_with_default)]
 #[path = "it/helpers.rs"]
 mod helpers;
-
+#[allow(dead_code)]
 #[path = "it/pg_cluster.rs"]
 mod pg_cluster;
 #[allow(dead_code)]

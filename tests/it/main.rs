@@ -1,5 +1,6 @@
-//! Integration tests: the real server on port 0, a real redb file in a temp dir,
-//! real HTTP over loopback.
+//! Integration tests: the real server on port 0, a real redb file in a temp dir (or
+//! a real PostgreSQL database: `on_postgres` runs the whole suite again on it), real
+//! HTTP over loopback.
 
 mod api;
 mod api_persist;
@@ -23,6 +24,7 @@ mod isolation;
 mod memory;
 mod metrics;
 mod notify;
+mod on_postgres;
 mod openapi;
 mod pg_claims;
 mod pg_cluster;

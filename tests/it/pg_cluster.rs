@@ -78,6 +78,13 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
+    /// A cluster of one test's own (for a test that stops the server); stopped and
+    /// removed when dropped.
+    #[allow(dead_code)]
+    pub fn private() -> Private {
+        Private(Cluster::start())
+    }
+
     fn start() -> Cluster {
         let bin = bin_dir();
         let as_postgres = unsafe { libc::geteuid() } == 0;
@@ -116,18 +123,25 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        let socket_dir = cluster._dir.path().to_string_lossy().into_owned();
+        cluster.serve();
+        cluster
+    }
+
+    /// Starts the server on the cluster's port and waits until it accepts.
+    fn serve(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let socket_dir = self._dir.path().to_string_lossy().into_owned();
         let options = format!(
-            "-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            "-p {} -k {socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port
         );
         let log = format!("{socket_dir}/server.log");
-        cluster.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options, "start",
             ],
         );
-        cluster
     }
 
     /// Runs one of the server's programs (as `postgres` when we are root) and
@@ -197,5 +211,33 @@ impl Cluster {
             "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
             self.port
         )
+    }
+}
+
+/// A test's own cluster: `halt` and `resume` stop and start its server on the same
+/// port and data; dropping it stops the server and removes its files.
+pub struct Private(Cluster);
+
+#[allow(dead_code)]
+impl Private {
+    /// Stops the server at once (connections are cut, as when a database host dies).
+    pub fn halt(&self) {
+        self.0.stop();
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&self) {
+        self.0.serve();
+    }
+
+    /// Creates a fresh, empty database and returns its URL.
+    pub async fn database(&self) -> String {
+        self.0.database().await
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
