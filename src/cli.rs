@@ -8,11 +8,16 @@
 //!
 //! Exit status: 0 ok, 1 the server refused or failed (every reason is printed), 2 bad
 //! usage, 3 the server cannot be reached, 64 an invalid config file.
+//!
+//! The exception is `store` (`store.rs`): offline maintenance of a STOPPED data dir
+//! (`store copy`, `store compact`) through the store's own functions, with its own
+//! exit codes; it refuses a data file a running hookbox holds.
 
 mod args;
 mod client;
 mod output;
 mod portal;
+pub mod store;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

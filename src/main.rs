@@ -46,7 +46,8 @@ single owner, so there is no offline mode. They use the admin token from
 Exit status: 0 ok, 1 the server refused (every reason is printed), 2 bad usage,
 3 cannot connect, 64 invalid configuration, 65 (serve) the data file (or the
 PostgreSQL schema) was written by a newer hookbox, 69 (serve) PostgreSQL cannot
-be reached.
+be reached. `hookbox store copy|compact` work offline on a stopped data dir and
+have their own exit codes (see `hookbox store --help`).
 ";
 
 /// hookbox: an embedded webhook gateway. Durable ingest, signed Standard Webhooks
@@ -69,6 +70,8 @@ enum Command {
     /// Check a webhook signature the way a receiver would; the body is read from stdin.
     #[command(after_help = "Exit status: 0 when valid, 1 when invalid or the secret is malformed.")]
     Verify(VerifyArgs),
+    /// Offline maintenance of a stopped data dir: copy it into PostgreSQL, or compact it.
+    Store(cli::store::Store),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -95,10 +98,22 @@ struct VerifyArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `store` reports bad usage as sysexits' EX_USAGE, like its other exit codes.
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "store") => {
+            let _ = e.print();
+            return ExitCode::from(cli::store::exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Verify(args) => verify(&args),
+        Command::Store(cmd) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            ExitCode::from(cli::store::run(cli.config.as_deref(), &env, cmd).await)
+        }
         Command::Client(cmd) => {
             let env: Vec<(String, String)> = std::env::vars().collect();
             ExitCode::from(cli::run(cli.config.as_deref(), &env, cmd).await)

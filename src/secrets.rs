@@ -111,6 +111,23 @@ pub fn load_or_create_master_key(
     }
 }
 
+/// The master key a data dir's records are sealed with, for offline tools (`hookbox
+/// store copy`): from config when given, else `<data_dir>/master.key`. Unlike
+/// [`load_or_create_master_key`] it never creates a key: a missing file is an error.
+pub fn load_master_key(configured: Option<&Secret>, data_dir: &Path) -> Result<Cipher, SealError> {
+    if let Some(key) = configured {
+        return Cipher::from_base64(key.expose());
+    }
+    let path = data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Cipher::from_base64(&text),
+        Err(source) => Err(SealError::File {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
 /// The admin token: from config when given, else `<data_dir>/admin-token`, generated
 /// on first start. Returns the token and whether it was generated just now (so the
 /// caller can print it once).

@@ -32,12 +32,13 @@ pub enum IngestOutcome {
     NotStored,
 }
 
+/// What the idempotency table holds per `(tenant, key)`: the first answer.
 #[derive(Serialize, Deserialize)]
-struct IdempotencyRecord {
-    body_hash: [u8; 32],
-    event_id: String,
-    deliveries: u32,
-    created_at: UnixMs,
+pub(super) struct IdempotencyRecord {
+    pub(super) body_hash: [u8; 32],
+    pub(super) event_id: String,
+    pub(super) deliveries: u32,
+    pub(super) created_at: UnixMs,
 }
 
 /// Each item's outcome, with the item handed back (so callers need not clone it).

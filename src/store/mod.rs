@@ -6,10 +6,12 @@
 mod admin;
 mod changes;
 pub mod codec;
+pub mod copy;
 mod db;
 mod deliveries;
 mod events;
 mod notify;
+pub mod offline;
 pub mod pg;
 mod portal;
 mod purge;

@@ -106,7 +106,7 @@ impl Store {
     }
 }
 
-fn unseal(cipher: &Cipher, sealed: &[u8]) -> Result<Webhook, StoreError> {
+pub(super) fn unseal(cipher: &Cipher, sealed: &[u8]) -> Result<Webhook, StoreError> {
     let plain = cipher.open(sealed).map_err(StoreError::Seal)?;
     decode("webhooks", &plain)
 }

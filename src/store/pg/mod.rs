@@ -25,6 +25,7 @@ mod claims;
 mod codes;
 mod deliveries;
 mod events;
+pub(crate) mod copy;
 mod ingest;
 mod jobs;
 mod line;

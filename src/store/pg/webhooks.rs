@@ -186,12 +186,19 @@ async fn locked(
     row.map(|r| row_to_webhook(cipher, &r)).transpose()
 }
 
-enum Insert {
+/// Why an insert failed: the id is taken, or the store failed.
+pub(super) enum Insert {
     Taken,
     Store(StoreError),
 }
 
-async fn insert<C: GenericClient>(client: &C, cipher: &Cipher, w: &Webhook) -> Result<(), Insert> {
+/// Inserts a webhook row as given (version included), sealing its secrets; used by
+/// `create_webhook` and by `store copy`, so both seal the same way.
+pub(super) async fn insert<C: GenericClient>(
+    client: &C,
+    cipher: &Cipher,
+    w: &Webhook,
+) -> Result<(), Insert> {
     let v = Columns::of(cipher, w).map_err(Insert::Store)?;
     client
         .execute(
