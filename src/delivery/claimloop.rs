@@ -26,6 +26,10 @@ use crate::store::pg::{ClaimLimits, Claimed, PgStore};
 /// work it was not told about: another node's retries, expired leases).
 const BACKSTOP: Duration = Duration::from_secs(1);
 
+/// How long the loop first waits before looking again at due work a claim could not
+/// take (see `Books::held_back`).
+const BLOCKED_PAUSE: Duration = Duration::from_millis(10);
+
 /// The node's own books: what it runs, what waits for a tenant's share, and what
 /// awaits its commit. Pure; the loop feeds it and asks it.
 struct Books {
@@ -46,6 +50,10 @@ struct Books {
     /// share): a freed slot is a reason to claim again. Otherwise it is not, and
     /// no claim is wasted on it.
     starved: bool,
+    /// Looks in a row that found due work but could claim none of it (held back by
+    /// a FIFO head, other nodes' leases, or a webhook row another transaction holds):
+    /// the pause before the next look doubles with each, up to the backstop.
+    held_back: u32,
 }
 
 impl Books {
@@ -70,6 +78,7 @@ impl Books {
             queued: VecDeque::new(),
             unsettled: HashSet::new(),
             starved: false,
+            held_back: 0,
         }
     }
 
@@ -286,6 +295,10 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
         }
     };
     let filled = claims.claimed.len() >= limits.slots as usize;
+    let claimed_any = !claims.claimed.is_empty();
+    if claimed_any {
+        books.held_back = 0;
+    }
     for c in books.accept(claims.claimed) {
         spawn_attempt(ctx.clone(), c);
     }
@@ -302,6 +315,19 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
     };
     let next = [due, claims.next_token_at].into_iter().flatten().min();
     match next {
+        // Due work this claim left alone is held back elsewhere (a FIFO line waiting
+        // on its head, another node's leases filling a webhook's bound): its release
+        // wakes this node through a `Done` or a notification; meanwhile look again
+        // after a short pause rather than spinning on the database.
+        Some(at) if at <= now => {
+            if claimed_any {
+                books.held_back = 0;
+            } else {
+                books.held_back = books.held_back.saturating_add(1);
+            }
+            let pause = BLOCKED_PAUSE.saturating_mul(1 << books.held_back.min(7));
+            Instant::now() + pause.min(BACKSTOP)
+        }
         Some(at) => {
             let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
             Instant::now() + Duration::from_millis(wait)

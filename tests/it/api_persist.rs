@@ -163,7 +163,7 @@ async fn secrets_are_not_readable_in_the_redb_file() {
     const HEADER_VALUE: &str = "hdr-value-7f3a9c1e5b";
     const CLIENT_SECRET: &str = "oauth-client-secret-2d8e4b6a";
     const TOKEN_HEADER: &str = "token-header-value-9c1e7f3a";
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_redb_with(|_| {}).await;
     let t = app.tenant("acme").await;
     app.webhook(
         &t,

@@ -113,7 +113,7 @@ async fn ingest_until_accepted(app: &TestApp, t: &Tenant) -> Value {
 
 /// hookbox on `data`, with a tenant and a webhook to a test receiver.
 async fn serve_from(data: PathBuf) -> (TestApp, TestReceiver, Tenant) {
-    let app = TestApp::spawn_with(|c| c.data_dir = data).await;
+    let app = TestApp::spawn_redb_with(|c| c.data_dir = data).await;
     let rx = TestReceiver::start().await;
     let t = app.tenant("acme").await;
     app.webhook(
@@ -152,7 +152,7 @@ async fn a_full_disk_gives_503_and_ingest_resumes_when_space_returns() {
 async fn a_start_on_a_read_only_data_dir_fails_with_a_clear_reason() {
     let fs = Tmpfs::mount("8m");
     let data = fs.path().join("data");
-    let mut app = TestApp::spawn_with(|c| c.data_dir = data.clone()).await;
+    let mut app = TestApp::spawn_redb_with(|c| c.data_dir = data.clone()).await;
     let config = app.config.clone();
     app.stop().await;
     fs.remount("ro");

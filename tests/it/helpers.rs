@@ -117,6 +117,16 @@ impl TestApp {
         Self::start(config, dir).await
     }
 
+    /// Starts hookbox on redb whatever engine the suite runs on: for tests of the
+    /// redb file itself (its bytes, disk faults, upgrades of old files).
+    pub async fn spawn_redb_with(f: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_with(|c| {
+            c.store.backend = Backend::Redb;
+            f(c);
+        })
+        .await
+    }
+
     async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
         let app = App::build(config.clone()).await.expect("hookbox starts");
         let base = format!("http://{}", app.addr);

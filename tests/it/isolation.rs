@@ -298,7 +298,7 @@ async fn another_tenants_ids_are_not_found_on_every_route() {
 /// mode 0600.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_not_in_the_data_file_in_plain_text() {
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_redb_with(|_| {}).await;
     let t = app.tenant("secrets").await;
     let header_value = "hdr-value-7f3a9c1e";
     let client_secret = "oauth-secret-4b8d2e6f";

@@ -231,16 +231,22 @@ async fn metrics_move_as_events_flow_and_never_show_secrets_or_urls() {
         "{text}"
     );
     assert!(sample(&after, r#"hookbox_attempts_total{result="ok"}"#) >= 3.0);
-    assert!(
-        sample(&after, "hookbox_store_commits_total") > 0.0,
-        "{text}"
-    );
-    assert!(
-        sample(&after, "hookbox_store_commit_batch_size_sum")
-            >= sample(&after, "hookbox_store_commit_batch_size_count"),
-        "a commit carries at least one write:\n{text}"
-    );
-    assert!(sample(&after, "hookbox_store_file_bytes") > 0.0, "{text}");
+    // The group-commit figures and the file size are the redb writer's own; on
+    // PostgreSQL the database reports its commits itself.
+    if crate::helpers::postgres_under_test() {
+        assert!(!after.contains_key("hookbox_store_commits_total"), "{text}");
+    } else {
+        assert!(
+            sample(&after, "hookbox_store_commits_total") > 0.0,
+            "{text}"
+        );
+        assert!(
+            sample(&after, "hookbox_store_commit_batch_size_sum")
+                >= sample(&after, "hookbox_store_commit_batch_size_count"),
+            "a commit carries at least one write:\n{text}"
+        );
+        assert!(sample(&after, "hookbox_store_file_bytes") > 0.0, "{text}");
+    }
     for gauge in [
         "hookbox_in_flight_requests",
         "hookbox_due_backlog",

@@ -43,7 +43,7 @@ fn copy_fixture(to: &Path) {
 async fn start_on_fixture(data: &Path, admin: &str) -> TestApp {
     let admin = admin.to_owned();
     let data = data.to_owned();
-    TestApp::spawn_with(move |c| {
+    TestApp::spawn_redb_with(move |c| {
         c.data_dir = data;
         c.admin_token = Some(hookbox::model::Secret::new(admin));
         c.event_types = vec![
@@ -420,7 +420,7 @@ async fn a_file_from_a_newer_format_is_refused_with_exit_status_65() {
     assert_eq!(read_format(&file), 99);
 
     // A fresh file records the current format.
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_redb_with(|_| {}).await;
     let fresh = app.data_file();
     app.stop().await;
     assert_eq!(read_format(&fresh), hookbox::store::FORMAT);

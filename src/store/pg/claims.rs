@@ -348,15 +348,16 @@ impl PgStore {
             .map_err(sql)
     }
 
-    /// The earliest due time after `now` of an unleased unfinished delivery: when
-    /// the delivery loop has work again, unless woken earlier.
-    pub async fn next_unleased_due(&self, now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
+    /// The earliest due time of an unleased unfinished delivery: when the delivery
+    /// loop has work again, unless woken earlier. A time at or before `now` is due
+    /// work the last claim left (held back by a FIFO head or other nodes' leases).
+    pub async fn next_unleased_due(&self, _now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT min(next_attempt_at) FROM deliveries \
-                 WHERE next_attempt_at > $1 AND lease_id IS NULL",
-                &[&now],
+                 WHERE next_attempt_at IS NOT NULL AND lease_id IS NULL",
+                &[],
             )
             .await
             .map_err(sql)?;

@@ -5,12 +5,13 @@ use super::{PgStore, sql};
 use crate::store::StoreError;
 
 impl PgStore {
-    /// The first unfinished (pending) delivery of `webhook_id` by id, if any.
+    /// The first unfinished delivery of `webhook_id` by id (pending, or failed and
+    /// waiting for its retry), if any.
     pub async fn first_unfinished(&self, webhook_id: &str) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT id FROM deliveries WHERE webhook_id = $1 AND state = 0 \
+                "SELECT id FROM deliveries WHERE webhook_id = $1 AND next_attempt_at IS NOT NULL \
                  ORDER BY id LIMIT 1",
                 &[&webhook_id],
             )

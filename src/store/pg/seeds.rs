@@ -96,8 +96,10 @@ impl PgStore {
                 created_at: r.get(4),
             })
             .collect();
+        let changes = [Change::EventTypesAdded(stored)];
+        self.announce(&tx, &changes).await?;
         tx.commit().await.map_err(sql)?;
-        self.publish(&[Change::EventTypesAdded(stored)]);
+        self.publish(&changes);
         Ok(added.len())
     }
 }
