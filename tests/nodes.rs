@@ -78,7 +78,7 @@ async fn wait_known(node: &TestApp, t: &Tenant) {
 fn delivered(got: &[Received], path: &str) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for r in got.iter().filter(|r| r.path == path) {
-        let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+        let id = r.header("webhook-id").unwrap_or_default().to_owned();
         *seen.entry(id).or_insert(0) += 1;
     }
     seen
@@ -282,7 +282,7 @@ impl Process {
             format!(
                 "listen = \"127.0.0.1:0\"\n\
                  [security]\nrequire_https = false\nallow_networks = [\"127.0.0.0/8\"]\n\
-                 [delivery]\nrequest_timeout = \"2s\"\nretry_schedule = [\"0s\", \"50ms\", \"100ms\"]\n\
+                 [delivery]\nconnect_timeout = \"1s\"\nrequest_timeout = \"2s\"\nretry_schedule = [\"0s\", \"50ms\", \"100ms\"]\n\
                  [store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\npostgres_pool = 6\n\
                  lease = \"{}s\"\n",
                 LEASE.as_secs()
