@@ -150,6 +150,28 @@ fn config(dir: &std::path::Path) -> Config {
     c
 }
 
+/// With `HOOKBOX_LOADGEN_POSTGRES` (the URL of a PostgreSQL server's maintenance
+/// database, e.g. `postgres://postgres@127.0.0.1:5432/postgres`), the phase runs on
+/// PostgreSQL instead of redb, in a fresh database of its own.
+async fn engine(mut c: Config) -> Config {
+    let Ok(admin) = std::env::var("HOOKBOX_LOADGEN_POSTGRES") else {
+        return c;
+    };
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect to HOOKBOX_LOADGEN_POSTGRES");
+    tokio::spawn(connection);
+    let name = format!("loadgen_{}_{}", std::process::id(), rand::random::<u32>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create the phase's database");
+    let (base, _) = admin.rsplit_once('/').expect("a URL with a database name");
+    c.store.backend = hookbox::config::Backend::Postgres;
+    c.store.postgres_url = Some(hookbox::model::Secret::new(format!("{base}/{name}")));
+    c
+}
+
 struct Api {
     client: HttpClient,
     base: String,
@@ -303,7 +325,7 @@ async fn phase_throughput(fanout: usize, events: u64, fifo: bool) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let seen = Arc::new(Seen::default());
     let raddr = start_receiver("127.0.0.1:0".parse().expect("addr"), seen.clone()).await;
-    let app = App::build(config(dir.path()))
+    let app = App::build(engine(config(dir.path())).await)
         .await
         .expect("hookbox starts");
     let api = Arc::new(setup(&app, fanout, &format!("http://{raddr}/hook"), None, fifo).await);
@@ -386,7 +408,7 @@ async fn phase_latency(rate: u64, secs: u64) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let seen = Arc::new(Seen::default());
     let raddr = start_receiver("127.0.0.1:0".parse().expect("addr"), seen.clone()).await;
-    let app = App::build(config(dir.path()))
+    let app = App::build(engine(config(dir.path())).await)
         .await
         .expect("hookbox starts");
     let api = Arc::new(setup(&app, 1, &format!("http://{raddr}/hook"), None, false).await);
@@ -449,7 +471,7 @@ async fn phase_pending(count: u64) -> Value {
         l.local_addr().expect("addr").port()
     };
     let raddr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let cfg = config(dir.path());
+    let cfg = engine(config(dir.path())).await;
     let app = App::build(cfg.clone()).await.expect("hookbox starts");
     // One webhook limited to 1 request/s: the backlog stays pending (due now) instead
     // of churning through failed attempts against the closed port.
