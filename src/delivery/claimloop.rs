@@ -306,7 +306,7 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
     if filled {
         return Instant::now() + BACKSTOP;
     }
-    let due = match pg.next_unleased_due(now).await {
+    let due = match pg.next_unleased_due().await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the next due time");

@@ -349,9 +349,9 @@ impl PgStore {
     }
 
     /// The earliest due time of an unleased unfinished delivery: when the delivery
-    /// loop has work again, unless woken earlier. A time at or before `now` is due
-    /// work the last claim left (held back by a FIFO head or other nodes' leases).
-    pub async fn next_unleased_due(&self, _now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
+    /// loop has work again, unless woken earlier. A time already past is due work
+    /// the last claim left (held back by a FIFO head or other nodes' leases).
+    pub async fn next_unleased_due(&self) -> Result<Option<UnixMs>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_one(
