@@ -28,7 +28,6 @@ mod on_postgres;
 mod openapi;
 mod pg_api;
 mod pg_api_jobs;
-mod pg_claims;
 mod pg_cluster;
 mod pg_copy;
 mod pg_delivery;

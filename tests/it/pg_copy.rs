@@ -14,7 +14,7 @@ use hookbox::notify::email::ThrottleState;
 use hookbox::secrets::Cipher;
 use hookbox::store::copy::{CopyError, CopyOptions, copy_to_postgres};
 use hookbox::store::offline::OfflineError;
-use hookbox::store::pg::PgStore;
+use hookbox::store::pg::{ClaimLimits, PgStore};
 use hookbox::store::{AttemptWrite, DueEntry, IngestItem, IngestOutcome, Next, Store};
 
 use crate::pg_cluster;
@@ -437,10 +437,18 @@ async fn a_copied_store_serves_the_same_reads_on_postgres() {
 
     // The waiting deliveries (the retry and the untried one) are claimable work on
     // PostgreSQL, due when they were due on redb; finished ones are not.
+    let limits = ClaimLimits {
+        slots: 100,
+        per_webhook: 100,
+        tenant_share: 100,
+        tenant_room: Vec::new(),
+        lease_ms: 60_000,
+    };
     let mut claimed: Vec<String> = pg
-        .claim_due(filled.retry_at, 100, 60_000)
+        .claim_batch(filled.retry_at, &limits)
         .await
         .expect("claim")
+        .claimed
         .into_iter()
         .map(|c| c.delivery.id)
         .collect();

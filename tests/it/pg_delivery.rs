@@ -148,6 +148,37 @@ fn write(c: &Claimed, at: i64, next: Next) -> AttemptWrite {
 }
 
 #[tokio::test]
+async fn two_nodes_claiming_at_once_never_share_a_delivery() {
+    let url = pg_cluster::shared().database().await;
+    let a = with_webhook(&url, webhook("wh_s", "acme", Ordering::None, None)).await;
+    let b = open(&url).await;
+    let ids = deliveries(&a, "wh_s", 120, 1_000).await;
+    let mut seen = HashSet::new();
+    loop {
+        // A bound above the backlog: only SKIP LOCKED keeps the nodes apart.
+        let (ca, cb) = tokio::join!(
+            claim(&a, 10_000, limits(25, 1_000, 60_000)),
+            claim(&b, 10_000, limits(25, 1_000, 60_000))
+        );
+        if ca.claimed.is_empty() && cb.claimed.is_empty() {
+            break;
+        }
+        for c in ca.claimed.iter().chain(&cb.claimed) {
+            assert!(seen.insert(c.delivery.id.clone()), "claimed twice");
+        }
+        // Each batch leaves oldest due first (one webhook: creation order here).
+        for batch in [&ca.claimed, &cb.claimed] {
+            assert!(
+                batch
+                    .windows(2)
+                    .all(|w| w[0].delivery.id < w[1].delivery.id)
+            );
+        }
+    }
+    assert_eq!(seen.len(), ids.len());
+}
+
+#[tokio::test]
 async fn the_per_webhook_bound_holds_across_two_nodes_claiming_at_once() {
     let url = pg_cluster::shared().database().await;
     let a = with_webhook(&url, webhook("wh_b", "acme", Ordering::None, None)).await;

@@ -50,7 +50,6 @@ use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
 pub use batch::{ClaimLimits, Claimed, Claims};
-pub use claims::{Claim, Completion};
 pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 pub use purge::PURGE_CHUNK_EVENTS;
