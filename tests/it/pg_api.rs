@@ -14,7 +14,7 @@ use hookbox::store::{DeliveryFilter, IngestItem, RecoverScope, Store};
 
 use crate::pg_cluster;
 
-const KEY: [u8; 32] = [9; 32];
+const KEY: [u8; 32] = pg_cluster::MASTER_KEY;
 /// The fixture's first event time (Unix ms); event i is created at BASE + i s.
 pub const BASE: i64 = 1_700_000_000_000;
 const EVENTS: i64 = 12;
@@ -110,12 +110,6 @@ pub fn item(i: i64, hooks: &[&str]) -> IngestItem {
     }
 }
 
-pub async fn open_pg(url: &str) -> PgStore {
-    PgStore::open(url, 4, Cipher::new(&KEY))
-        .await
-        .expect("open the PostgreSQL store")
-}
-
 impl Both {
     /// Both stores with tenant `acme`, webhooks `wh_a` and `wh_b`, and 12 events,
     /// each delivered to both webhooks.
@@ -124,7 +118,7 @@ impl Both {
         let redb =
             Store::open(&dir.path().join("db.redb"), Cipher::new(&KEY), 1 << 20).expect("redb");
         let url = pg_cluster::shared().database().await;
-        let pg = open_pg(&url).await;
+        let pg = pg_cluster::open(&url).await;
         let both = Both {
             redb,
             pg,
@@ -468,7 +462,7 @@ async fn recover_clears_the_lease_so_an_attempt_in_flight_records_nothing() {
     let both = Both::fixture().await;
     // One of wh_b's deliveries failed once and another node holds its lease (its
     // next attempt is in flight).
-    let db = crate::pg_api_jobs::sql(&both.url).await;
+    let db = pg_cluster::sql(&both.url).await;
     let leased_id = Both::delivery_id(3, 1);
     db.execute(
         "UPDATE deliveries SET state = 2, attempts = 1, \

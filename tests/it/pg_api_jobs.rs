@@ -14,17 +14,8 @@ use hookbox::notify::email::ThrottleState;
 use hookbox::store::pg::{PgStore, RETENTION_JOB};
 use hookbox::store::{Change, IngestItem, IngestOutcome, StoreError, Subscriber};
 
-use crate::pg_api::{BASE, Both, item, open_pg, tenant, webhook};
-use crate::pg_cluster;
-
-/// A plain SQL connection to `url`, to look at the rows themselves.
-pub async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
+use crate::pg_api::{BASE, Both, item, tenant, webhook};
+use crate::pg_cluster::{self, sql};
 
 async fn count(db: &tokio_postgres::Client, query: &str, tenant: &str) -> i64 {
     db.query_one(query, &[&tenant]).await.unwrap().get(0)
@@ -33,8 +24,8 @@ async fn count(db: &tokio_postgres::Client, query: &str, tenant: &str) -> i64 {
 /// Two nodes on one fresh database.
 async fn two_nodes() -> (PgStore, PgStore, String) {
     let url = pg_cluster::shared().database().await;
-    let a = open_pg(&url).await;
-    let b = open_pg(&url).await;
+    let a = pg_cluster::open(&url).await;
+    let b = pg_cluster::open(&url).await;
     (a, b, url)
 }
 
@@ -156,7 +147,7 @@ async fn retention_runs_on_one_node_at_a_time() {
         both.record_manual(i, 0, true).await;
         both.record_manual(i, 1, true).await;
     }
-    let other = open_pg(&both.url).await;
+    let other = pg_cluster::open(&both.url).await;
     let cutoff = BASE + 100_000;
     // Both nodes purge at once: one does the work, the other does nothing.
     let (a, b) = tokio::join!(

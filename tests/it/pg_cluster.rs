@@ -4,12 +4,41 @@
 //! tests run as root, since the server refuses root), shared by every test of this
 //! binary with one fresh database per test, and stopped when the binary exits.
 //! Never skips: when PostgreSQL cannot be installed or started, the test fails.
+//! Also the PostgreSQL tests' shared helpers: `open` (a `PgStore` under the fixed
+//! test master key) and `sql` (a plain client, to look at the rows themselves).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use hookbox::secrets::Cipher;
+use hookbox::store::pg::PgStore;
+
+/// The master key of every test `PgStore` opened with [`open`].
+pub const MASTER_KEY: [u8; 32] = [7; 32];
+
+/// The cipher of [`MASTER_KEY`].
+pub fn cipher() -> Cipher {
+    Cipher::new(&MASTER_KEY)
+}
+
+/// A `PgStore` on `url` (a pool of 4) sealing with [`MASTER_KEY`].
+pub async fn open(url: &str) -> PgStore {
+    PgStore::open(url, 4, cipher())
+        .await
+        .expect("open the PostgreSQL store")
+}
+
+/// A plain SQL connection to `url` (no TLS), to look at the rows themselves.
+pub async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
 
 /// A running cluster: where it lives and the port it listens on (127.0.0.1).
 pub struct Cluster {

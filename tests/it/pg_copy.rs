@@ -14,24 +14,10 @@ use hookbox::notify::email::ThrottleState;
 use hookbox::secrets::Cipher;
 use hookbox::store::copy::{CopyError, CopyOptions, copy_to_postgres};
 use hookbox::store::offline::OfflineError;
-use hookbox::store::pg::{ClaimLimits, PgStore};
+use hookbox::store::pg::ClaimLimits;
 use hookbox::store::{AttemptWrite, DueEntry, IngestItem, IngestOutcome, Next, Store};
 
-use crate::pg_cluster;
-
-const KEY: [u8; 32] = [42; 32];
-
-fn cipher() -> Cipher {
-    Cipher::new(&KEY)
-}
-
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
+use crate::pg_cluster::{self, cipher, open, sql};
 
 fn tenant(id: &str) -> Tenant {
     Tenant {
@@ -394,7 +380,7 @@ async fn a_copied_store_serves_the_same_reads_on_postgres() {
         assert_eq!(copied.skipped[0].0, "portal_sessions");
     }
 
-    let pg = PgStore::open(&url, 4, cipher()).await.expect("open pg");
+    let pg = open(&url).await;
     assert_eq!(pg.list_tenants().await.expect("tenants"), tenants);
     assert_eq!(pg.list_api_keys().await.expect("keys"), keys);
     assert_eq!(pg.list_event_types().await.expect("types"), types);
@@ -576,7 +562,7 @@ async fn a_second_copy_into_a_database_with_data_is_refused_and_changes_nothing(
 
     // One tenant made by a node is enough to refuse.
     let url = pg_cluster::shared().database().await;
-    let pg = PgStore::open(&url, 2, cipher()).await.expect("open pg");
+    let pg = open(&url).await;
     pg.create_tenant(tenant("other"), vec![])
         .await
         .expect("tenant");

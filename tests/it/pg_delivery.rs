@@ -10,17 +10,10 @@ use hookbox::model::{
     Attempt, Delivery, DeliveryState, Event, Ordering, Secret, SigningSecret, Tenant, Trigger,
     Webhook, new_id, now_ms,
 };
-use hookbox::secrets::Cipher;
 use hookbox::store::pg::{ClaimLimits, Claimed, Claims, PgStore};
 use hookbox::store::{AttemptWrite, DueEntry, IngestItem, Next};
 
-use crate::pg_cluster;
-
-async fn open(url: &str) -> PgStore {
-    PgStore::open(url, 4, Cipher::new(&[7; 32]))
-        .await
-        .expect("open the PostgreSQL store")
-}
+use crate::pg_cluster::{self, open, sql};
 
 fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Webhook {
     Webhook {
@@ -547,12 +540,4 @@ async fn a_tenant_without_room_is_skipped_and_a_disabled_webhooks_work_is_cancel
         states, want,
         "every delivery of the disabled webhook is cancelled"
     );
-}
-
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
 }

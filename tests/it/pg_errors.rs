@@ -5,12 +5,11 @@
 //! leaves the node healthy.
 
 use hookbox::api::ApiError;
-use hookbox::secrets::Cipher;
 use hookbox::store::StoreError;
-use hookbox::store::pg::{PgError, PgStore, store_error};
+use hookbox::store::pg::{PgError, store_error};
 
-use crate::pg_cluster;
-use crate::pg_listen::{item, sql, tenant};
+use crate::pg_cluster::{self, sql};
+use crate::pg_listen::{item, tenant};
 
 #[tokio::test]
 async fn statement_errors_map_to_unavailable_only_when_the_connection_is_gone() {
@@ -60,9 +59,7 @@ async fn statement_errors_map_to_unavailable_only_when_the_connection_is_gone() 
 #[tokio::test]
 async fn an_ingest_the_database_refuses_is_an_internal_error_and_the_node_stays_healthy() {
     let url = pg_cluster::shared().database().await;
-    let store = PgStore::open(&url, 4, Cipher::new(&[7; 32]))
-        .await
-        .expect("open the PostgreSQL store");
+    let store = pg_cluster::open(&url).await;
     store.create_tenant(tenant("acme"), vec![]).await.unwrap();
     let first = item();
     store.ingest_as(vec![first.clone()], None).await.unwrap();

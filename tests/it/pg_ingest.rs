@@ -4,17 +4,10 @@
 //! callers all answered.
 
 use hookbox::model::{ApiKey, Delivery, DeliveryState, Event, Scope, Tenant};
-use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 use hookbox::store::{IngestItem, IngestOutcome, StoreError};
 
-use crate::pg_cluster;
-
-async fn open(url: &str) -> PgStore {
-    PgStore::open(url, 4, Cipher::new(&[7; 32]))
-        .await
-        .expect("open the PostgreSQL store")
-}
+use crate::pg_cluster::{self, open};
 
 async fn with_tenant(url: &str) -> PgStore {
     let store = open(url).await;

@@ -13,14 +13,13 @@ use hookbox::model::{
     Webhook,
 };
 use hookbox::registry::Registry;
-use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 use hookbox::store::{Change, IngestItem, StoreError, Subscriber};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::pg_cluster;
+use crate::pg_cluster::{self, sql};
 
 /// What "in force on every node" must take at most (DESIGN.md section 7).
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -73,9 +72,7 @@ impl Node {
     /// Opens a store on `url`, subscribes a registry and starts the listener; returns
     /// once the listener is connected and has done its first refresh.
     async fn start(url: &str) -> Node {
-        let store = PgStore::open(url, 4, Cipher::new(&[7; 32]))
-            .await
-            .expect("open the PostgreSQL store");
+        let store = pg_cluster::open(url).await;
         let tap = Arc::new(Tap::default());
         store.subscribe(tap.clone());
         let stop = CancellationToken::new();
@@ -128,14 +125,6 @@ async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> 
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-pub(crate) async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
 }
 
 pub(crate) fn tenant(id: &str) -> Tenant {

@@ -4,15 +4,7 @@
 
 use hookbox::store::pg::{self, PgError};
 
-use crate::pg_cluster;
-
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
+use crate::pg_cluster::{self, sql};
 
 #[tokio::test]
 async fn migrating_a_fresh_database_creates_the_schema_and_records_it() {
@@ -20,7 +12,7 @@ async fn migrating_a_fresh_database_creates_the_schema_and_records_it() {
     let pool = pg::pool(&url, 4).unwrap();
     assert_eq!(pg::connect_and_migrate(&pool).await.unwrap(), pg::SCHEMA);
 
-    let db = client(&url).await;
+    let db = sql(&url).await;
     let tables: Vec<String> = db
         .query(
             "SELECT table_name::text FROM information_schema.tables \
@@ -99,7 +91,7 @@ async fn nodes_starting_together_apply_each_migration_once() {
     for node in nodes {
         assert_eq!(node.await.unwrap().unwrap(), pg::SCHEMA);
     }
-    let db = client(&url).await;
+    let db = sql(&url).await;
     let rows: i64 = db
         .query_one("SELECT count(*) FROM hookbox_schema", &[])
         .await
@@ -113,7 +105,7 @@ async fn a_database_migrated_by_a_newer_hookbox_is_refused_and_left_as_it_is() {
     let url = pg_cluster::shared().database().await;
     let pool = pg::pool(&url, 2).unwrap();
     pg::connect_and_migrate(&pool).await.unwrap();
-    let db = client(&url).await;
+    let db = sql(&url).await;
     db.execute(
         "INSERT INTO hookbox_schema (version, name, applied_at) VALUES (99, 'future', 0)",
         &[],

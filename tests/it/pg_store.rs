@@ -11,23 +11,7 @@ use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 use hookbox::store::{Change, StoreError, Subscriber};
 
-use crate::pg_cluster;
-
-const MASTER_KEY: [u8; 32] = [7; 32];
-
-async fn open(url: &str) -> PgStore {
-    PgStore::open(url, 4, Cipher::new(&MASTER_KEY))
-        .await
-        .expect("open the PostgreSQL store")
-}
-
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
+use crate::pg_cluster::{self, open, sql};
 
 fn tenant(id: &str) -> Tenant {
     Tenant {
