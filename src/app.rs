@@ -229,9 +229,14 @@ async fn open_store(config: &Config, cipher: secrets::Cipher) -> anyhow::Result<
                 .postgres_url
                 .as_ref()
                 .context("store.postgres_url is not set")?;
-            let store = PgStore::open(url.expose(), config.store.postgres_pool, cipher)
-                .await
-                .context("cannot open the PostgreSQL store")?;
+            let store = PgStore::open_with(
+                url.expose(),
+                config.store.postgres_ca_file.as_deref(),
+                config.store.postgres_pool,
+                cipher,
+            )
+            .await
+            .context("cannot open the PostgreSQL store")?;
             Ok((Db::Postgres(store), "postgresql".to_owned()))
         }
     }

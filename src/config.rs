@@ -49,6 +49,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_STORE_BACKEND", "store.backend"),
     ("HOOKBOX_POSTGRES_URL", "store.postgres_url"),
     ("HOOKBOX_POSTGRES_POOL", "store.postgres_pool"),
+    ("HOOKBOX_POSTGRES_CA_FILE", "store.postgres_ca_file"),
     ("HOOKBOX_STORE_LEASE", "store.lease"),
 ];
 
@@ -118,6 +119,10 @@ pub struct StoreConfig {
     pub postgres_url: Option<Secret>,
     /// `postgres_pool` (env `HOOKBOX_POSTGRES_POOL`): connections per node, 1..=1024.
     pub postgres_pool: usize,
+    /// `postgres_ca_file` (env `HOOKBOX_POSTGRES_CA_FILE`): the PEM file of the CAs
+    /// that sign the database's certificate, trusted instead of the public roots
+    /// (as `sslrootcert` in the URL); checked at start to hold a certificate.
+    pub postgres_ca_file: Option<PathBuf>,
     /// `lease` (env `HOOKBOX_STORE_LEASE`): how long a node owns a claimed delivery
     /// unless it renews; at least 3 x `delivery.request_timeout`.
     pub lease: Duration,
@@ -129,6 +134,7 @@ impl Default for StoreConfig {
             backend: Backend::Redb,
             postgres_url: None,
             postgres_pool: 16,
+            postgres_ca_file: None,
             lease: Duration::from_secs(60),
         }
     }

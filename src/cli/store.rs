@@ -146,7 +146,11 @@ async fn copy(
             );
         }
     };
-    match copy::copy_to_postgres(&file, cipher, &url, CopyOptions { batch_rows }).await {
+    let options = CopyOptions {
+        batch_rows,
+        ca_file: config.store.postgres_ca_file.clone(),
+    };
+    match copy::copy_to_postgres(&file, cipher, &url, options).await {
         Ok(copied) => {
             print!("{}", report(&file, &copied));
             exit::OK
@@ -253,7 +257,7 @@ fn copy_exit(e: &CopyError) -> u8 {
     match e {
         CopyError::Source(e) => offline_exit(e),
         CopyError::Read(e) => store_exit(e),
-        CopyError::Target(PgError::Url(_)) => exit::USAGE,
+        CopyError::Target(PgError::Url(_) | PgError::Tls(_)) => exit::USAGE,
         CopyError::Target(PgError::Unreachable(_)) => exit::UNAVAILABLE,
         CopyError::Target(PgError::NewerSchema { .. }) => exit::DATA,
         CopyError::Target(_) => exit::IO,

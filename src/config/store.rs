@@ -1,13 +1,16 @@
 //! The `[store]` section: which engine holds the data (redb, the default, or
-//! PostgreSQL for many nodes), its raw shape and checks. It must never read the
-//! environment or a file, and never print the database password.
+//! PostgreSQL for many nodes), its raw shape and checks, TLS settings included. It
+//! reads no file but the CA file it checks, never the environment, and never prints
+//! the database password.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{Backend, StoreConfig};
 use crate::model::Secret;
+use crate::store::pg::{Policy, RootCert, UrlTls, load_ca, split_url};
 
 /// `[store]` as written.
 #[derive(Default, Deserialize)]
@@ -16,6 +19,7 @@ pub(super) struct RawStore {
     pub backend: Option<String>,
     pub postgres_url: Option<Secret>,
     pub postgres_pool: Option<i64>,
+    pub postgres_ca_file: Option<PathBuf>,
     pub lease: Option<String>,
 }
 
@@ -49,6 +53,8 @@ pub(super) fn build(
         }
     };
     let postgres_url = raw.postgres_url.filter(|u| !u.expose().trim().is_empty());
+    let postgres_ca_file = raw.postgres_ca_file.filter(|f| !f.as_os_str().is_empty());
+    let mut url_tls = None;
     match (&backend, &postgres_url) {
         (Backend::Postgres, None) => add(
             "store.postgres_url",
@@ -61,13 +67,20 @@ pub(super) fn build(
                     "store.postgres_url",
                     "must be a URL starting with postgres:// or postgresql://".to_owned(),
                 );
-            } else if let Err(e) = text.parse::<tokio_postgres::Config>() {
-                // The parser's message names the part that is wrong, never the password.
-                add("store.postgres_url", format!("is not valid: {e}"));
+            } else {
+                // The parsers' messages name the part that is wrong, never the password.
+                match split_url(text) {
+                    Err(e) => add("store.postgres_url", format!("is not valid: {e}")),
+                    Ok((rest, tls)) => match rest.parse::<tokio_postgres::Config>() {
+                        Err(e) => add("store.postgres_url", format!("is not valid: {e}")),
+                        Ok(_) => url_tls = Some(tls),
+                    },
+                }
             }
         }
         (Backend::Redb, None) => {}
     }
+    check_tls(url_tls.as_ref(), postgres_ca_file.as_deref(), add);
     let postgres_pool = match raw.postgres_pool {
         None => d.postgres_pool,
         Some(n) if (POOL.0..=POOL.1).contains(&n) => usize::try_from(n).unwrap_or(d.postgres_pool),
@@ -97,7 +110,34 @@ pub(super) fn build(
         backend,
         postgres_url,
         postgres_pool,
+        postgres_ca_file,
         lease,
+    }
+}
+
+/// Checks the TLS settings: the URL's `sslmode` and `sslrootcert` with
+/// `postgres_ca_file` (every contradiction), and that each CA file named exists and
+/// holds at least one usable PEM certificate.
+fn check_tls(url: Option<&UrlTls>, ca_file: Option<&Path>, add: &mut dyn FnMut(&str, String)) {
+    if let Some(path) = ca_file
+        && let Err(e) = load_ca(path)
+    {
+        add("store.postgres_ca_file", format!("{}: {e}", path.display()));
+    }
+    let Some(url) = url else { return };
+    if let Some(RootCert::File(path)) = &url.root_cert
+        && Some(path.as_path()) != ca_file
+        && let Err(e) = load_ca(path)
+    {
+        add(
+            "store.postgres_url",
+            format!("sslrootcert {}: {e}", path.display()),
+        );
+    }
+    if let Err(problems) = Policy::decide(url, ca_file) {
+        for p in problems {
+            add("store.postgres_url", p);
+        }
     }
 }
 
@@ -194,6 +234,125 @@ mod tests {
         .expect_err("bad port");
         assert!(
             found[0].starts_with("store.postgres_url: is not valid"),
+            "{found:?}"
+        );
+    }
+
+    /// A CA certificate (PEM) made at test time.
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn the_ca_file_is_read_from_the_url_the_file_or_the_env_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem()).unwrap();
+        let url = "postgres://hb@127.0.0.1/hb?sslmode=verify-full";
+        let toml = format!(
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\
+             postgres_ca_file = \"{}\"\n",
+            ca.display()
+        );
+        let c = load(&toml, &[]).expect("valid");
+        assert_eq!(c.store.postgres_ca_file.as_deref(), Some(ca.as_path()));
+        // The URL keeps its TLS parameters: the engine reads them at open.
+        assert_eq!(
+            c.store.postgres_url.as_ref().map(|u| u.expose().to_owned()),
+            Some(url.to_owned())
+        );
+
+        let c = load(
+            "",
+            &[
+                ("HOOKBOX_STORE_BACKEND", "postgres"),
+                (
+                    "HOOKBOX_POSTGRES_URL",
+                    "postgres://hb@127.0.0.1/hb?sslmode=verify-ca",
+                ),
+                ("HOOKBOX_POSTGRES_CA_FILE", &ca.to_string_lossy()),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.store.postgres_ca_file.as_deref(), Some(ca.as_path()));
+
+        // libpq's way, in the URL alone.
+        let url = format!(
+            "postgres://hb@127.0.0.1/hb?sslrootcert={}",
+            ca.display().to_string().replace('/', "%2F")
+        );
+        let c = load(
+            "",
+            &[
+                ("HOOKBOX_STORE_BACKEND", "postgres"),
+                ("HOOKBOX_POSTGRES_URL", &url),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.store.postgres_ca_file, None);
+    }
+
+    #[test]
+    fn every_tls_problem_is_listed_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let url = format!(
+            "postgres://hb@127.0.0.1/hb?sslmode=prefer&sslrootcert={}",
+            missing.display()
+        );
+        let found = load(
+            "",
+            &[
+                ("HOOKBOX_STORE_BACKEND", "postgres"),
+                ("HOOKBOX_POSTGRES_URL", &url),
+                ("HOOKBOX_POSTGRES_CA_FILE", &empty.to_string_lossy()),
+            ],
+        )
+        .expect_err("invalid");
+        let wants = [
+            format!(
+                "store.postgres_ca_file: {}: holds no PEM certificate",
+                empty.display()
+            ),
+            format!(
+                "store.postgres_url: sslrootcert {}: cannot be read",
+                missing.display()
+            ),
+            "store.postgres_url: the URL's sslrootcert and store.postgres_ca_file name \
+             different CA files"
+                .to_owned(),
+            "store.postgres_url: sslmode=prefer never checks the server's certificate".to_owned(),
+        ];
+        for want in &wants {
+            assert!(
+                found.iter().any(|p| p.starts_with(want.as_str())),
+                "{want:?} not in {found:?}"
+            );
+        }
+        assert_eq!(found.len(), wants.len(), "{found:?}");
+
+        // verify-ca needs a CA; an unknown sslmode names the known ones.
+        let found = load(
+            "[store]\npostgres_url = \"postgres://h/db?sslmode=verify-ca\"\n",
+            &[],
+        )
+        .expect_err("no CA");
+        assert!(
+            found[0].contains("sslmode=verify-ca needs a CA file"),
+            "{found:?}"
+        );
+        let found = load(
+            "[store]\npostgres_url = \"postgres://h/db?sslmode=strict\"\n",
+            &[],
+        )
+        .expect_err("unknown mode");
+        assert!(
+            found[0].starts_with("store.postgres_url: is not valid: sslmode \"strict\""),
             "{found:?}"
         );
     }

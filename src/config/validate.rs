@@ -254,6 +254,7 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
                 Err(_) => problems.add(key, format_args!("{value:?} is not an integer")),
             },
             "HOOKBOX_STORE_LEASE" => raw.store.lease = Some(value.clone()),
+            "HOOKBOX_POSTGRES_CA_FILE" => raw.store.postgres_ca_file = Some(value.into()),
             "HOOKBOX_SMTP_PASSWORD" => match raw.smtp.as_mut() {
                 Some(smtp) => smtp.password = Some(Secret::new(value.clone())),
                 None => problems.add(key, "is set but the config file has no [smtp] section"),

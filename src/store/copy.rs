@@ -91,16 +91,20 @@ pub struct Copied {
 }
 
 /// How to copy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// Rows per batch (per multi-row insert).
     pub batch_rows: usize,
+    /// The CA file to trust for TLS to the target (`[store] postgres_ca_file`), as
+    /// for the server; `sslrootcert` in the URL works as well.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             batch_rows: DEFAULT_BATCH_ROWS,
+            ca_file: None,
         }
     }
 }
@@ -176,7 +180,7 @@ pub async fn copy_to_postgres(
         let cipher = cipher.clone();
         tokio::task::spawn_blocking(move || read_all(&db, &cipher, batch, &tx))
     };
-    let written = super::pg::copy::write_all(url, &cipher, rx).await;
+    let written = super::pg::copy::write_all(url, options.ca_file.as_deref(), &cipher, rx).await;
     let read = reader
         .await
         .map_err(|e| CopyError::Read(StoreError::Unavailable(e.to_string())));

@@ -36,6 +36,7 @@ mod pg_ingest;
 mod pg_listen;
 mod pg_schema;
 mod pg_store;
+mod pg_tls;
 mod portal_api;
 mod profiles;
 mod receiver;

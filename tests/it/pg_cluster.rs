@@ -5,7 +5,9 @@
 //! binary with one fresh database per test, and stopped when the binary exits.
 //! Never skips: when PostgreSQL cannot be installed or started, the test fails.
 //! Also the PostgreSQL tests' shared helpers: `open` (a `PgStore` under the fixed
-//! test master key) and `sql` (a plain client, to look at the rows themselves).
+//! test master key) and `sql` (a plain client, to look at the rows themselves), and
+//! a TLS variant of a test's own cluster (`Cluster::private_tls`: ssl=on with a
+//! certificate of a test CA made at test time, TCP only through TLS).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,14 +19,17 @@ use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 
 /// The master key of every test `PgStore` opened with [`open`].
+#[allow(dead_code)]
 pub const MASTER_KEY: [u8; 32] = [7; 32];
 
 /// The cipher of [`MASTER_KEY`].
+#[allow(dead_code)]
 pub fn cipher() -> Cipher {
     Cipher::new(&MASTER_KEY)
 }
 
 /// A `PgStore` on `url` (a pool of 4) sealing with [`MASTER_KEY`].
+#[allow(dead_code)]
 pub async fn open(url: &str) -> PgStore {
     PgStore::open(url, 4, cipher())
         .await
@@ -32,6 +37,7 @@ pub async fn open(url: &str) -> PgStore {
 }
 
 /// A plain SQL connection to `url` (no TLS), to look at the rows themselves.
+#[allow(dead_code)]
 pub async fn sql(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -46,7 +52,62 @@ pub struct Cluster {
     data: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// Whether the server has ssl=on and refuses TCP connections without TLS (its
+    /// own admin connection then goes through the Unix socket).
+    tls: bool,
     _dir: tempfile::TempDir,
+}
+
+/// A test certificate authority, made at test time (rcgen, pure Rust).
+#[allow(dead_code)]
+pub struct TestCa {
+    /// The CA's certificate (PEM), what a client trusts.
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+#[allow(dead_code)]
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        TestCa {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses) signed by this
+    /// CA: (certificate PEM, private key PEM).
+    pub fn server(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a server key");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("server params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hookbox test PostgreSQL");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes the CA certificate into `dir` as `name` and returns its path.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, &self.pem).expect("write the CA file");
+        path
+    }
 }
 
 static SHARED: OnceLock<Cluster> = OnceLock::new();
@@ -114,7 +175,21 @@ impl Cluster {
         Private(Cluster::start())
     }
 
+    /// A test's own cluster with ssl=on, serving the certificate `cert_pem` with the
+    /// key `key_pem` (written into its data dir, the key 0600 and owned by the
+    /// server's user, as PostgreSQL requires). Its `pg_hba.conf` accepts TCP only
+    /// through TLS, so every connection a test makes over TCP is encrypted; the
+    /// test's own admin connection uses the Unix socket.
+    #[allow(dead_code)]
+    pub fn private_tls(cert_pem: &str, key_pem: &str) -> Private {
+        Private(Cluster::start_with(Some((cert_pem, key_pem))))
+    }
+
     fn start() -> Cluster {
+        Cluster::start_with(None)
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Cluster {
         let bin = bin_dir();
         let as_postgres = unsafe { libc::geteuid() } == 0;
         let dir = tempfile::Builder::new()
@@ -136,6 +211,7 @@ impl Cluster {
             data,
             port,
             as_postgres,
+            tls: tls.is_some(),
             _dir: dir,
         };
         let data = cluster.data.to_string_lossy().into_owned();
@@ -152,8 +228,48 @@ impl Cluster {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            cluster.enable_tls(cert, key);
+        }
         cluster.serve();
         cluster
+    }
+
+    /// Writes the server's certificate and key into the data dir, turns ssl on and
+    /// makes TCP connections TLS only.
+    fn enable_tls(&self, cert: &str, key: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let cert_path = self.data.join("server.crt");
+        let key_path = self.data.join("server.key");
+        std::fs::write(&cert_path, cert).expect("write server.crt");
+        std::fs::write(&key_path, key).expect("write server.key");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod 0600 server.key");
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .args([&cert_path, &key_path])
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the server's TLS files");
+        }
+        // Appending and rewriting keep the files' owner (the server's user).
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .expect("write postgresql.conf");
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("write pg_hba.conf");
     }
 
     /// Starts the server on the cluster's port and waits until it accepts.
@@ -212,12 +328,29 @@ impl Cluster {
         };
     }
 
-    /// The URL of the cluster's `postgres` database.
+    /// The URL of the cluster's `postgres` database (over TCP without TLS, or for a
+    /// TLS cluster through its Unix socket).
     pub fn admin_url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-            self.port
-        )
+        self.url_of("postgres")
+    }
+
+    /// The plain-text URL of database `name`: TCP on loopback, or the Unix socket
+    /// of a TLS cluster.
+    fn url_of(&self, name: &str) -> String {
+        if self.tls {
+            let socket: String = self
+                ._dir
+                .path()
+                .to_string_lossy()
+                .replace('%', "%25")
+                .replace('/', "%2F");
+            format!("postgres://postgres@{socket}:{}/{name}", self.port)
+        } else {
+            format!(
+                "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+                self.port
+            )
+        }
     }
 
     /// Creates a fresh, empty database for one test and returns its URL.
@@ -236,10 +369,7 @@ impl Cluster {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create a test database");
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
-            self.port
-        )
+        self.url_of(&name)
     }
 }
 
@@ -259,9 +389,35 @@ impl Private {
         self.0.serve();
     }
 
-    /// Creates a fresh, empty database and returns its URL.
+    /// Creates a fresh, empty database and returns its URL (for a TLS cluster, the
+    /// Unix socket's: see [`Private::database_name`] for a TCP URL).
     pub async fn database(&self) -> String {
         self.0.database().await
+    }
+
+    /// Creates a fresh, empty database and returns its name.
+    pub async fn database_name(&self) -> String {
+        let url = self.0.database().await;
+        let name = url.rsplit('/').next().unwrap_or_default();
+        name.split('?').next().unwrap_or_default().to_owned()
+    }
+
+    /// The URL of database `name` without TLS: TCP on loopback, or for a TLS
+    /// cluster its Unix socket.
+    pub fn plain_url(&self, name: &str) -> String {
+        self.0.url_of(name)
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    /// Stops the server and removes its files, for a cluster kept in a static
+    /// (which is never dropped): call it from an `atexit` handler.
+    pub fn remove(&self) {
+        self.0.stop();
+        let _ = std::fs::remove_dir_all(self.0._dir.path());
     }
 }
 

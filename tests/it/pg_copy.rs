@@ -351,7 +351,10 @@ async fn a_copied_store_serves_the_same_reads_on_postgres() {
         &data_file(dir.path()),
         cipher(),
         &url,
-        CopyOptions { batch_rows: 2 },
+        CopyOptions {
+            batch_rows: 2,
+            ..CopyOptions::default()
+        },
     )
     .await
     .expect("copy");
@@ -512,7 +515,10 @@ async fn the_copy_takes_one_statement_per_batch_not_one_per_row() {
         &data_file(dir.path()),
         cipher(),
         &url,
-        CopyOptions { batch_rows: 2_000 },
+        CopyOptions {
+            batch_rows: 2_000,
+            ..CopyOptions::default()
+        },
     )
     .await
     .expect("copy");

@@ -38,10 +38,11 @@ const FILLED: [&str; 10] = [
 /// written equal the rows read.
 pub(crate) async fn write_all(
     url: &str,
+    ca_file: Option<&std::path::Path>,
     cipher: &Cipher,
     mut rx: mpsc::Receiver<Batch>,
 ) -> Result<Copied, CopyError> {
-    let pool = super::pool(url, 1).map_err(CopyError::Target)?;
+    let pool = super::pool_with(url, ca_file, 1).map_err(CopyError::Target)?;
     let mut client = pool
         .get()
         .await

@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Connection, Notification};
 use tokio_util::sync::CancellationToken;
 
+use super::PgStore;
 use super::announce::{self, CHANGES, WORK};
-use super::{Connector, PgStore};
+use super::tls::{self, Connector};
 use crate::store::StoreError;
 use std::sync::atomic::Ordering;
 
@@ -108,9 +109,9 @@ impl PgStore {
             .keepalives_interval(Duration::from_secs(5))
             .keepalives_retries(3);
         let unreachable = |e: tokio_postgres::Error| {
-            StoreError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
+            StoreError::Unavailable(format!("cannot reach PostgreSQL: {}", tls::describe(&e)))
         };
-        let (client, notes) = match Connector::for_config(&config) {
+        let (client, notes) = match &self.connector {
             Connector::Plain => {
                 let (client, conn) = config
                     .connect(tokio_postgres::NoTls)
@@ -119,6 +120,7 @@ impl PgStore {
                 (client, drive(conn))
             }
             Connector::Tls(tls) => {
+                let tls = Connector::rustls(tls);
                 let (client, conn) = config.connect(tls).await.map_err(unreachable)?;
                 (client, drive(conn))
             }

@@ -1,5 +1,6 @@
-//! The PostgreSQL engine's foundation: the connection pool (TLS through rustls when
-//! the URL asks for it) and the embedded schema migrations (`migrate`). It owns the
+//! The PostgreSQL engine's foundation: the connection pool (TLS through rustls as
+//! the URL's `sslmode` and the CA settings ask, `tls.rs`) and the embedded schema
+//! migrations (`migrate`). It owns the
 //! SQL schema (`migrations/*.sql`, written down in ARCHITECTURE.md beside the redb
 //! format). It never holds a transaction open across anything but SQL, and it never
 //! imports the API or the delivery engine.
@@ -35,14 +36,15 @@ mod notify;
 mod portal;
 mod purge;
 mod seeds;
+mod tls;
 mod webhooks;
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 
 use super::StoreError;
@@ -53,6 +55,9 @@ pub use batch::{ClaimLimits, Claimed, Claims};
 pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 pub use purge::PURGE_CHUNK_EVENTS;
+pub use tls::{Policy, RootCert, SslMode, UrlTls, load_ca, split_url};
+
+use tls::Connector;
 
 /// Why the PostgreSQL engine could not start or went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +65,14 @@ pub enum PgError {
     /// `postgres_url` is not a PostgreSQL connection string.
     #[error("postgres_url is not a valid PostgreSQL URL: {0}")]
     Url(String),
-    /// No connection could be made (down, refused, wrong password, TLS failure...).
+    /// No connection could be made (down, refused, wrong password, a certificate
+    /// refused...).
     #[error("cannot reach PostgreSQL: {0}")]
     Unreachable(String),
+    /// The TLS settings cannot be used: they contradict each other, or the CA file
+    /// is missing or holds no certificate.
+    #[error("PostgreSQL TLS settings: {0}")]
+    Tls(String),
     /// A statement failed in the database (it answered with an error).
     #[error("PostgreSQL: {0}")]
     Sql(#[from] tokio_postgres::Error),
@@ -88,24 +98,37 @@ pub enum PgError {
 impl From<deadpool_postgres::PoolError> for PgError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
-            deadpool_postgres::PoolError::Backend(e) => PgError::Unreachable(e.to_string()),
+            deadpool_postgres::PoolError::Backend(e) => PgError::Unreachable(tls::describe(&e)),
             other => PgError::Unreachable(other.to_string()),
         }
     }
 }
 
-/// Builds a pool of at most `size` connections to `url`. With `sslmode=require` (or
-/// `prefer`) in the URL the connections use TLS through rustls, verified against the
-/// webpki roots; `sslmode=disable` (or none given) connects in plain text. Makes no
-/// connection yet: the first `get` does.
+/// Builds a pool of at most `size` connections to `url`, with TLS as the URL's
+/// `sslmode` and `sslrootcert` ask (see [`pool_with`]). Makes no connection yet.
 pub fn pool(url: &str, size: usize) -> Result<Pool, PgError> {
-    let config = config(url)?;
+    pool_with(url, None, size)
+}
+
+/// Builds a pool of at most `size` connections to `url`. TLS follows the URL's
+/// `sslmode` and the CA of its `sslrootcert` or `ca_file` (`[store]
+/// postgres_ca_file`), as [`Policy::decide`] says: plain text with `disable`,
+/// opportunistic and unchecked TLS with `prefer` or none, TLS checked against the CA
+/// (or the public roots) with `require`, `verify-ca` and `verify-full`. Makes no
+/// connection yet: the first `get` does.
+pub fn pool_with(url: &str, ca_file: Option<&Path>, size: usize) -> Result<Pool, PgError> {
+    let target = Target::parse(url, ca_file)?;
+    pool_for(&target, size)
+}
+
+fn pool_for(target: &Target, size: usize) -> Result<Pool, PgError> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match Connector::for_config(&config) {
+    let config = target.config.clone();
+    let manager = match &target.connector {
         Connector::Plain => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
-        Connector::Tls(tls) => Manager::from_config(config, tls, manager_config),
+        Connector::Tls(tls) => Manager::from_config(config, Connector::rustls(tls), manager_config),
     };
     Pool::builder(manager)
         .max_size(size.max(1))
@@ -113,48 +136,30 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, PgError> {
         .map_err(|e| PgError::Url(e.to_string()))
 }
 
-/// The connection settings in `url`.
-fn config(url: &str) -> Result<tokio_postgres::Config, PgError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))
+/// The connection settings of a URL and the connector its TLS settings ask for.
+struct Target {
+    config: tokio_postgres::Config,
+    connector: Connector,
 }
 
-/// How this node's connections reach the database: in plain text, or through TLS
-/// with rustls. One decision, taken from the URL's `sslmode`, for the pool and for
-/// the change listener alike.
-enum Connector {
-    /// `sslmode=disable`, or none given.
-    Plain,
-    /// Any other `sslmode`: TLS, verified against the webpki roots.
-    Tls(tokio_postgres_rustls::MakeRustlsConnect),
-}
-
-impl Connector {
-    fn for_config(config: &tokio_postgres::Config) -> Connector {
-        match config.get_ssl_mode() {
-            SslMode::Disable => Connector::Plain,
-            _ => Connector::Tls(tls()),
+impl Target {
+    fn parse(url: &str, ca_file: Option<&Path>) -> Result<Target, PgError> {
+        let (rest, mut url_tls) = tls::split_url(url).map_err(PgError::Url)?;
+        let mut config =
+            tokio_postgres::Config::from_str(&rest).map_err(|e| PgError::Url(e.to_string()))?;
+        if url_tls.mode.is_none() {
+            // A `key=value` string keeps its sslmode in tokio-postgres's config.
+            url_tls.mode = match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => Some(SslMode::Disable),
+                tokio_postgres::config::SslMode::Require => Some(SslMode::Require),
+                _ => None,
+            };
         }
+        let policy = Policy::decide(&url_tls, ca_file).map_err(|p| PgError::Tls(p.join("; ")))?;
+        config.ssl_mode(policy.ssl_mode());
+        let connector = Connector::new(&policy).map_err(PgError::Tls)?;
+        Ok(Target { config, connector })
     }
-}
-
-/// The rustls connector for TLS connections to the database.
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    // The ring provider supports the default protocol versions; should that ever
-    // fail, a config without roots refuses every server rather than trusting one.
-    let config = config.unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    });
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
 }
 
 /// Connects through `pool` and applies every pending migration (see [`migrate`]).
@@ -186,6 +191,8 @@ pub struct PgStore {
     purges: Arc<purge::PurgeTasks>,
     /// The connection settings, for the listener's own connection.
     config: Arc<tokio_postgres::Config>,
+    /// How connections are made (TLS or not), for the listener's own connection.
+    connector: Connector,
     /// What [`PgStore::is_healthy`] answers from.
     health: Arc<Health>,
 }
@@ -203,14 +210,28 @@ struct Health {
 
 impl PgStore {
     /// Connects to `url` with at most `pool_size` connections and migrates the
-    /// schema. An unreachable database is [`PgError::Unreachable`], a newer schema
-    /// [`PgError::NewerSchema`].
+    /// schema; TLS as the URL says (see [`PgStore::open_with`]).
     pub async fn open(url: &str, pool_size: usize, cipher: Cipher) -> Result<PgStore, PgError> {
-        let config = config(url)?;
-        let pool = pool(url, pool_size)?;
+        Self::open_with(url, None, pool_size, cipher).await
+    }
+
+    /// Connects to `url` with at most `pool_size` connections, TLS as the URL's
+    /// `sslmode` and the CA in its `sslrootcert` or `ca_file` say (see
+    /// [`pool_with`]), and migrates the schema. An unreachable database (a refused
+    /// certificate included) is [`PgError::Unreachable`], unusable TLS settings
+    /// [`PgError::Tls`], a newer schema [`PgError::NewerSchema`].
+    pub async fn open_with(
+        url: &str,
+        ca_file: Option<&Path>,
+        pool_size: usize,
+        cipher: Cipher,
+    ) -> Result<PgStore, PgError> {
+        let target = Target::parse(url, ca_file)?;
+        let pool = pool_for(&target, pool_size)?;
         connect_and_migrate(&pool).await?;
         Ok(PgStore {
-            config: Arc::new(config),
+            config: Arc::new(target.config),
+            connector: target.connector,
             health: Arc::new(Health::default()),
             pool,
             cipher,
