@@ -72,7 +72,7 @@ pub(super) fn build(
                 match split_url(text) {
                     Err(e) => add("store.postgres_url", format!("is not valid: {e}")),
                     Ok((rest, tls)) => match rest.parse::<tokio_postgres::Config>() {
-                        Err(e) => add("store.postgres_url", format!("is not valid: {e}")),
+                        Err(e) => add("store.postgres_url", format!("is not valid: {}", chain(&e))),
                         Ok(_) => url_tls = Some(tls),
                     },
                 }
@@ -113,6 +113,19 @@ pub(super) fn build(
         postgres_ca_file,
         lease,
     }
+}
+
+/// An error with its causes (tokio-postgres's own message is only "invalid
+/// connection string"; the cause names the option or value, never the password).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Checks the TLS settings: the URL's `sslmode` and `sslrootcert` with
@@ -355,5 +368,12 @@ mod tests {
             found[0].starts_with("store.postgres_url: is not valid: sslmode \"strict\""),
             "{found:?}"
         );
+        // Client certificates are not supported: the option is named.
+        let found = load(
+            "[store]\npostgres_url = \"postgres://h/db?sslcert=%2Fc.pem\"\n",
+            &[],
+        )
+        .expect_err("client certificate");
+        assert!(found[0].ends_with("unknown option `sslcert`"), "{found:?}");
     }
 }

@@ -146,7 +146,7 @@ impl Target {
     fn parse(url: &str, ca_file: Option<&Path>) -> Result<Target, PgError> {
         let (rest, mut url_tls) = tls::split_url(url).map_err(PgError::Url)?;
         let mut config =
-            tokio_postgres::Config::from_str(&rest).map_err(|e| PgError::Url(e.to_string()))?;
+            tokio_postgres::Config::from_str(&rest).map_err(|e| PgError::Url(tls::describe(&e)))?;
         if url_tls.mode.is_none() {
             // A `key=value` string keeps its sslmode in tokio-postgres's config.
             url_tls.mode = match config.get_ssl_mode() {
