@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::pg_cluster;
 use crate::receiver::{Reply, TestReceiver};
-use crate::support::{WAIT, delivered, node, process_node, reqwest_like, wait_all, wait_known};
+use crate::support::{
+    WAIT, delivered, node, process_node, reqwest_like, wait_all, wait_all_or_explain, wait_known,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_flight_loses_no_acknowledged_event() {
@@ -41,7 +43,7 @@ async fn a_node_killed_mid_flight_loses_no_acknowledged_event() {
     rx.wait_for(5, WAIT).await;
     b.process.kill();
     let killed = Instant::now();
-    let seen = wait_all(&rx, "/kill", &acked).await;
+    let seen = wait_all_or_explain(&rx, "/kill", &acked, Some((&a, &t))).await;
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     println!(
         "node B killed with {} of 60 delivered; the rest delivered by A and C within {:?}, {duplicates} duplicates",

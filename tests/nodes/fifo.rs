@@ -2,7 +2,8 @@
 //! ingested one after another's 202 at three nodes in turn, the receiver failing
 //! the first attempt of every third event; the receiver sees them in ingest order,
 //! each failed attempt retried before the next event, never two at once, whichever
-//! node claims each delivery. A plain webhook on the same events is not held up.
+//! node claims each delivery (each node's `hookbox_attempts_total` shows how the
+//! attempts were shared).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use serde_json::json;
 use crate::helpers::TestApp;
 use crate::pg_cluster;
 use crate::receiver::{Received, Reply, TestReceiver};
-use crate::support::{WAIT, node_with, wait_known, wait_webhook};
+use crate::support::{WAIT, metric, node_with, wait_known, wait_webhook};
 
 const EVENTS: i64 = 45;
 
@@ -59,17 +60,10 @@ async fn fifo_order_holds_for_events_ingested_at_three_nodes() {
         )
         .await;
     assert_eq!(fifo["ordering"], "fifo", "{fifo}");
-    let plain = a
-        .webhook(
-            &t,
-            json!({"url": rx.url("/plain"), "event_types": ["shift.created"]}),
-        )
-        .await;
     let nodes: [&TestApp; 3] = [&a, &b, &c];
     for n in &nodes[1..] {
         wait_known(n, &t).await;
         wait_webhook(n, &t, fifo["id"].as_str().expect("id")).await;
-        wait_webhook(n, &t, plain["id"].as_str().expect("id")).await;
     }
     // Event n at node n % 3, each after the previous one's 202: ingest order.
     for n in 0..EVENTS {
@@ -87,13 +81,9 @@ async fn fifo_order_holds_for_events_ingested_at_three_nodes() {
         .flat_map(|n| if n % 3 == 0 { vec![n, n] } else { vec![n] })
         .collect();
     let deadline = Instant::now() + WAIT;
-    let mut plain_done_at = None;
     loop {
         let got = sequence(&rx, "/fifo");
-        if plain_done_at.is_none() && sequence(&rx, "/plain").len() >= want.len() {
-            plain_done_at = Some(got.len());
-        }
-        if got.len() >= want.len() && plain_done_at.is_some() {
+        if got.len() >= want.len() {
             break;
         }
         assert!(
@@ -110,9 +100,21 @@ async fn fifo_order_holds_for_events_ingested_at_three_nodes() {
         "ingest order, each failed attempt retried before the next event"
     );
     assert_eq!(rx.peak_concurrency("/fifo"), 1, "one request at a time");
+    // Who made the attempts: every node's count, together exactly the requests.
+    let mut per_node = Vec::new();
+    for n in nodes {
+        per_node.push(
+            metric(n, "hookbox_attempts_total{result=\"ok\"}").await
+                + metric(n, "hookbox_attempts_total{result=\"failed\"}").await,
+        );
+    }
     println!(
-        "FIFO over three nodes: {} requests in order; the FIFO line had {} when the plain webhook was done",
-        want.len(),
-        plain_done_at.unwrap_or_default()
+        "FIFO over three nodes: {} requests in order, attempts per node {per_node:?}",
+        want.len()
+    );
+    assert_eq!(per_node.iter().sum::<u64>(), want.len() as u64);
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "the line was served by one node only: {per_node:?}"
     );
 }

@@ -76,18 +76,47 @@ pub async fn wait_all(
     path: &str,
     want: &HashSet<String>,
 ) -> HashMap<String, usize> {
+    wait_all_or_explain(rx, path, want, None).await
+}
+
+/// [`wait_all`]; when the wait runs out and `explain` is given, the failure shows
+/// the missing events' deliveries with their attempts, as that node reads them.
+pub async fn wait_all_or_explain(
+    rx: &TestReceiver,
+    path: &str,
+    want: &HashSet<String>,
+    explain: Option<(&TestApp, &Tenant)>,
+) -> HashMap<String, usize> {
     let deadline = Instant::now() + WAIT;
     loop {
         let seen = delivered(&rx.received(), path);
-        let missing = want.iter().filter(|id| !seen.contains_key(*id)).count();
-        if missing == 0 {
+        let missing: Vec<&String> = want.iter().filter(|id| !seen.contains_key(*id)).collect();
+        if missing.is_empty() {
             return seen;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} acknowledged events never arrived",
-            want.len()
-        );
+        if Instant::now() >= deadline {
+            let mut why = String::new();
+            if let Some((node, t)) = explain {
+                for id in missing.iter().take(5) {
+                    let (s, e) = node
+                        .as_tenant(t, Method::GET, &format!("/v1/events/{id}"), None)
+                        .await;
+                    why.push_str(&format!("\nGET /v1/events/{id}: {s} {e}"));
+                    for d in e["deliveries"].as_array().into_iter().flatten() {
+                        let did = d["id"].as_str().unwrap_or_default();
+                        let (_, detail) = node
+                            .as_tenant(t, Method::GET, &format!("/v1/deliveries/{did}"), None)
+                            .await;
+                        why.push_str(&format!("\n{id}: {detail}"));
+                    }
+                }
+            }
+            panic!(
+                "{} of {} acknowledged events never arrived{why}",
+                missing.len(),
+                want.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
