@@ -30,6 +30,13 @@ async fn a_node_killed_mid_flight_loses_no_acknowledged_event() {
     wait_known(&c, &t).await;
     // Everything is ingested at B: its own fast path is where the work starts.
     let client = reqwest_like(&b.base);
+    // B learns the key and the webhook from the change feed: ingest once it knows
+    // both (an event accepted before it knows the webhook has no delivery).
+    let known = Instant::now() + Duration::from_secs(5);
+    while !client.knows_webhooks(&t).await {
+        assert!(Instant::now() < known, "node B never learned the webhook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut acked = HashSet::new();
     while acked.len() < 60 {

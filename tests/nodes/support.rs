@@ -47,15 +47,20 @@ pub async fn node_with(url: &str, f: impl FnOnce(&mut Config)) -> TestApp {
     .await
 }
 
-/// Waits until `node` knows the tenant's key (the change reached it).
+/// Waits until `node` knows the tenant's key and at least one of its webhooks (the
+/// changes reached it): an event it accepts before it knows a webhook has no
+/// delivery for it, rightly.
 pub async fn wait_known(node: &TestApp, t: &Tenant) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (s, _) = node.as_tenant(t, Method::GET, "/v1/webhooks", None).await;
-        if s == StatusCode::OK {
+        let (s, list) = node.as_tenant(t, Method::GET, "/v1/webhooks", None).await;
+        if s == StatusCode::OK && list["data"].as_array().is_some_and(|l| !l.is_empty()) {
             return;
         }
-        assert!(Instant::now() < deadline, "the key never reached the node");
+        assert!(
+            Instant::now() < deadline,
+            "the key or webhook never reached the node"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -157,6 +162,26 @@ pub fn reqwest_like(base: &str) -> Client {
 }
 
 impl Client {
+    /// Whether the node knows the tenant's key and at least one of its webhooks.
+    pub async fn knows_webhooks(&self, t: &Tenant) -> bool {
+        use http_body_util::BodyExt;
+        let req = http::Request::get(format!("{}/v1/webhooks", self.base))
+            .header("authorization", format!("Bearer {}", t.key))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let Ok(resp) = self.http.request(req).await else {
+            return false;
+        };
+        if resp.status() != StatusCode::OK {
+            return false;
+        }
+        let Ok(body) = resp.into_body().collect().await else {
+            return false;
+        };
+        let v: Value = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
+        v["data"].as_array().is_some_and(|l| !l.is_empty())
+    }
+
     /// Sends event `n`; its id when the node answered 202, `None` otherwise.
     pub async fn event(&self, t: &Tenant, n: usize) -> Option<String> {
         use http_body_util::BodyExt;
