@@ -152,6 +152,7 @@ impl App {
         let engine_task = engine.start(shutdown.clone(), GRACE);
         let retention = tokio::spawn(retention_loop(
             store.clone(),
+            engine.clone(),
             config.retention.events,
             config.retention.purge_interval,
             shutdown.clone(),
@@ -294,24 +295,40 @@ async fn load_registry(store: &Db, seeds: &[(String, Option<String>)]) -> anyhow
 }
 
 /// Purges events (with their deliveries and attempts) older than `keep`, every
-/// `interval`, in small transactions so ingest is never blocked for long.
+/// `interval`, in small transactions so ingest is never blocked for long. On
+/// PostgreSQL a pass runs only on the node holding the retention job lease (the
+/// others skip it), and the lease is given back at shutdown. Each pass is counted
+/// in the engine's metrics (`hookbox_retention_passes_total`).
 async fn retention_loop(
     store: Db,
+    engine: Engine,
     keep: Duration,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     const CHUNK: usize = 500;
-    loop {
+    let metrics = engine.metrics();
+    'passes: loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break 'passes,
             () = tokio::time::sleep(interval) => {}
         }
+        if let Some(pg) = store.postgres() {
+            match pg.try_retention_lease().await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the retention lease");
+                    continue;
+                }
+            }
+        }
+        metrics.set_retention_running(true);
         let cutoff = now_ms() - keep.as_millis() as i64;
         let mut purged = 0usize;
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
             match store.purge_before(cutoff, CHUNK).await {
                 Ok(n) => {
@@ -326,8 +343,18 @@ async fn retention_loop(
                 }
             }
         }
+        metrics.set_retention_running(false);
+        metrics.observe_retention_pass(purged);
         if purged > 0 {
             tracing::info!(purged, "retention purge removed old events");
+        }
+    }
+    if let Some(pg) = store.postgres() {
+        // Bounded: a database that is gone at shutdown must not hold the stop up.
+        let released =
+            tokio::time::timeout(Duration::from_secs(2), pg.release_retention_lease()).await;
+        if let Ok(Err(e)) = released {
+            tracing::warn!(error = %e, "cannot give the retention lease back");
         }
     }
 }

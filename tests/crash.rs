@@ -14,11 +14,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -38,6 +36,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+#[allow(dead_code)]
+#[path = "common/process.rs"]
+mod process;
+
+use process::Process;
 
 const ADMIN: &str = "crash-test-admin-token";
 const EVENT_TYPE: &str = "shift.created";
@@ -107,24 +111,11 @@ fn report(line: &str) {
 // ---------------------------------------------------------------------------------
 // The hookbox child process.
 
-/// A hookbox process on a fixed port and data dir; killed when dropped, so a failing
-/// test never leaves it running.
+/// A hookbox process on a fixed port and data dir (the shared [`Process`], killed
+/// when dropped, so a failing test never leaves it running).
 struct Hookbox {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
+    process: Process,
     base: String,
-    /// Starts so far.
-    lives: u32,
-}
-
-impl Drop for Hookbox {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl Hookbox {
@@ -175,53 +166,24 @@ name = "{EVENT_TYPE}"
         let path = dir.join("hookbox.toml");
         std::fs::write(&path, config).expect("write the config file");
         Hookbox {
-            child: None,
-            config: path,
-            log: dir.join("hookbox.log"),
+            process: Process::new(path, dir.join("hookbox.log")),
             base: format!("http://127.0.0.1:{port}"),
-            lives: 0,
         }
     }
 
     /// Starts the binary; its log is appended to `hookbox.log` in the temp dir.
     fn start(&mut self) {
-        assert!(self.child.is_none(), "hookbox is already running");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the hookbox log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
-        for (var, _) in hookbox::config::ENV_OVERRIDES {
-            cmd.env_remove(var);
-        }
-        let child = cmd
-            .env_remove("HOOKBOX_CONFIG")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn hookbox");
-        self.child = Some(child);
-        self.lives += 1;
+        self.process.start();
     }
 
     /// SIGKILL, then reap.
     fn kill(&mut self) {
-        let mut child = self.child.take().expect("hookbox is running");
-        child.kill().expect("SIGKILL hookbox");
-        child.wait().expect("reap hookbox");
+        self.process.kill();
     }
 
     /// The end of the process log, for failure messages.
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.process.log_tail(30)
     }
 
     /// Waits until `/readyz` answers 200 (the store is open and writable); panics
@@ -232,21 +194,17 @@ name = "{EVENT_TYPE}"
             if let Ok((StatusCode::OK, _)) = api.call(Method::GET, "/readyz", "", None).await {
                 return started.elapsed();
             }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok())
-                .flatten();
+            let exited = self.process.exited();
             assert!(
                 exited.is_none(),
                 "hookbox exited on start {} ({exited:?}):\n{}",
-                self.lives,
+                self.process.lives(),
                 self.log_tail()
             );
             assert!(
                 started.elapsed() < RESTART_BOUND,
                 "hookbox was not ready within {RESTART_BOUND:?} after start {}:\n{}",
-                self.lives,
+                self.process.lives(),
                 self.log_tail()
             );
             tokio::time::sleep(BACKOFF).await;

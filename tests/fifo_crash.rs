@@ -8,9 +8,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,6 +26,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+#[allow(dead_code)]
+#[path = "common/process.rs"]
+mod process;
+
+use process::Process;
+
 const ADMIN: &str = "fifo-crash-admin-token";
 /// Events ingested, one after another's 202.
 const EVENTS: i64 = 300;
@@ -40,20 +44,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off of a call that failed because hookbox is down (not synchronisation).
 const BACKOFF: Duration = Duration::from_millis(10);
 
-/// The hookbox child; killed when dropped.
+/// The hookbox child (the shared [`Process`]); killed when dropped.
 struct Hookbox {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Hookbox {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    process: Process,
 }
 
 impl Hookbox {
@@ -81,46 +74,20 @@ name = "shift.created"
         let path = dir.join("hookbox.toml");
         std::fs::write(&path, config).expect("write the config file");
         Hookbox {
-            child: None,
-            config: path,
-            log: dir.join("hookbox.log"),
+            process: Process::new(path, dir.join("hookbox.log")),
         }
     }
 
     fn start(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
-        for (var, _) in hookbox::config::ENV_OVERRIDES {
-            cmd.env_remove(var);
-        }
-        let child = cmd
-            .env_remove("HOOKBOX_CONFIG")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn hookbox");
-        self.child = Some(child);
+        self.process.start();
     }
 
     fn kill(&mut self) {
-        let mut c = self.child.take().expect("hookbox is running");
-        c.kill().expect("SIGKILL");
-        c.wait().expect("reap");
+        self.process.kill();
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.process.log_tail(30)
     }
 
     async fn wait_ready(&mut self, api: &Api) {
@@ -129,11 +96,7 @@ name = "shift.created"
             api.call(Method::GET, "/readyz", "", None).await,
             Ok((StatusCode::OK, _))
         ) {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok())
-                .flatten();
+            let exited = self.process.exited();
             assert!(
                 exited.is_none(),
                 "hookbox exited: {exited:?}\n{}",

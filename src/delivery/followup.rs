@@ -76,28 +76,24 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, f: FollowUp) {
                 update_webhook(ctx, &webhook, |w| w.failing_since = None).await;
             }
         }
-        Verdict::Gone => {
-            disable(
-                ctx,
-                &webhook,
-                "the receiver answered 410 Gone".to_owned(),
-                now,
-            )
-            .await;
+        Verdict::Gone => disable(ctx, &webhook, Why::Gone, now).await,
+        Verdict::Retry { .. } => {
+            let after = ctx.cfg.disable_after.as_millis().min(i64::MAX as u128) as i64;
+            match webhook.failing_since {
+                // Stamped only when the stored row has no streak yet: a node whose
+                // registry lags must not move an older stamp forward.
+                None => {
+                    update_webhook(ctx, &webhook, move |w| {
+                        w.failing_since.get_or_insert(now);
+                    })
+                    .await;
+                }
+                Some(since) if now - since >= after => {
+                    disable(ctx, &webhook, Why::Failing { after }, now).await;
+                }
+                Some(_) => {}
+            }
         }
-        Verdict::Retry { .. } => match webhook.failing_since {
-            None => {
-                update_webhook(ctx, &webhook, move |w| w.failing_since = Some(now)).await;
-            }
-            Some(since) if now - since >= ctx.cfg.disable_after.as_millis() as i64 => {
-                let reason = format!(
-                    "deliveries have failed continuously since {}",
-                    rfc3339(since)
-                );
-                disable(ctx, &webhook, reason, now).await;
-            }
-            Some(_) => {}
-        },
     }
     if f.next == Next::Exhausted
         && f.verdict != Verdict::Gone
@@ -147,26 +143,50 @@ async fn update_webhook(
     }
 }
 
-/// Disables a webhook with a reason (its pending deliveries are cancelled by the
-/// store), then notifies its owner and emits `hookbox.webhook.disabled`. Decided
-/// against the stored record: a webhook already disabled or deleted is left alone.
-async fn disable(ctx: &Arc<Ctx>, webhook: &Webhook, reason: String, now: i64) {
-    let why = reason.clone();
+/// Why a follow-up disables a webhook.
+#[derive(Clone, Copy)]
+enum Why {
+    /// The receiver answered 410 Gone.
+    Gone,
+    /// Deliveries failed for at least `after` ms (`delivery.disable_after`).
+    Failing {
+        /// The streak length that disables, in ms.
+        after: i64,
+    },
+}
+
+/// Disables a webhook (its pending deliveries are cancelled by the store), then
+/// notifies its owner and emits `hookbox.webhook.disabled`. Decided against the
+/// stored record inside `update_webhook` (on PostgreSQL under the row's `FOR
+/// UPDATE` lock): a webhook already disabled or deleted is left alone, and a
+/// failure streak must still be there (another node's success may have ended it),
+/// so whatever number of nodes see the verdict, one disables, emails and announces.
+async fn disable(ctx: &Arc<Ctx>, webhook: &Webhook, why: Why, now: i64) {
     let result = ctx
         .store
         .update_webhook(webhook.id.clone(), move |w| {
             if !w.enabled || w.deleted_at.is_some() {
                 return Err(());
             }
+            let reason = match why {
+                Why::Gone => "the receiver answered 410 Gone".to_owned(),
+                Why::Failing { after } => match w.failing_since {
+                    Some(since) if now - since >= after => format!(
+                        "deliveries have failed continuously since {}",
+                        rfc3339(since)
+                    ),
+                    _ => return Err(()),
+                },
+            };
             w.enabled = false;
-            w.disabled_reason = Some(why);
+            w.disabled_reason = Some(reason.clone());
             w.disabled_at = Some(now);
             w.updated_at = now;
-            Ok(())
+            Ok(reason)
         })
         .await;
-    let next = match result {
-        Ok(Ok((next, ()))) => next,
+    let (next, reason) = match result {
+        Ok(Ok(done)) => done,
         Ok(Err(())) => return,
         Err(e) => {
             tracing::error!(error = %e, webhook = %webhook.id, "cannot disable webhook");

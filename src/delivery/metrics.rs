@@ -31,6 +31,9 @@ pub struct Metrics {
     queued: AtomicU64,
     queued_bytes: AtomicU64,
     followup_waits: AtomicU64,
+    retention_passes: AtomicU64,
+    retention_purged: AtomicU64,
+    retention_running: AtomicU64,
 }
 
 impl Metrics {
@@ -91,6 +94,17 @@ impl Metrics {
     /// Counts a time the recorder waited because the follow-up queue was full.
     pub fn observe_followup_wait(&self) {
         self.followup_waits.fetch_add(1, Relaxed);
+    }
+
+    /// Marks a retention pass of this node as started (`true`) or ended.
+    pub fn set_retention_running(&self, running: bool) {
+        self.retention_running.store(u64::from(running), Relaxed);
+    }
+
+    /// Counts a retention pass this node ran, and the events it removed.
+    pub fn observe_retention_pass(&self, purged: usize) {
+        self.retention_passes.fetch_add(1, Relaxed);
+        self.retention_purged.fetch_add(purged as u64, Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -188,6 +202,24 @@ impl Metrics {
                 "Times the recorder waited for room in the follow-up queue.",
                 "counter",
                 self.followup_waits.load(Relaxed),
+            ),
+            (
+                "hookbox_retention_passes_total",
+                "Retention passes this node ran (on PostgreSQL, only under the retention lease).",
+                "counter",
+                self.retention_passes.load(Relaxed),
+            ),
+            (
+                "hookbox_retention_purged_events_total",
+                "Events removed by this node's retention passes.",
+                "counter",
+                self.retention_purged.load(Relaxed),
+            ),
+            (
+                "hookbox_retention_running",
+                "1 while this node runs a retention pass.",
+                "gauge",
+                self.retention_running.load(Relaxed),
             ),
             (
                 "hookbox_oauth_token_requests_total",

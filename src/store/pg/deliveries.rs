@@ -182,6 +182,22 @@ impl PgStore {
         Ok(n)
     }
 
+    /// Takes or renews the [`RETENTION_JOB`] lease for this node before a retention
+    /// pass (the lease `purge_before` renews with each chunk); `false` when another
+    /// node holds it, so this node skips the pass and retention runs on one node at
+    /// a time.
+    pub async fn try_retention_lease(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        take_lease(&client, RETENTION_JOB, self.node_id(), RETENTION_LEASE_MS).await
+    }
+
+    /// Gives the [`RETENTION_JOB`] lease back if this node holds it (at shutdown),
+    /// so another node takes retention over at its next pass instead of after the
+    /// lease runs out.
+    pub async fn release_retention_lease(&self) -> Result<bool, StoreError> {
+        self.release_job_lease(RETENTION_JOB).await
+    }
+
     /// Deletes up to `limit` events created before `cutoff` whose deliveries are all
     /// finished, with their deliveries, attempts and idempotency rows; returns how
     /// many events were removed (call again until it returns less than `limit`). As
