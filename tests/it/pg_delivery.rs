@@ -16,13 +16,13 @@ use hookbox::store::{AttemptWrite, DueEntry, IngestItem, Next};
 
 use crate::pg_cluster;
 
-async fn open(url: &str) -> PgStore {
+pub(crate) async fn open(url: &str) -> PgStore {
     PgStore::open(url, 4, Cipher::new(&[7; 32]))
         .await
         .expect("open the PostgreSQL store")
 }
 
-fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Webhook {
+pub(crate) fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Webhook {
     Webhook {
         id: id.into(),
         tenant: tenant.into(),
@@ -53,7 +53,7 @@ fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Web
 }
 
 /// A store with tenant `acme` and webhook `wh` set up.
-async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
+pub(crate) async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
     let store = open(url).await;
     store
         .create_tenant(
@@ -72,7 +72,12 @@ async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
 
 /// Ingests `n` events with one delivery each to `webhook_id`, due at `due`; returns
 /// the delivery ids in creation order.
-async fn deliveries(store: &PgStore, webhook_id: &str, n: usize, due: i64) -> Vec<String> {
+pub(crate) async fn deliveries(
+    store: &PgStore,
+    webhook_id: &str,
+    n: usize,
+    due: i64,
+) -> Vec<String> {
     let mut ids = Vec::new();
     let items = (0..n)
         .map(|i| {
@@ -112,7 +117,7 @@ async fn deliveries(store: &PgStore, webhook_id: &str, n: usize, due: i64) -> Ve
     ids
 }
 
-fn limits(slots: u32, per_webhook: u32, lease_ms: i64) -> ClaimLimits {
+pub(crate) fn limits(slots: u32, per_webhook: u32, lease_ms: i64) -> ClaimLimits {
     ClaimLimits {
         slots,
         per_webhook,
@@ -122,11 +127,11 @@ fn limits(slots: u32, per_webhook: u32, lease_ms: i64) -> ClaimLimits {
     }
 }
 
-async fn claim(store: &PgStore, now: i64, limits: ClaimLimits) -> Claims {
+pub(crate) async fn claim(store: &PgStore, now: i64, limits: ClaimLimits) -> Claims {
     store.claim_batch(now, &limits).await.expect("claim")
 }
 
-fn write(c: &Claimed, at: i64, next: Next) -> AttemptWrite {
+pub(crate) fn write(c: &Claimed, at: i64, next: Next) -> AttemptWrite {
     AttemptWrite {
         entry: DueEntry {
             due: c.delivery.next_attempt_at.unwrap_or(0) as u64,
@@ -549,7 +554,7 @@ async fn a_tenant_without_room_is_skipped_and_a_disabled_webhooks_work_is_cancel
     );
 }
 
-async fn sql(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn sql(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
