@@ -20,14 +20,14 @@ use super::msg::{Msg, Outcome, Work};
 use super::{followup, recorder, scheduler};
 use crate::model::now_ms;
 use crate::store::DueEntry;
-use crate::store::pg::{ClaimLimits, Claimed, PgStore};
+use crate::store::pg::{ClaimLimits, Claimed, Left, PgStore};
 
 /// The longest the loop sleeps without looking at the database (the backstop for
 /// work it was not told about: another node's retries, expired leases).
 const BACKSTOP: Duration = Duration::from_secs(1);
 
-/// How long the loop first waits before looking again at due work a claim could not
-/// take (see `Books::held_back`).
+/// How long the loop first waits before looking again at due work a claim left for
+/// reasons this node is not told about (see `Books::look_again`).
 const BLOCKED_PAUSE: Duration = Duration::from_millis(10);
 
 /// The node's own books: what it runs, what waits for a tenant's share, and what
@@ -50,9 +50,10 @@ struct Books {
     /// share): a freed slot is a reason to claim again. Otherwise it is not, and
     /// no claim is wasted on it.
     starved: bool,
-    /// Looks in a row that found due work but could claim none of it (held back by
-    /// a FIFO head, other nodes' leases, or a webhook row another transaction holds):
-    /// the pause before the next look doubles with each, up to the backstop.
+    /// Looks in a row that left due work only something else can release (other
+    /// nodes' leases, a row another transaction held, work not looked at) and
+    /// claimed nothing: the pause before the next look doubles with each, up to
+    /// the backstop.
     held_back: u32,
 }
 
@@ -181,6 +182,24 @@ impl Books {
         }
     }
 
+    /// When to look again after a claim that left due work for `left`'s reasons,
+    /// unless this node's own `Done`/`Finished` or a timer comes first: `None` when
+    /// only this node's own leases and bounds hold it (their end wakes the loop),
+    /// else after a short pause, doubling while such looks claim nothing.
+    fn look_again(&mut self, left: Left, claimed_any: bool) -> Option<Instant> {
+        if !left.needs_look() {
+            self.held_back = 0;
+            return None;
+        }
+        if claimed_any {
+            self.held_back = 0;
+        } else {
+            self.held_back = self.held_back.saturating_add(1);
+        }
+        let pause = BLOCKED_PAUSE.saturating_mul(1 << self.held_back.min(7));
+        Some(Instant::now() + pause.min(BACKSTOP))
+    }
+
     /// An attempt's outcome is committed (or it was skipped).
     fn done(&mut self, delivery_id: &str) {
         self.unsettled.remove(delivery_id);
@@ -282,7 +301,8 @@ fn handle(ctx: &Arc<Ctx>, books: &mut Books, msg: Msg) -> bool {
 
 /// Claims what the node has room for, starts what fits, and says when to look
 /// again unless woken earlier: when the claim filled every slot, at the next freed
-/// slot (`Finished`, `Done`); else at the next due time or rate-limit token.
+/// slot (`Finished`, `Done`); else at the next due time or rate-limit token, or
+/// sooner when the claim left due work that only others release (`Left`).
 async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i64) -> Instant {
     let now = now_ms();
     let limits = books.limits(lease_ms);
@@ -296,44 +316,27 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
     };
     let filled = claims.claimed.len() >= limits.slots as usize;
     let claimed_any = !claims.claimed.is_empty();
-    if claimed_any {
-        books.held_back = 0;
-    }
     for c in books.accept(claims.claimed) {
         spawn_attempt(ctx.clone(), c);
     }
-    books.starved = filled || books.constrained();
+    books.starved = filled || claims.left.room || books.constrained();
     if filled {
         return Instant::now() + BACKSTOP;
     }
-    let due = match pg.next_unleased_due().await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the next due time");
-            None
-        }
-    };
-    let next = [due, claims.next_token_at].into_iter().flatten().min();
-    match next {
-        // Due work this claim left alone is held back elsewhere (a FIFO line waiting
-        // on its head, another node's leases filling a webhook's bound): its release
-        // wakes this node through a `Done` or a notification; meanwhile look again
-        // after a short pause rather than spinning on the database.
-        Some(at) if at <= now => {
-            if claimed_any {
-                books.held_back = 0;
-            } else {
-                books.held_back = books.held_back.saturating_add(1);
-            }
-            let pause = BLOCKED_PAUSE.saturating_mul(1 << books.held_back.min(7));
-            Instant::now() + pause.min(BACKSTOP)
-        }
-        Some(at) => {
+    let timer = [claims.next_due, claims.next_token_at]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| {
             let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
             Instant::now() + Duration::from_millis(wait)
-        }
-        None => Instant::now() + BACKSTOP,
-    }
+        });
+    let pause = books.look_again(claims.left, claimed_any);
+    [timer, pause]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Instant::now() + BACKSTOP)
 }
 
 async fn renew_all(pg: &PgStore, lease_ms: i64) {

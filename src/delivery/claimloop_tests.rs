@@ -92,3 +92,51 @@ fn outcomes_awaiting_their_commit_bound_the_claims() {
     b.finished("elsewhere");
     assert_eq!(b.in_flight, 0);
 }
+
+#[test]
+fn the_next_look_follows_why_a_claim_left_work() {
+    let mut b = Books::new(4, 10, 4);
+    // Only this node's own leases or room hold it: its own Done/Finished wakes it.
+    let own = Left {
+        bound: true,
+        fifo: true,
+        room: true,
+        ..Left::default()
+    };
+    assert_eq!(b.look_again(own, false), None);
+    // Held elsewhere (other nodes' leases, a locked row, unseen work): a short look
+    // again, doubling while such looks claim nothing, never past the backstop.
+    let elsewhere = Left {
+        bound: true,
+        elsewhere: true,
+        ..Left::default()
+    };
+    let start = Instant::now();
+    let first = b.look_again(elsewhere, false).expect("a look again");
+    let second = b
+        .look_again(
+            Left {
+                locked: true,
+                ..Left::default()
+            },
+            false,
+        )
+        .unwrap();
+    assert!(first - start >= BLOCKED_PAUSE && first - start < BACKSTOP);
+    assert!(second - start >= 2 * (first - start) - Duration::from_millis(1));
+    for _ in 0..20 {
+        let at = b
+            .look_again(
+                Left {
+                    unseen: true,
+                    ..Left::default()
+                },
+                false,
+            )
+            .unwrap();
+        assert!(at - Instant::now() <= BACKSTOP);
+    }
+    // A look that claimed something starts the pause over.
+    let again = b.look_again(elsewhere, true).unwrap();
+    assert!(again - Instant::now() <= BLOCKED_PAUSE * 2);
+}

@@ -31,6 +31,7 @@ mod pg_api_jobs;
 mod pg_cluster;
 mod pg_copy;
 mod pg_delivery;
+mod pg_delivery_left;
 mod pg_errors;
 mod pg_ingest;
 mod pg_listen;

@@ -13,9 +13,10 @@ use hookbox::model::{
 use hookbox::store::pg::{ClaimLimits, Claimed, Claims, PgStore};
 use hookbox::store::{AttemptWrite, DueEntry, IngestItem, Next};
 
-use crate::pg_cluster::{self, open, sql};
+use crate::pg_cluster;
+pub(crate) use crate::pg_cluster::{open, sql};
 
-fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Webhook {
+pub(crate) fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Webhook {
     Webhook {
         id: id.into(),
         tenant: tenant.into(),
@@ -46,7 +47,7 @@ fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Web
 }
 
 /// A store with tenant `acme` and webhook `wh` set up.
-async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
+pub(crate) async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
     let store = open(url).await;
     store
         .create_tenant(
@@ -65,7 +66,12 @@ async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
 
 /// Ingests `n` events with one delivery each to `webhook_id`, due at `due`; returns
 /// the delivery ids in creation order.
-async fn deliveries(store: &PgStore, webhook_id: &str, n: usize, due: i64) -> Vec<String> {
+pub(crate) async fn deliveries(
+    store: &PgStore,
+    webhook_id: &str,
+    n: usize,
+    due: i64,
+) -> Vec<String> {
     let mut ids = Vec::new();
     let items = (0..n)
         .map(|i| {
@@ -105,7 +111,7 @@ async fn deliveries(store: &PgStore, webhook_id: &str, n: usize, due: i64) -> Ve
     ids
 }
 
-fn limits(slots: u32, per_webhook: u32, lease_ms: i64) -> ClaimLimits {
+pub(crate) fn limits(slots: u32, per_webhook: u32, lease_ms: i64) -> ClaimLimits {
     ClaimLimits {
         slots,
         per_webhook,
@@ -115,11 +121,11 @@ fn limits(slots: u32, per_webhook: u32, lease_ms: i64) -> ClaimLimits {
     }
 }
 
-async fn claim(store: &PgStore, now: i64, limits: ClaimLimits) -> Claims {
+pub(crate) async fn claim(store: &PgStore, now: i64, limits: ClaimLimits) -> Claims {
     store.claim_batch(now, &limits).await.expect("claim")
 }
 
-fn write(c: &Claimed, at: i64, next: Next) -> AttemptWrite {
+pub(crate) fn write(c: &Claimed, at: i64, next: Next) -> AttemptWrite {
     AttemptWrite {
         entry: DueEntry {
             due: c.delivery.next_attempt_at.unwrap_or(0) as u64,

@@ -1,8 +1,12 @@
 //! The completion side of delivery claims on PostgreSQL (the claims themselves are
 //! `batch.rs`): outcomes written fenced by the node's lease id (the attempt row and
 //! the new state, or nothing at all when the lease was lost to another node),
-//! cancellation, renewal and release of everything the node holds, and the next due
-//! time for the claim loop's timer. No transaction is ever held across an HTTP call.
+//! cancellation, renewal and release of everything the node holds. No transaction is
+//! ever held across an HTTP call. Every statement that locks several delivery rows
+//! locks them in id order first (as the webhook cancel and the claim's cancel do),
+//! so two such writes never wait on each other in a cycle.
+
+use tokio_postgres::types::ToSql;
 
 use super::{PgStore, sql};
 use crate::model::{Attempt, Delivery, DeliveryState, UnixMs};
@@ -88,9 +92,21 @@ impl PgStore {
         tx.batch_execute("SET LOCAL synchronous_commit = off")
             .await
             .map_err(sql)?;
-        let rows = tx
-            .query(
-                "WITH w AS ( \
+        // The rows in id order first, the one lock order of every multi-row
+        // delivery write (a webhook's cancel takes them the same way), pipelined
+        // with the write itself (one round trip; the server runs them in order).
+        let node = self.node_id();
+        let lock_params: [&(dyn ToSql + Sync); 2] = [&node, &ids];
+        let write_params: [&(dyn ToSql + Sync); 10] = [
+            &node, &ids, &states, &next_at, &statuses, &errors, &at, &triggers, &latencies, &bodies,
+        ];
+        let lock = tx.query(
+            "SELECT id FROM deliveries WHERE id = ANY($2) AND lease_id = $1::text::uuid \
+             ORDER BY id FOR UPDATE",
+            &lock_params,
+        );
+        let write = tx.query(
+            "WITH w AS ( \
                      SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
                          $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
                          $9::bigint[], $10::text[]) \
@@ -114,21 +130,9 @@ impl PgStore {
                  SELECT id, tenant, event_id, webhook_id, event_type, state, attempts, \
                      schedule_step, next_attempt_at, last_status, last_error, created_at, \
                      updated_at FROM done",
-                &[
-                    &self.node_id(),
-                    &ids,
-                    &states,
-                    &next_at,
-                    &statuses,
-                    &errors,
-                    &at,
-                    &triggers,
-                    &latencies,
-                    &bodies,
-                ],
-            )
-            .await
-            .map_err(sql)?;
+            &write_params,
+        );
+        let (_, rows) = tokio::try_join!(lock, write).map_err(sql)?;
         let mut written = std::collections::HashMap::with_capacity(rows.len());
         for r in &rows {
             let d = super::ingest::delivery(r)?;
@@ -185,7 +189,10 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE deliveries SET lease_until = $2 WHERE lease_id = $1::text::uuid",
+                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+                     WHERE lease_id = $1::text::uuid ORDER BY id FOR UPDATE) \
+                 UPDATE deliveries d SET lease_until = $2 FROM l \
+                 WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
                 &[&self.node_id(), &now.saturating_add(lease_ms)],
             )
             .await
@@ -198,28 +205,14 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
-                 WHERE lease_id = $1::text::uuid AND id = ANY($2)",
+                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+                     WHERE lease_id = $1::text::uuid AND id = ANY($2) ORDER BY id FOR UPDATE) \
+                 UPDATE deliveries d SET lease_id = NULL, lease_until = NULL FROM l \
+                 WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
                 &[&self.node_id(), &ids],
             )
             .await
             .map_err(sql)
-    }
-
-    /// The earliest due time of an unleased unfinished delivery: when the delivery
-    /// loop has work again, unless woken earlier. A time already past is due work
-    /// the last claim left (held back by a FIFO head or other nodes' leases).
-    pub async fn next_unleased_due(&self) -> Result<Option<UnixMs>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT min(next_attempt_at) FROM deliveries \
-                 WHERE next_attempt_at IS NOT NULL AND lease_id IS NULL",
-                &[],
-            )
-            .await
-            .map_err(sql)?;
-        Ok(row.get(0))
     }
 }
 

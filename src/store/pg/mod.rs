@@ -51,7 +51,7 @@ use super::StoreError;
 use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
-pub use batch::{ClaimLimits, Claimed, Claims};
+pub use batch::{ClaimLimits, Claimed, Claims, Left};
 pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 pub use purge::PURGE_CHUNK_EVENTS;

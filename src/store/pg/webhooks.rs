@@ -237,9 +237,12 @@ async fn save(tx: &Transaction<'_>, cipher: &Cipher, w: &Webhook) -> Result<(), 
     .map_err(sql)?;
     if !w.enabled || w.deleted_at.is_some() {
         tx.execute(
-            "UPDATE deliveries SET state = 4, next_attempt_at = NULL, updated_at = $2, \
-             lease_id = NULL, lease_until = NULL \
-             WHERE webhook_id = $1 AND next_attempt_at IS NOT NULL",
+            // Rows locked in id order, as every multi-row delivery write does.
+            "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+                 WHERE webhook_id = $1 AND next_attempt_at IS NOT NULL ORDER BY id FOR UPDATE) \
+             UPDATE deliveries d SET state = 4, next_attempt_at = NULL, updated_at = $2, \
+                 lease_id = NULL, lease_until = NULL \
+             FROM l WHERE d.id = l.id AND d.next_attempt_at IS NOT NULL",
             &[&w.id, &w.updated_at],
         )
         .await

@@ -1,0 +1,364 @@
+//! The statements of `claim_batch`, each one round trip inside the claim's
+//! transaction (or pipelined with its neighbours on the same connection, which the
+//! server still runs one after the other). Hand-written and parameterised; they
+//! decide nothing, `batch.rs` does. They never wait on a row lock except
+//! `cancel_due`, which locks in id order like every other multi-row delivery write.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Transaction;
+
+use super::bucket::Bucket;
+use super::{Claimed, Left};
+use crate::model::{Event, UnixMs};
+use crate::store::StoreError;
+use crate::store::pg::sql;
+
+/// A candidate webhook with due unleased work, and its tenant.
+pub(super) struct Candidate {
+    pub(super) webhook: String,
+    pub(super) tenant: String,
+    /// Due unleased rows seen in this pass's window (at least 1).
+    pub(super) due: u32,
+}
+
+/// The first look, in one statement: the due index read oldest first, at most
+/// `scan` rows, grouped by webhook; and only when that read was cut by its bound,
+/// one look at each other webhook with due work (as [`scan_webhooks`], at most
+/// `limit`). Returns the candidates (the index's first, oldest due first, then the
+/// others) and whether webhooks may have been left unseen.
+pub(super) async fn scan_first(
+    tx: &Transaction<'_>,
+    now: UnixMs,
+    full: &[&str],
+    scan: i64,
+    limit: i64,
+) -> Result<(Vec<Candidate>, bool), StoreError> {
+    let rows = tx
+        .query(
+            "WITH RECURSIVE s AS ( \
+                 SELECT webhook_id, min(tenant) AS tenant, count(*) AS n, \
+                     min(next_attempt_at) AS at, min(id) AS first FROM ( \
+                     SELECT webhook_id, tenant, next_attempt_at, id FROM deliveries \
+                     WHERE next_attempt_at <= $1 \
+                       AND (lease_until IS NULL OR lease_until <= $1) \
+                       AND tenant <> ALL($2) \
+                     ORDER BY next_attempt_at, id LIMIT $3) x \
+                 GROUP BY webhook_id), \
+             cut AS (SELECT coalesce(sum(n), 0) >= $3 AS cut FROM s), \
+             w(id) AS ( \
+                 (SELECT webhook_id FROM deliveries \
+                  WHERE next_attempt_at IS NOT NULL AND (SELECT cut FROM cut) \
+                  ORDER BY webhook_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT d.webhook_id FROM deliveries d \
+                         WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
+                         ORDER BY d.webhook_id LIMIT 1) \
+                 FROM w WHERE w.id IS NOT NULL), \
+             r AS ( \
+                 SELECT w.id AS webhook_id, f.tenant, 1::bigint AS n, \
+                     f.next_attempt_at AS at, f.id AS first FROM w, \
+                 LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
+                          WHERE webhook_id = w.id AND next_attempt_at <= $1 \
+                            AND (lease_until IS NULL OR lease_until <= $1) \
+                          ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
+                 WHERE w.id IS NOT NULL AND f.tenant <> ALL($2) \
+                   AND NOT EXISTS (SELECT 1 FROM s WHERE s.webhook_id = w.id) \
+                 ORDER BY f.next_attempt_at, f.id LIMIT $4) \
+             SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
+             UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r \
+             ORDER BY pass, at, first",
+            &[&now, &full, &scan, &limit],
+        )
+        .await
+        .map_err(sql)?;
+    let others = rows.iter().filter(|r| r.get::<_, i32>(3) == 1).count() as i64;
+    Ok((candidates(&rows), others >= limit))
+}
+
+/// Later passes: one look per webhook that has unfinished rows (a loose index scan
+/// over `deliveries_line`, then each webhook's oldest due unleased row through
+/// `deliveries_webhook_due`), skipping webhooks already considered and full
+/// tenants; at most `limit` webhooks, oldest due first. Its cost follows the number
+/// of webhooks with unfinished rows, not the due backlog of saturated ones.
+pub(super) async fn scan_webhooks(
+    tx: &Transaction<'_>,
+    now: UnixMs,
+    considered: &[String],
+    full: &[&str],
+    limit: i64,
+) -> Result<Vec<Candidate>, StoreError> {
+    let rows = tx
+        .query(
+            "WITH RECURSIVE w(id) AS ( \
+                 (SELECT webhook_id FROM deliveries WHERE next_attempt_at IS NOT NULL \
+                  ORDER BY webhook_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT d.webhook_id FROM deliveries d \
+                         WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
+                         ORDER BY d.webhook_id LIMIT 1) \
+                 FROM w WHERE w.id IS NOT NULL) \
+             SELECT w.id, f.tenant, 1::bigint FROM w, \
+             LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
+                      WHERE webhook_id = w.id AND next_attempt_at <= $1 \
+                        AND (lease_until IS NULL OR lease_until <= $1) \
+                      ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
+             WHERE w.id IS NOT NULL AND w.id <> ALL($2) AND f.tenant <> ALL($3) \
+             ORDER BY f.next_attempt_at, f.id LIMIT $4",
+            &[&now, &considered, &full, &limit],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(candidates(&rows))
+}
+
+fn candidates(rows: &[tokio_postgres::Row]) -> Vec<Candidate> {
+    rows.iter()
+        .map(|r| Candidate {
+            webhook: r.get(0),
+            tenant: r.get(1),
+            due: u32::try_from(r.get::<_, i64>(2)).unwrap_or(u32::MAX).max(1),
+        })
+        .collect()
+}
+
+/// The earliest due time after `now` of any unfinished delivery (the loop's timer).
+pub(super) async fn next_due_after(
+    tx: &Transaction<'_>,
+    now: UnixMs,
+) -> Result<Option<UnixMs>, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
+            &[&now],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(row.get(0))
+}
+
+/// A locked candidate webhook's settings.
+pub(super) struct Locked {
+    pub(super) live: bool,
+    pub(super) fifo: bool,
+    pub(super) rate: Option<i32>,
+}
+
+/// Locks the candidate webhooks that no other transaction holds.
+pub(super) async fn lock_webhooks(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<HashMap<String, Locked>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id, enabled AND deleted_at IS NULL, ordering, rate_limit_per_second \
+             FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+            &[&ids],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let ordering: i16 = r.get(2);
+            (
+                r.get(0),
+                Locked {
+                    live: r.get(1),
+                    fifo: ordering == 1,
+                    rate: r.get(3),
+                },
+            )
+        })
+        .collect())
+}
+
+/// What the decision needs to know of one candidate, read after its lock.
+#[derive(Default)]
+pub(super) struct Info {
+    /// Whether the webhook row exists at all.
+    pub(super) present: bool,
+    /// Live leases of the webhook over every node, and of them this node's.
+    pub(super) held: u32,
+    pub(super) mine: u32,
+    /// A FIFO webhook's first unfinished delivery by id, with its due time.
+    pub(super) head: Option<(String, UnixMs)>,
+    /// A rate-limited webhook's stored bucket.
+    pub(super) bucket: Option<Bucket>,
+}
+
+/// Reads, for every candidate, whether its webhook row exists, its live leases
+/// (all nodes, and this node's), its FIFO head and its token bucket: one statement,
+/// which must run after `lock_webhooks` (its own snapshot then sees every claim
+/// committed before the locks were taken). The caller uses it for locked rows only.
+pub(super) async fn info(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    node: &str,
+    now: UnixMs,
+) -> Result<HashMap<String, Info>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT c.id, w.id IS NOT NULL, l.held, l.mine, h.id, h.next_attempt_at, \
+                 b.tokens, b.updated_at \
+             FROM unnest($1::text[]) AS c(id) \
+             LEFT JOIN webhooks w ON w.id = c.id \
+             LEFT JOIN rate_buckets b \
+                 ON b.webhook_id = c.id AND w.rate_limit_per_second IS NOT NULL \
+             CROSS JOIN LATERAL (SELECT count(*) AS held, \
+                     count(*) FILTER (WHERE lease_id = $2::text::uuid) AS mine \
+                 FROM deliveries WHERE webhook_id = c.id AND lease_id IS NOT NULL \
+                   AND lease_until > $3) l \
+             LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
+                 WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL AND w.ordering = 1 \
+                 ORDER BY id LIMIT 1) h ON true",
+            &[&ids, &node, &now],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let count = |i: usize| u32::try_from(r.get::<_, i64>(i)).unwrap_or(u32::MAX);
+            let head: Option<String> = r.get(4);
+            let tokens: Option<f64> = r.get(6);
+            let at: Option<i64> = r.get(7);
+            (
+                r.get(0),
+                Info {
+                    present: r.get(1),
+                    held: count(2),
+                    mine: count(3),
+                    head: head.map(|h| (h, r.get::<_, Option<i64>>(5).unwrap_or(0))),
+                    bucket: tokens
+                        .zip(at)
+                        .map(|(tokens, updated_at)| Bucket { tokens, updated_at }),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Cancels the unleased unfinished rows of webhooks that can take no delivery,
+/// locking them in id order.
+pub(super) async fn cancel_due(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    now: UnixMs,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "WITH l AS (SELECT id FROM deliveries \
+             WHERE webhook_id = ANY($1) AND next_attempt_at IS NOT NULL \
+               AND (lease_until IS NULL OR lease_until <= $2) \
+             ORDER BY id FOR UPDATE) \
+         UPDATE deliveries d SET state = 4, next_attempt_at = NULL, updated_at = $2, \
+             lease_id = NULL, lease_until = NULL \
+         FROM l WHERE d.id = l.id",
+        &[&ids, &now],
+    )
+    .await
+    .map_err(sql)?;
+    Ok(())
+}
+
+pub(super) async fn save_buckets(
+    tx: &Transaction<'_>,
+    buckets: &[(String, Bucket)],
+) -> Result<(), StoreError> {
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = buckets.iter().map(|(id, _)| id.as_str()).collect();
+    let tokens: Vec<f64> = buckets.iter().map(|(_, b)| b.tokens).collect();
+    let at: Vec<i64> = buckets.iter().map(|(_, b)| b.updated_at).collect();
+    tx.execute(
+        "INSERT INTO rate_buckets (webhook_id, tokens, updated_at) \
+         SELECT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) \
+         ON CONFLICT (webhook_id) DO UPDATE \
+             SET tokens = EXCLUDED.tokens, updated_at = EXCLUDED.updated_at",
+        &[&ids, &tokens, &at],
+    )
+    .await
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Leases the chosen rows to `node` and returns them joined with their events: the
+/// `n` oldest due unleased rows of each webhook in `webhooks`, and the FIFO heads
+/// by id (re-checked due and unleased). Rows another transaction holds are skipped,
+/// never waited for (noted in `left.locked`).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn claim_rows(
+    tx: &Transaction<'_>,
+    node: &str,
+    now: UnixMs,
+    until: UnixMs,
+    webhooks: &[String],
+    counts: &[i32],
+    heads: &[String],
+) -> Result<Vec<Claimed>, StoreError> {
+    // Two statements, so each is planned with its real sizes: the picks (locked,
+    // never waited for), then the claim by primary key joined with the events.
+    let picked = tx
+        .query(
+            "WITH heads AS ( \
+                 SELECT id FROM deliveries WHERE id = ANY($2::text[]) \
+                 FOR UPDATE SKIP LOCKED) \
+             SELECT p.id FROM unnest($3::text[], $4::int[]) AS x(wh, n), \
+             LATERAL (SELECT id FROM deliveries \
+                      WHERE webhook_id = x.wh AND next_attempt_at <= $1 \
+                        AND (lease_until IS NULL OR lease_until <= $1) \
+                      ORDER BY webhook_id, next_attempt_at, id LIMIT x.n \
+                      FOR UPDATE SKIP LOCKED) p \
+             UNION ALL SELECT id FROM heads",
+            &[&now, &heads, &webhooks, &counts],
+        )
+        .await
+        .map_err(sql)?;
+    let ids: Vec<String> = picked.iter().map(|r| r.get(0)).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = tx
+        .query(
+            "WITH c AS ( \
+                 UPDATE deliveries d SET lease_id = $2::text::uuid, lease_until = $4 \
+                 WHERE d.id = ANY($3::text[]) AND d.next_attempt_at <= $1 \
+                   AND (d.lease_until IS NULL OR d.lease_until <= $1) \
+                 RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, d.state, \
+                     d.attempts, d.schedule_step, d.next_attempt_at, d.last_status, \
+                     d.last_error, d.created_at, d.updated_at) \
+             SELECT c.*, e.id, e.tenant, e.event_type, e.payload, e.channels, \
+                 e.idempotency_key, e.created_at \
+             FROM c JOIN events e ON e.id = c.event_id \
+             ORDER BY c.webhook_id, c.next_attempt_at, c.id",
+            &[&now, &node, &ids, &until],
+        )
+        .await
+        .map_err(sql)?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                delivery: crate::store::pg::ingest::delivery(r)?,
+                event: Event {
+                    id: r.get(13),
+                    tenant: r.get(14),
+                    event_type: r.get(15),
+                    payload: r.get(16),
+                    channels: r.get(17),
+                    idempotency_key: r.get(18),
+                    created_at: r.get(19),
+                },
+                lease_until: until,
+            })
+        })
+        .collect()
+}
+
+/// Notes in `left` that due work stays behind leases: other nodes' when they hold
+/// any of the webhook's (no `Done` of this node will tell when they end).
+pub(super) fn held_by(left: &mut Left, info: &Info) {
+    if info.held > info.mine {
+        left.elsewhere = true;
+    }
+}
