@@ -152,10 +152,7 @@ pub fn print_table(mode: &str, runs: usize, aggs: &[Agg]) {
             "",
         );
         row(
-            format!(
-                "ingest, {subs}, {} events (events/s 202)",
-                t.median["events"]
-            ),
+            format!("ingest, {subs}, {:.0} events (events/s 202)", t.f("events")),
             t.num("ingest_events_per_s", 0),
             String::new(),
             "",
@@ -201,8 +198,8 @@ pub fn print_table(mode: &str, runs: usize, aggs: &[Agg]) {
         if fanout == 1 {
             row(
                 format!(
-                    "end to end, 1 FIFO sub, {} events (events/s delivered)",
-                    fifo.median["events"]
+                    "end to end, 1 FIFO sub, {:.0} events (events/s delivered)",
+                    fifo.f("events")
                 ),
                 fifo.num("end_to_end_events_per_s", 0),
                 String::new(),
@@ -277,13 +274,13 @@ pub fn print_table(mode: &str, runs: usize, aggs: &[Agg]) {
         "",
     );
     row(
-        format!("batch ingest, {} events (events/s)", pend.median["events"]),
+        format!("batch ingest, {:.0} events (events/s)", pend.f("events")),
         pend.num("batch_ingest_events_per_s", 0),
         String::new(),
         "150,000",
     );
     row(
-        format!("RSS with {} pending (MiB)", pend.median["pending"]),
+        format!("RSS with {:.0} pending (MiB)", pend.f("pending")),
         format!(
             "{} (peak {})",
             mib(pend, "rss_pending_kib"),
@@ -313,22 +310,19 @@ pub fn print_table(mode: &str, runs: usize, aggs: &[Agg]) {
         let n = a.f("nodes");
         if a.median["phase"] == "latency" {
             row(
-                format!(
-                    "{n} nodes: latency @{} ev/s p50 / p99 (ms)",
-                    a.median["rate"]
-                ),
+                format!("{n} nodes: latency @{:.0} ev/s p50 / p99 (ms)", a.f("rate")),
                 format!("{} / {}", a.num("p50_ms", 2), a.num("p99_ms", 2)),
                 String::new(),
                 "",
             );
             row(
-                format!("{n} nodes: CPU per event @{} ev/s (ms)", a.median["rate"]),
+                format!("{n} nodes: CPU per event @{:.0} ev/s (ms)", a.f("rate")),
                 cpu(a),
                 String::new(),
                 "",
             );
         } else {
-            let fanout = a.median["fanout"].as_u64().unwrap_or(0);
+            let fanout = a.f("fanout") as u64;
             let c = ceil(fanout);
             row(
                 format!("{n} nodes, {fanout} sub(s): deliveries/s (duplicates)"),
