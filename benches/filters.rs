@@ -3,42 +3,23 @@
 //! `plan::wanted`, the ingest path), against the same without filters, and the
 //! filters alone on an already parsed event. Also the cost of compiling a filter.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookbox::delivery::wanted;
 use hookbox::filter::{Filter, Subject};
-use hookbox::model::{Event, Ordering, Webhook};
+use hookbox::model::{Event, Webhook};
 use hookbox::registry::Registry;
 use serde_json::json;
+
+mod common;
 
 const WEBHOOKS: usize = 10_000;
 
 fn webhook(i: usize, filter: Option<Filter>) -> Webhook {
     Webhook {
-        id: format!("wh_{i:026}"),
-        tenant: "acme".into(),
-        url: format!("https://example.com/hooks/{i}"),
-        event_types: vec!["order.paid".to_owned()],
-        channels: Vec::new(),
-        description: None,
-        headers: BTreeMap::new(),
-        oauth: None,
-        secrets: Vec::new(),
-        notification_email: None,
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: BTreeMap::new(),
-        rate_limit_per_second: None,
-        created_at: 0,
-        updated_at: 0,
-        deleted_at: None,
-        failing_since: None,
-        version: 1,
-        ordering: Ordering::None,
         filter,
+        ..common::webhook(i, "order.paid")
     }
 }
 

@@ -2,44 +2,27 @@
 //! ingest (`Registry::matching`), and the cost of adding a webhook to such a tenant
 //! (`Registry::put_webhook`, which rebuilds the tenant's index).
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookbox::model::Webhook;
 use hookbox::registry::Registry;
 
+mod common;
+
 const WEBHOOKS: usize = 10_000;
 const TYPES: usize = 100;
 
+/// Webhook `i` subscribed to `filter`; every tenth has a channel filter.
 fn webhook(i: usize, filter: String) -> Webhook {
+    let channels = if i.is_multiple_of(10) {
+        vec![format!("P-{}", i % 7)]
+    } else {
+        Vec::new()
+    };
     Webhook {
-        id: format!("wh_{i:026}"),
-        tenant: "acme".into(),
-        url: format!("https://example.com/hooks/{i}"),
-        event_types: vec![filter],
-        channels: if i.is_multiple_of(10) {
-            vec![format!("P-{}", i % 7)]
-        } else {
-            Vec::new()
-        },
-        description: None,
-        headers: BTreeMap::new(),
-        oauth: None,
-        secrets: Vec::new(),
-        notification_email: None,
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: BTreeMap::new(),
-        rate_limit_per_second: None,
-        created_at: 0,
-        updated_at: 0,
-        deleted_at: None,
-        failing_since: None,
-        version: 1,
-        ordering: Default::default(),
-        filter: None,
+        channels,
+        ..common::webhook(i, &filter)
     }
 }
 

@@ -329,7 +329,9 @@ impl<'a> Event<'a> {
     }
 }
 
-/// An event with its deliveries.
+/// An event with its deliveries. It repeats [`Event`]'s fields rather than
+/// flattening it: both schemas are closed (`additionalProperties: false`), and a
+/// closed schema cannot be extended through `allOf`.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventDetail<'a> {
