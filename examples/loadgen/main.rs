@@ -20,7 +20,9 @@
 //! - `--runs N` runs the phases N times, interleaved (1, 2, ..., 1, 2, ...), and
 //!   prints the median of each figure with its range.
 //! - `--skip a,b` leaves phases out of the full run: `fifo`, `ceiling`, `latency`,
-//!   `pending`, `throughput`.
+//!   `pending`, `throughput`. `--events1 N`, `--events10 N`, `--events-fifo N` and
+//!   `--secs N` (50 ev/s latency) change the sizes (PostgreSQL drains a large
+//!   backlog slowly, see BENCHMARKS.md).
 //!
 //! Each phase runs in a child process (this binary with `--phase ...`), so every RSS
 //! figure belongs to one phase only. The child holds hookbox (each node on its own
@@ -99,12 +101,22 @@ async fn child(phase: &str, args: &[String]) {
 }
 
 /// The phases of a full (or quick) run, each as its child's arguments.
-fn plan(quick: bool, nodes: usize, skip: &[String]) -> Vec<Vec<String>> {
+/// `--events1`, `--events10`, `--events-fifo` and `--secs` (the 50 ev/s latency
+/// phase) override the sizes of the mode.
+fn plan(args: &[String], quick: bool, nodes: usize, skip: &[String]) -> Vec<Vec<String>> {
     let (e1, efifo, e10, s50, s1k, pending) = if quick {
         ("20000", "5000", "5000", "10", "5", "100000")
     } else {
         ("200000", "20000", "40000", "40", "20", "1000000")
     };
+    let size = |name: &str, default: &str| arg_value(args, name).unwrap_or(default.to_owned());
+    let (e1, efifo, e10, s50) = (
+        size("--events1", e1),
+        size("--events-fifo", efifo),
+        size("--events10", e10),
+        size("--secs", s50),
+    );
+    let (e1, efifo, e10, s50) = (e1.as_str(), efifo.as_str(), e10.as_str(), s50.as_str());
     let skipped = |name: &str| skip.iter().any(|s| s == name);
     let mut specs: Vec<Vec<&str>> = Vec::new();
     if !skipped("throughput") {
@@ -191,7 +203,7 @@ async fn main() {
     let skip: Vec<String> = arg_value(&args, "--skip")
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
-    let specs = plan(quick, nodes, &skip);
+    let specs = plan(&args, quick, nodes, &skip);
     let mut results: Vec<Vec<Value>> = vec![Vec::new(); specs.len()];
     for run in 0..runs {
         for (spec, out) in specs.iter().zip(results.iter_mut()) {

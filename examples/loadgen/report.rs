@@ -273,38 +273,41 @@ pub fn print_table(mode: &str, runs: usize, aggs: &[Agg]) {
         String::new(),
         "",
     );
-    row(
-        format!("batch ingest, {:.0} events (events/s)", pend.f("events")),
-        pend.num("batch_ingest_events_per_s", 0),
-        String::new(),
-        "150,000",
-    );
-    row(
-        format!("RSS with {:.0} pending (MiB)", pend.f("pending")),
-        format!(
-            "{} (peak {})",
-            mib(pend, "rss_pending_kib"),
-            mib(pend, "rss_peak_kib")
-        ),
-        String::new(),
-        "<=100 @1M",
-    );
-    row(
-        "data file per million deliveries (MiB)".into(),
-        pend.num("data_file_mib_per_million", 0),
-        String::new(),
-        "",
-    );
-    row(
-        "restart: App::build / first delivery (s)".into(),
-        format!(
-            "{} / {}",
-            pend.num("restart_build_s", 3),
-            pend.num("restart_first_delivery_s", 3)
-        ),
-        String::new(),
-        "<1 @1M",
-    );
+    // The pending phase, when run.
+    if find(aggs, &[("phase", json!("pending"))]).is_some() {
+        row(
+            format!("batch ingest, {:.0} events (events/s)", pend.f("events")),
+            pend.num("batch_ingest_events_per_s", 0),
+            String::new(),
+            "150,000",
+        );
+        row(
+            format!("RSS with {:.0} pending (MiB)", pend.f("pending")),
+            format!(
+                "{} (peak {})",
+                mib(pend, "rss_pending_kib"),
+                mib(pend, "rss_peak_kib")
+            ),
+            String::new(),
+            "<=100 @1M",
+        );
+        row(
+            "data file per million deliveries (MiB)".into(),
+            pend.num("data_file_mib_per_million", 0),
+            String::new(),
+            "",
+        );
+        row(
+            "restart: App::build / first delivery (s)".into(),
+            format!(
+                "{} / {}",
+                pend.num("restart_build_s", 3),
+                pend.num("restart_first_delivery_s", 3)
+            ),
+            String::new(),
+            "<1 @1M",
+        );
+    }
     // Several nodes on one PostgreSQL, when run.
     for a in aggs.iter().filter(|a| a.f("nodes") > 1.0) {
         let n = a.f("nodes");
