@@ -310,13 +310,7 @@ impl Writer<'_> {
         let created: Vec<i64> = v.iter().map(|e| e.created_at).collect();
         self.exec(
             "events",
-            "INSERT INTO events (id, tenant, event_type, payload, channels, \
-             idempotency_key, created_at) \
-             SELECT id, tenant, event_type, payload, \
-                    ARRAY(SELECT jsonb_array_elements_text(channels)), key, created_at \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                         $6::text[], $7::bigint[]) \
-                  AS u(id, tenant, event_type, payload, channels, key, created_at)",
+            super::ingest::INSERT_EVENTS,
             &[
                 &ids, &tenants, &types, &payloads, &channels, &keys, &created,
             ],

@@ -15,6 +15,17 @@ use super::{PgError, PgStore, sql};
 use crate::model::{Delivery, Event};
 use crate::store::{IngestItem, IngestOutcome, Ingested, StoreError};
 
+/// The multi-row insert of events, shared by ingest and `store copy`: ids, tenants,
+/// types, payloads, channels (as `jsonb` arrays, ragged), idempotency keys and
+/// creation times, one array each.
+pub(super) const INSERT_EVENTS: &str = "INSERT INTO events (id, tenant, event_type, payload, \
+     channels, idempotency_key, created_at) \
+     SELECT id, tenant, event_type, payload, \
+            ARRAY(SELECT jsonb_array_elements_text(channels)), key, created_at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+                 $6::text[], $7::bigint[]) \
+          AS u(id, tenant, event_type, payload, channels, key, created_at)";
+
 /// One waiting call: its items, the API key that authorised it, where the answer goes.
 struct Call {
     items: Vec<IngestItem>,
@@ -283,13 +294,7 @@ async fn insert_events(tx: &Transaction<'_>, items: &[&IngestItem]) -> Result<()
         .collect();
     let created: Vec<i64> = events.iter().map(|e| e.created_at).collect();
     tx.execute(
-        "INSERT INTO events (id, tenant, event_type, payload, channels, idempotency_key, \
-         created_at) \
-         SELECT id, tenant, event_type, payload, \
-                ARRAY(SELECT jsonb_array_elements_text(channels)), key, created_at \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-                     $6::text[], $7::bigint[]) \
-              AS u(id, tenant, event_type, payload, channels, key, created_at)",
+        INSERT_EVENTS,
         &[
             &ids, &tenants, &types, &payloads, &channels, &keys, &created,
         ],
