@@ -10,6 +10,7 @@
 //! cargo run --release --example loadgen -- --phase ceiling --fanout 10 --events 5000
 //! cargo run --release --example loadgen -- --phase latency --rate 50 --secs 10 [--nodes 3]
 //! cargo run --release --example loadgen -- --phase pending --count 100000
+//! cargo run --release --example loadgen -- --phase steady --rate 200 --secs 1800 --retention 60 [--every 60]
 //! ```
 //!
 //! - `HOOKBOX_LOADGEN_POSTGRES=postgres://...` runs every hookbox phase on
@@ -38,6 +39,7 @@ mod nullgw;
 mod phases;
 mod receiver;
 mod report;
+mod steady;
 
 use serde_json::{Value, json};
 
@@ -95,6 +97,17 @@ async fn child(phase: &str, args: &[String]) {
         "ceiling" => phases::throughput(load(true)).await,
         "latency" => phases::latency(n("--rate"), n("--secs"), nodes).await,
         "pending" => phases::pending(n("--count")).await,
+        "steady" => {
+            steady::steady(steady::Steady {
+                rate: n("--rate"),
+                secs: n("--secs"),
+                retention: n("--retention"),
+                every: arg_value(args, "--every")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            })
+            .await
+        }
         other => json!({"error": format!("unknown phase {other}")}),
     };
     println!("{out}");
