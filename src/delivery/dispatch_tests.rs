@@ -438,5 +438,68 @@ fn waiting_work_past_the_byte_budget_waits_as_ids() {
     }
 }
 
+/// A refill asks for the records within what is left of the byte budget, and the
+/// records it brings start with their work (no read at attempt time); past the
+/// budget the refilled work waits as ids, in order.
+#[test]
+fn a_refill_loads_records_within_the_byte_budget_left() {
+    let mut l = limits(1, 1, 1);
+    l.queue_per_webhook = 4;
+    l.max_queued_bytes = 3 * (100 + 512);
+    let mut t = T::new(l);
+    // Four loaded fit the queue (three within the budget); the rest wait on disk.
+    for n in 1..=8 {
+        t.d.offer(loaded("a-1", n, 100), None, false);
+    }
+    assert_eq!(t.d.queued(), 4);
+    assert_eq!(t.d.queued_bytes(), 3 * 612);
+    let mut order = Vec::new();
+    let mut with = 0;
+    for _ in 0..20 {
+        let s = t.pump();
+        with += s.iter().filter(|w| w.loaded.is_some()).count();
+        order.extend(ids(&s));
+        t.settle(&s);
+        while let Some(read) = t.d.next_read() {
+            match read {
+                Read::Refill {
+                    webhook_id,
+                    after,
+                    limit,
+                    budget,
+                    ..
+                } => {
+                    assert_eq!(budget, 3 * 612 - t.d.queued_bytes());
+                    let from = after.as_deref().map_or(5, |a| {
+                        a.trim_start_matches("dlv_").parse::<u32>().expect("id") + 1
+                    });
+                    let mut left = budget;
+                    let mut work = Vec::new();
+                    for n in (from..=8).take(limit) {
+                        let mut w = loaded("a-1", n, 100);
+                        if left >= 612 {
+                            left -= 612;
+                        } else {
+                            w.loaded = None;
+                        }
+                        work.push(w);
+                    }
+                    let next = (from + limit as u32 <= 8)
+                        .then(|| work.last().map(|w| w.entry.delivery_id.clone()))
+                        .flatten();
+                    t.d.refilled_work(&webhook_id, work, next);
+                }
+                Read::Sweep { .. } => {
+                    assert!(t.d.swept(Vec::new(), SCAN_BATCH));
+                }
+            }
+        }
+    }
+    let want: Vec<String> = (1..=8).map(|n| format!("dlv_{n:06}")).collect();
+    assert_eq!(order, want);
+    assert!(with > 3, "refilled work came with its records ({with})");
+    assert!(t.d.queued_bytes() == 0);
+}
+
 #[path = "line_tests.rs"]
 mod line_tests;

@@ -75,6 +75,7 @@ impl Sim {
                     after,
                     limit,
                     line,
+                    ..
                 } => {
                     let from = after.as_deref().map_or(0, num);
                     let now = self.t.now as u64;

@@ -35,7 +35,7 @@ impl Work {
 }
 
 /// What loaded work costs besides its payload (records, ids), for the byte budget.
-const WORK_OVERHEAD: usize = 512;
+pub(super) const WORK_OVERHEAD: usize = 512;
 
 /// What the scheduler hears about.
 pub(super) enum Msg {

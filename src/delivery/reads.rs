@@ -4,6 +4,7 @@
 //! purity); it never reads anything itself.
 
 use super::{Dispatcher, Found, SCAN_BATCH, Work};
+#[cfg(test)]
 use crate::store::DueEntry;
 
 /// A read the scheduler task must do and report back.
@@ -23,6 +24,9 @@ pub(in crate::delivery) enum Read {
         after: Option<String>,
         limit: usize,
         line: bool,
+        /// Bytes of the memory budget left: the refill loads the records of the
+        /// oldest entries within it, in the same read (0 for a FIFO line).
+        budget: usize,
     },
 }
 
@@ -59,6 +63,13 @@ impl Dispatcher {
                 after: hook.refill_cursor.clone(),
                 limit: room,
                 line: hook.fifo,
+                budget: if hook.fifo {
+                    0
+                } else {
+                    self.limits
+                        .max_queued_bytes
+                        .saturating_sub(self.queued_bytes)
+                },
             });
         }
         if self.need_sweep && self.queued < self.limits.queue_total {
@@ -109,17 +120,38 @@ impl Dispatcher {
     }
 
     /// Reports a refill: the webhook's due entries read after its cursor, and the
-    /// cursor to continue from (`None`: nothing more waits on disk).
+    /// cursor to continue from (`None`: nothing more waits on disk). The engine
+    /// reports with [`Dispatcher::refilled_work`]; this is the ids-only form.
+    #[cfg(test)]
     pub(in crate::delivery) fn refilled(
         &mut self,
         webhook_id: &str,
         entries: Vec<DueEntry>,
         next: Option<String>,
     ) {
+        let work = entries
+            .into_iter()
+            .map(|entry| Work {
+                entry,
+                loaded: None,
+            })
+            .collect();
+        self.refilled_work(webhook_id, work, next);
+    }
+
+    /// As [`Dispatcher::refilled`], with the records the refill read along with
+    /// the entries (within the byte budget; `enqueue` keeps that bound).
+    pub(in crate::delivery) fn refilled_work(
+        &mut self,
+        webhook_id: &str,
+        entries: Vec<Work>,
+        next: Option<String>,
+    ) {
         let Some(hook) = self.hooks.get_mut(webhook_id) else {
             return;
         };
         if hook.fifo {
+            let entries = entries.into_iter().map(|w| w.entry).collect();
             self.line_refilled(webhook_id, entries, next);
             return;
         }
@@ -127,14 +159,11 @@ impl Dispatcher {
         if next.is_none() {
             hook.backlog = false;
         }
-        for entry in entries {
-            if self.claimed.contains(&entry.delivery_id) {
+        for work in entries {
+            if self.claimed.contains(&work.entry.delivery_id) {
                 continue;
             }
-            self.enqueue(Work {
-                entry,
-                loaded: None,
-            });
+            self.enqueue(work);
         }
         self.forget_idle(webhook_id);
     }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::context::Ctx;
 use super::dispatch::{Dispatcher, Policy, Read};
-use super::msg::{Attempted, Msg, Outcome, Work};
+use super::msg::{Attempted, Msg, Outcome, WORK_OVERHEAD, Work};
 use super::worker;
 use crate::model::{Ordering, Trigger, Webhook, now_ms};
 
@@ -124,16 +124,26 @@ pub(super) async fn read(ctx: &Ctx, d: &mut Dispatcher, read: Read, now: i64) {
             after,
             limit,
             line,
+            budget,
         } => {
             let key = webhook_id.clone();
             // A FIFO line is every unfinished delivery, due or not.
             let upto = if line { i64::MAX } else { now };
+            // One read transaction: the entries and, within the byte budget, their
+            // deliveries and events, so their attempts read nothing more.
             let found = tokio::task::spawn_blocking(move || {
-                store.pending_due(&key, after.as_deref(), upto, limit)
+                store.pending_due_loaded(&key, after.as_deref(), upto, limit, budget, WORK_OVERHEAD)
             })
             .await;
             if let Ok(Ok((entries, next))) = found {
-                d.refilled(&webhook_id, entries, next);
+                let work = entries
+                    .into_iter()
+                    .map(|(entry, loaded)| Work {
+                        entry,
+                        loaded: loaded.map(|(d, e)| (d, Arc::new(e))),
+                    })
+                    .collect();
+                d.refilled_work(&webhook_id, work, next);
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod pg;
 mod portal;
 mod purge;
 pub mod records;
+mod refill;
 mod tables;
 mod webhooks;
 mod writer;
