@@ -10,7 +10,9 @@
 # Exits non-zero on any failure. Under two minutes once the release binary is built.
 #
 # Usage: bash .ci/schemathesis.sh   (from anywhere; builds the release binary)
-# Env: SCHEMATHESIS_EXAMPLES (per operation, default 100), SCHEMATHESIS_SEED (default 1105).
+# Env: SCHEMATHESIS_EXAMPLES (per operation, default 100), SCHEMATHESIS_SEED (default 1105),
+#      SCHEMATHESIS_WORKERS (default 1), SCHEMATHESIS_PHASES (comma-separated, in order,
+#      default "fuzzing"; "coverage,fuzzing" adds the coverage phase, see below).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,6 +21,8 @@ version=4.32.5
 venv=$target/schemathesis-venv
 examples=${SCHEMATHESIS_EXAMPLES:-100}
 seed=${SCHEMATHESIS_SEED:-1105}
+workers=${SCHEMATHESIS_WORKERS:-1}
+phases=${SCHEMATHESIS_PHASES:-fuzzing}
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
     echo "==> creating $venv with schemathesis $version"
@@ -96,23 +100,44 @@ print('include-operation-id = %s' % json.dumps(semantic))
 print('checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "412"]')
 EOF
 
-# The fuzzing phase (positive and negative cases from the schemas); the coverage
-# phase is left out: on 2 shared cores it needs about ten minutes for this document.
-# Tenant routes run with a tenant key, admin routes with the admin token.
+# Phases, each over tenant routes (with a tenant key) and admin routes (with the
+# admin token): fuzzing (random positive and negative cases) runs by default. The
+# coverage phase (boundary, enum and missing-field cases derived from every schema)
+# is opt-in for now: measured on 2 shared cores it runs for minutes, all of it
+# Python case generation in the client (the server used under a second of CPU),
+# and its failures are not fixed yet (see /work/notes/s7/apicov-arch.md).
 run() {
     "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
         --url "$base" \
         --checks not_a_server_error,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
-        --phases fuzzing --mode all \
-        --seed "$seed" --max-examples "$examples" \
-        --workers 1 --request-timeout 5 --no-color --suppress-health-check all \
-        --report junit --report-dir "$target/schemathesis-report" "$@"
+        --mode all --seed "$seed" \
+        --workers "$workers" --request-timeout 5 --no-color --suppress-health-check all \
+        --report junit --report-dir "$target/schemathesis-report/$1" "${@:2}"
 }
+tenant=(-H "Authorization: Bearer $key" --exclude-path-regex '^/v1/(tenants|api-keys)')
+admins=(-H "Authorization: Bearer $admin" --include-path-regex '^/v1/(tenants|api-keys)')
 status=0
-echo "==> schemathesis $version, tenant routes (seed $seed, $examples examples per operation)"
-run -H "Authorization: Bearer $key" --exclude-path-regex '^/v1/(tenants|api-keys)' || status=$?
-echo "==> schemathesis $version, admin routes"
-run -H "Authorization: Bearer $admin" --include-path-regex '^/v1/(tenants|api-keys)' || status=$?
+timings=()
+phase() {
+    local name=$1 start end
+    start=$(date +%s.%N)
+    echo "==> schemathesis $version, $name (seed $seed)"
+    run "$name" "${@:2}" || status=$?
+    end=$(date +%s.%N)
+    timings+=("$(printf '%-22s %6.1f s' "$name" "$(awk "BEGIN { print $end - $start }")")")
+}
+IFS=, read -ra wanted <<< "$phases"
+for p in "${wanted[@]}"; do
+    case $p in
+        coverage) extra=() ;;
+        fuzzing) extra=(--max-examples "$examples") ;;
+        *) echo "unknown phase $p" >&2; exit 2 ;;
+    esac
+    phase "$p-tenant" --phases "$p" "${extra[@]}" "${tenant[@]}"
+    phase "$p-admin" --phases "$p" "${extra[@]}" "${admins[@]}"
+done
+echo "==> phase timings"
+printf '    %s\n' "${timings[@]}"
 if [ "$status" -ne 0 ]; then
     echo "==> schemathesis found problems (exit $status); server log:"
     tail -n 20 "$work/server.log"
