@@ -127,7 +127,9 @@ impl PgStore {
         }
         // A claim lost in a crash is only a lease that never was: the rows are due
         // again. So its commit does not wait for the WAL flush. The setting, the
-        // next due time and the first scan go in one round trip (pipelined).
+        // next due time and the first scan go in one round trip (pipelined). The
+        // statements are cached (prepared once per connection) but planned for each
+        // call's own values (`CLAIM_SETTINGS`).
         let scan = round.scan();
         let full = round.full();
         if !full.is_empty() {
@@ -135,7 +137,7 @@ impl PgStore {
         }
         let (_, next_due, (first, mut more)) = tokio::try_join!(
             async {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                tx.batch_execute(super::CLAIM_SETTINGS)
                     .await
                     .map_err(super::sql)
             },

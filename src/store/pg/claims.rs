@@ -89,9 +89,7 @@ impl PgStore {
         let tx = client.transaction().await.map_err(sql)?;
         // Lazily durable, as on redb: an outcome lost in a crash only means the
         // attempt is made again (the row is still due under an expired lease).
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(sql)?;
+        tx.batch_execute(super::CLAIM_SETTINGS).await.map_err(sql)?;
         // The rows in id order first, the one lock order of every multi-row
         // delivery write (a webhook's cancel takes them the same way), pipelined
         // with the write itself (one round trip; the server runs them in order).
@@ -100,12 +98,14 @@ impl PgStore {
         let write_params: [&(dyn ToSql + Sync); 10] = [
             &node, &ids, &states, &next_at, &statuses, &errors, &at, &triggers, &latencies, &bodies,
         ];
-        let lock = tx.query(
+        let lock = super::cached::query(
+            &tx,
             "SELECT id FROM deliveries WHERE id = ANY($2) AND lease_id = $1::text::uuid \
              ORDER BY id FOR UPDATE",
             &lock_params,
         );
-        let write = tx.query(
+        let write = super::cached::query(
+            &tx,
             "WITH w AS ( \
                      SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
                          $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
@@ -141,7 +141,8 @@ impl PgStore {
         if written.len() < n {
             // Rows still held but finished meanwhile (a manual retry delivered them)
             // give their lease back now rather than when it expires.
-            tx.execute(
+            super::cached::execute(
+                &tx,
                 "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
                  WHERE id = ANY($2) AND lease_id = $1::text::uuid",
                 &[&self.node_id(), &ids],
@@ -170,16 +171,16 @@ impl PgStore {
     /// delivery alone that another node holds under a live lease.
     pub async fn cancel_delivery(&self, entry: DueEntry, now: UnixMs) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE deliveries SET state = 4, next_attempt_at = NULL, updated_at = $3, \
+        super::cached::execute(
+            &client,
+            "UPDATE deliveries SET state = 4, next_attempt_at = NULL, updated_at = $3, \
                      lease_id = NULL, lease_until = NULL \
                  WHERE id = $1 AND next_attempt_at IS NOT NULL \
                    AND (lease_id IS NULL OR lease_id = $2::text::uuid OR lease_until <= $3)",
-                &[&entry.delivery_id, &self.node_id(), &now],
-            )
-            .await
-            .map_err(sql)?;
+            &[&entry.delivery_id, &self.node_id(), &now],
+        )
+        .await
+        .map_err(sql)?;
         Ok(())
     }
 
@@ -187,32 +188,32 @@ impl PgStore {
     /// Returns how many rows it holds.
     pub async fn renew_leases(&self, now: UnixMs, lease_ms: i64) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+        super::cached::execute(
+            &client,
+            "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
                      WHERE lease_id = $1::text::uuid ORDER BY id FOR UPDATE) \
                  UPDATE deliveries d SET lease_until = $2 FROM l \
                  WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
-                &[&self.node_id(), &now.saturating_add(lease_ms)],
-            )
-            .await
-            .map_err(sql)
+            &[&self.node_id(), &now.saturating_add(lease_ms)],
+        )
+        .await
+        .map_err(sql)
     }
 
     /// Gives back this node's leases of `ids` (claimed, never attempted), so any
     /// node may claim them at once. Returns how many it still held.
     pub async fn release_leases(&self, ids: &[String]) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+        super::cached::execute(
+            &client,
+            "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
                      WHERE lease_id = $1::text::uuid AND id = ANY($2) ORDER BY id FOR UPDATE) \
                  UPDATE deliveries d SET lease_id = NULL, lease_until = NULL FROM l \
                  WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
-                &[&self.node_id(), &ids],
-            )
-            .await
-            .map_err(sql)
+            &[&self.node_id(), &ids],
+        )
+        .await
+        .map_err(sql)
     }
 }
 

@@ -34,9 +34,9 @@ pub(super) async fn scan_first(
     scan: i64,
     limit: i64,
 ) -> Result<(Vec<Candidate>, bool), StoreError> {
-    let rows = tx
-        .query(
-            "WITH RECURSIVE s AS ( \
+    let rows = crate::store::pg::cached::query(
+        tx,
+        "WITH RECURSIVE s AS ( \
                  SELECT webhook_id, min(tenant) AS tenant, count(*) AS n, \
                      min(next_attempt_at) AS at, min(id) AS first FROM ( \
                      SELECT webhook_id, tenant, next_attempt_at, id FROM deliveries \
@@ -68,10 +68,10 @@ pub(super) async fn scan_first(
              SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
              UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r \
              ORDER BY pass, at, first",
-            &[&now, &full, &scan, &limit],
-        )
-        .await
-        .map_err(sql)?;
+        &[&now, &full, &scan, &limit],
+    )
+    .await
+    .map_err(sql)?;
     let others = rows.iter().filter(|r| r.get::<_, i32>(3) == 1).count() as i64;
     Ok((candidates(&rows), others >= limit))
 }
@@ -88,9 +88,9 @@ pub(super) async fn scan_webhooks(
     full: &[&str],
     limit: i64,
 ) -> Result<Vec<Candidate>, StoreError> {
-    let rows = tx
-        .query(
-            "WITH RECURSIVE w(id) AS ( \
+    let rows = crate::store::pg::cached::query(
+        tx,
+        "WITH RECURSIVE w(id) AS ( \
                  (SELECT webhook_id FROM deliveries WHERE next_attempt_at IS NOT NULL \
                   ORDER BY webhook_id LIMIT 1) \
                  UNION ALL \
@@ -105,10 +105,10 @@ pub(super) async fn scan_webhooks(
                       ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
              WHERE w.id IS NOT NULL AND w.id <> ALL($2) AND f.tenant <> ALL($3) \
              ORDER BY f.next_attempt_at, f.id LIMIT $4",
-            &[&now, &considered, &full, &limit],
-        )
-        .await
-        .map_err(sql)?;
+        &[&now, &considered, &full, &limit],
+    )
+    .await
+    .map_err(sql)?;
     Ok(candidates(&rows))
 }
 
@@ -127,13 +127,13 @@ pub(super) async fn next_due_after(
     tx: &Transaction<'_>,
     now: UnixMs,
 ) -> Result<Option<UnixMs>, StoreError> {
-    let row = tx
-        .query_one(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
-            &[&now],
-        )
-        .await
-        .map_err(sql)?;
+    let row = crate::store::pg::cached::query_one(
+        tx,
+        "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
+        &[&now],
+    )
+    .await
+    .map_err(sql)?;
     Ok(row.get(0))
 }
 
@@ -149,14 +149,14 @@ pub(super) async fn lock_webhooks(
     tx: &Transaction<'_>,
     ids: &[String],
 ) -> Result<HashMap<String, Locked>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT id, enabled AND deleted_at IS NULL, ordering, rate_limit_per_second \
+    let rows = crate::store::pg::cached::query(
+        tx,
+        "SELECT id, enabled AND deleted_at IS NULL, ordering, rate_limit_per_second \
              FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
-            &[&ids],
-        )
-        .await
-        .map_err(sql)?;
+        &[&ids],
+    )
+    .await
+    .map_err(sql)?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -197,9 +197,9 @@ pub(super) async fn info(
     node: &str,
     now: UnixMs,
 ) -> Result<HashMap<String, Info>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT c.id, w.id IS NOT NULL, l.held, l.mine, h.id, h.next_attempt_at, \
+    let rows = crate::store::pg::cached::query(
+        tx,
+        "SELECT c.id, w.id IS NOT NULL, l.held, l.mine, h.id, h.next_attempt_at, \
                  b.tokens, b.updated_at \
              FROM unnest($1::text[]) AS c(id) \
              LEFT JOIN webhooks w ON w.id = c.id \
@@ -212,10 +212,10 @@ pub(super) async fn info(
              LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
                  WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL AND w.ordering = 1 \
                  ORDER BY id LIMIT 1) h ON true",
-            &[&ids, &node, &now],
-        )
-        .await
-        .map_err(sql)?;
+        &[&ids, &node, &now],
+    )
+    .await
+    .map_err(sql)?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -246,7 +246,8 @@ pub(super) async fn cancel_due(
     ids: &[String],
     now: UnixMs,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    crate::store::pg::cached::execute(
+        tx,
         "WITH l AS (SELECT id FROM deliveries \
              WHERE webhook_id = ANY($1) AND next_attempt_at IS NOT NULL \
                AND (lease_until IS NULL OR lease_until <= $2) \
@@ -271,7 +272,8 @@ pub(super) async fn save_buckets(
     let ids: Vec<&str> = buckets.iter().map(|(id, _)| id.as_str()).collect();
     let tokens: Vec<f64> = buckets.iter().map(|(_, b)| b.tokens).collect();
     let at: Vec<i64> = buckets.iter().map(|(_, b)| b.updated_at).collect();
-    tx.execute(
+    crate::store::pg::cached::execute(
+        tx,
         "INSERT INTO rate_buckets (webhook_id, tokens, updated_at) \
          SELECT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) \
          ON CONFLICT (webhook_id) DO UPDATE \
@@ -299,9 +301,9 @@ pub(super) async fn claim_rows(
 ) -> Result<Vec<Claimed>, StoreError> {
     // Two statements, so each is planned with its real sizes: the picks (locked,
     // never waited for), then the claim by primary key joined with the events.
-    let picked = tx
-        .query(
-            "WITH heads AS ( \
+    let picked = crate::store::pg::cached::query(
+        tx,
+        "WITH heads AS ( \
                  SELECT id FROM deliveries WHERE id = ANY($2::text[]) \
                  FOR UPDATE SKIP LOCKED) \
              SELECT p.id FROM unnest($3::text[], $4::int[]) AS x(wh, n), \
@@ -311,17 +313,17 @@ pub(super) async fn claim_rows(
                       ORDER BY webhook_id, next_attempt_at, id LIMIT x.n \
                       FOR UPDATE SKIP LOCKED) p \
              UNION ALL SELECT id FROM heads",
-            &[&now, &heads, &webhooks, &counts],
-        )
-        .await
-        .map_err(sql)?;
+        &[&now, &heads, &webhooks, &counts],
+    )
+    .await
+    .map_err(sql)?;
     let ids: Vec<String> = picked.iter().map(|r| r.get(0)).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = tx
-        .query(
-            "WITH c AS ( \
+    let rows = crate::store::pg::cached::query(
+        tx,
+        "WITH c AS ( \
                  UPDATE deliveries d SET lease_id = $2::text::uuid, lease_until = $4 \
                  WHERE d.id = ANY($3::text[]) AND d.next_attempt_at <= $1 \
                    AND (d.lease_until IS NULL OR d.lease_until <= $1) \
@@ -332,10 +334,10 @@ pub(super) async fn claim_rows(
                  e.idempotency_key, e.created_at \
              FROM c JOIN events e ON e.id = c.event_id \
              ORDER BY c.webhook_id, c.next_attempt_at, c.id",
-            &[&now, &node, &ids, &until],
-        )
-        .await
-        .map_err(sql)?;
+        &[&now, &node, &ids, &until],
+    )
+    .await
+    .map_err(sql)?;
     rows.iter()
         .map(|r| {
             Ok(Claimed {
