@@ -155,11 +155,15 @@ impl PgStore {
         let tx = client.transaction().await.map_err(sql)?;
         let n = tx
             .execute(
-                "UPDATE deliveries SET \
-                     state = CASE WHEN attempts = 0 THEN $4::smallint ELSE $5::smallint END, \
+                // Rows locked in id order, as every multi-row delivery write does.
+                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+                     WHERE webhook_id = $1 AND id >= $2 AND state = ANY($6) \
+                     ORDER BY id FOR UPDATE) \
+                 UPDATE deliveries d SET \
+                     state = CASE WHEN d.attempts = 0 THEN $4::smallint ELSE $5::smallint END, \
                      schedule_step = 0, next_attempt_at = $3, updated_at = $3, \
                      lease_id = NULL, lease_until = NULL \
-                 WHERE webhook_id = $1 AND id >= $2 AND state = ANY($6)",
+                 FROM l WHERE d.id = l.id AND d.state = ANY($6)",
                 &[
                     &webhook_id,
                     &id_floor("dlv", scope.since),
