@@ -465,7 +465,8 @@ impl Db {
     ) -> Result<Option<usize>, StoreError> {
         match (self, pass.taken.as_mut()) {
             (Db::Postgres(p), Some(taken)) => p.purge_in_pass(cutoff, limit, taken).await,
-            // A pass begun on redb, or (never) a redb pass on PostgreSQL: no lease.
+            // A pass with no lease time (begin_retention never makes one on
+            // PostgreSQL): each chunk takes the lease itself.
             (Db::Postgres(p), None) => p.purge_before(cutoff, limit).await.map(Some),
             (Db::Redb(s), _) => s.purge_before(cutoff, limit).await.map(Some),
         }
