@@ -295,10 +295,11 @@ async fn load_registry(store: &Db, seeds: &[(String, Option<String>)]) -> anyhow
 }
 
 /// Purges events (with their deliveries and attempts) older than `keep`, every
-/// `interval`, in small transactions so ingest is never blocked for long. On
-/// PostgreSQL a pass runs only on the node holding the retention job lease (the
-/// others skip it), and the lease is given back at shutdown. Each pass is counted
-/// in the engine's metrics (`hookbox_retention_passes_total`).
+/// `interval`, in small transactions so ingest is never blocked for long. A pass
+/// runs only when the store says this node is the one to run it
+/// (`Db::begin_retention`: on PostgreSQL the holder of the retention job lease,
+/// one lease take per pass), and retention is given back at shutdown. Each pass
+/// is counted in the engine's metrics (`hookbox_retention_passes_total`).
 async fn retention_loop(
     store: Db,
     engine: Engine,
@@ -313,16 +314,14 @@ async fn retention_loop(
             () = shutdown.cancelled() => break 'passes,
             () = tokio::time::sleep(interval) => {}
         }
-        if let Some(pg) = store.postgres() {
-            match pg.try_retention_lease().await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the retention lease");
-                    continue;
-                }
+        let mut pass = match store.begin_retention().await {
+            Ok(Some(pass)) => pass,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the retention lease");
+                continue;
             }
-        }
+        };
         metrics.set_retention_running(true);
         let cutoff = now_ms() - keep.as_millis() as i64;
         let mut purged = 0usize;
@@ -330,12 +329,16 @@ async fn retention_loop(
             if shutdown.is_cancelled() {
                 break;
             }
-            match store.purge_before(cutoff, CHUNK).await {
-                Ok(n) => {
+            match store.purge_chunk(&mut pass, cutoff, CHUNK).await {
+                Ok(Some(n)) => {
                     purged += n;
                     if n < CHUNK {
                         break;
                     }
+                }
+                Ok(None) => {
+                    tracing::warn!("the retention lease went to another node mid-pass");
+                    break;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "retention purge failed");
@@ -349,13 +352,10 @@ async fn retention_loop(
             tracing::info!(purged, "retention purge removed old events");
         }
     }
-    if let Some(pg) = store.postgres() {
-        // Bounded: a database that is gone at shutdown must not hold the stop up.
-        let released =
-            tokio::time::timeout(Duration::from_secs(2), pg.release_retention_lease()).await;
-        if let Ok(Err(e)) = released {
-            tracing::warn!(error = %e, "cannot give the retention lease back");
-        }
+    // Bounded: a database that is gone at shutdown must not hold the stop up.
+    let released = tokio::time::timeout(Duration::from_secs(2), store.end_retention()).await;
+    if let Ok(Err(e)) = released {
+        tracing::warn!(error = %e, "cannot give the retention lease back");
     }
 }
 

@@ -5,6 +5,7 @@
 //! keep the same ones (ARCHITECTURE.md, "The store's interface").
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::pg::PgStore;
 use super::webhooks::Updated;
@@ -24,6 +25,14 @@ pub enum Db {
     Redb(Store),
     /// One PostgreSQL database shared by any number of nodes.
     Postgres(PgStore),
+}
+
+/// A retention pass this node runs ([`Db::begin_retention`]): on PostgreSQL, when
+/// it took the "retention" lease it runs under.
+#[derive(Debug)]
+pub struct RetentionPass {
+    /// When the lease was last taken or renewed (PostgreSQL only).
+    taken: Option<Instant>,
 }
 
 /// Runs a redb read off the async threads.
@@ -431,11 +440,45 @@ impl Db {
 
     // Retention and deleted tenants.
 
-    /// See `Store::purge_before`.
-    pub async fn purge_before(&self, cutoff: UnixMs, limit: usize) -> Result<usize, StoreError> {
+    /// Starts a retention pass if this node is the one to run it: on PostgreSQL it
+    /// takes (or renews) the "retention" job lease, one round trip, and answers
+    /// `None` when another node holds it (skip this pass); redb is always its own.
+    pub async fn begin_retention(&self) -> Result<Option<RetentionPass>, StoreError> {
         match self {
-            Db::Redb(s) => s.purge_before(cutoff, limit).await,
-            Db::Postgres(p) => p.purge_before(cutoff, limit).await,
+            Db::Redb(_) => Ok(Some(RetentionPass { taken: None })),
+            Db::Postgres(p) => Ok(p.try_retention_lease().await?.then(|| RetentionPass {
+                taken: Some(Instant::now()),
+            })),
+        }
+    }
+
+    /// One chunk of `pass`: purges up to `limit` finished events created before
+    /// `cutoff` (see `Store::purge_before`) and returns how many; call again until
+    /// it returns less than `limit`. On PostgreSQL a long pass renews its lease in
+    /// a chunk's transaction once half of it has gone by, and `None` (nothing
+    /// removed) says another node holds it by then: the pass ends.
+    pub async fn purge_chunk(
+        &self,
+        pass: &mut RetentionPass,
+        cutoff: UnixMs,
+        limit: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        match (self, pass.taken.as_mut()) {
+            (Db::Postgres(p), Some(taken)) => p.purge_in_pass(cutoff, limit, taken).await,
+            // A pass with no lease time (begin_retention never makes one on
+            // PostgreSQL): each chunk takes the lease itself.
+            (Db::Postgres(p), None) => p.purge_before(cutoff, limit).await.map(Some),
+            (Db::Redb(s), _) => s.purge_before(cutoff, limit).await.map(Some),
+        }
+    }
+
+    /// Gives retention back at shutdown: on PostgreSQL releases the "retention"
+    /// lease if this node holds it, so another node takes over at its next pass
+    /// instead of after the lease runs out; nothing on redb.
+    pub async fn end_retention(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Redb(_) => Ok(()),
+            Db::Postgres(p) => p.release_retention_lease().await.map(drop),
         }
     }
 

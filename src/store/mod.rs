@@ -31,7 +31,7 @@ use crate::secrets::Cipher;
 use records::Record;
 
 pub use changes::{Change, Subscriber};
-pub use db::Db;
+pub use db::{Db, RetentionPass};
 pub use deliveries::{AttemptWrite, DeliveryFilter, DueEntry, Next, RecoverScope};
 pub use events::{IngestItem, IngestOutcome, Ingested};
 pub use writer::WriterStats;

@@ -4,10 +4,7 @@
 //! (`pg_cluster`), checked the strongest way there is: the same operations on a
 //! real redb store and on PostgreSQL must give the same answers, page by page.
 
-use hookbox::model::{
-    Attempt, Delivery, DeliveryState, Event, Ordering, Secret, SigningSecret, Tenant, Trigger,
-    Webhook,
-};
+use hookbox::model::{Attempt, Delivery, DeliveryState, Event, Trigger, Webhook};
 use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 use hookbox::store::{DeliveryFilter, IngestItem, RecoverScope, Store};
@@ -32,43 +29,16 @@ fn id(prefix: &str, ms: i64, n: u128) -> String {
     format!("{prefix}_{}", ulid::Ulid::from_parts(ms as u64, n))
 }
 
+/// A plain webhook ([`pg_cluster::webhook`]) created at [`BASE`].
 pub fn webhook(id: &str, tenant: &str) -> Webhook {
     Webhook {
-        id: id.into(),
-        tenant: tenant.into(),
-        url: "https://receiver.example/hook".into(),
-        event_types: vec!["*".into()],
-        channels: vec![],
-        description: None,
-        headers: Default::default(),
-        oauth: None,
-        secrets: vec![SigningSecret {
-            secret: Secret::new("whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtMDEyMzQ1"),
-            expires_at: None,
-        }],
-        notification_email: None,
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: Default::default(),
-        rate_limit_per_second: None,
         created_at: BASE,
         updated_at: BASE,
-        deleted_at: None,
-        failing_since: None,
-        version: 0,
-        ordering: Ordering::None,
-        filter: None,
+        ..pg_cluster::webhook(id, tenant)
     }
 }
 
-pub fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: id.into(),
-        created_at: BASE,
-    }
-}
+pub use pg_cluster::tenant;
 
 /// Event `i` of tenant `acme`: type `a.x` or `b.y` alternately, one delivery per
 /// webhook of `hooks`, due half a second after its creation.

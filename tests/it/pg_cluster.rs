@@ -5,7 +5,8 @@
 //! binary with one fresh database per test, and stopped when the binary exits.
 //! Never skips: when PostgreSQL cannot be installed or started, the test fails.
 //! Also the PostgreSQL tests' shared helpers: `open` (a `PgStore` under the fixed
-//! test master key) and `sql` (a plain client, to look at the rows themselves), and
+//! test master key), `sql` (a plain client, to look at the rows themselves), the
+//! rows the tests build (`tenant`, `event_type`, `webhook`, `rich_webhook`), and
 //! a TLS variant of a test's own cluster (`Cluster::private_tls`: ssl=on with a
 //! certificate of a test CA made at test time, TCP only through TLS).
 
@@ -15,6 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use hookbox::model::{EventType, OAuthConfig, Secret, SigningSecret, Tenant, Webhook};
 use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 
@@ -44,6 +46,96 @@ pub async fn sql(url: &str) -> tokio_postgres::Client {
         .expect("connect");
     tokio::spawn(connection);
     client
+}
+
+/// Tenant `id`, named "`id` Inc".
+#[allow(dead_code)]
+pub fn tenant(id: &str) -> Tenant {
+    Tenant {
+        id: id.into(),
+        name: format!("{id} Inc"),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+/// Event type `name` of `tenant`, with a description and an object schema.
+#[allow(dead_code)]
+pub fn event_type(tenant: &str, name: &str) -> EventType {
+    EventType {
+        tenant: tenant.into(),
+        name: name.into(),
+        description: Some("paid".into()),
+        schema: Some(r#"{"type":"object"}"#.into()),
+        created_at: 5,
+    }
+}
+
+/// The signing secret of every test webhook.
+const SIGNING: &str = "whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtMDEyMzQ1";
+
+/// Webhook `id` of `tenant` with only what every webhook has: every event type,
+/// one signing secret, enabled, no options.
+#[allow(dead_code)]
+pub fn webhook(id: &str, tenant: &str) -> Webhook {
+    Webhook {
+        id: id.into(),
+        tenant: tenant.into(),
+        url: "https://receiver.example/hook".into(),
+        event_types: vec!["*".into()],
+        channels: vec![],
+        description: None,
+        headers: Default::default(),
+        oauth: None,
+        secrets: vec![SigningSecret {
+            secret: Secret::new(SIGNING),
+            expires_at: None,
+        }],
+        notification_email: None,
+        enabled: true,
+        disabled_reason: None,
+        disabled_at: None,
+        metadata: Default::default(),
+        rate_limit_per_second: None,
+        created_at: 1,
+        updated_at: 1,
+        deleted_at: None,
+        failing_since: None,
+        version: 0,
+        ordering: hookbox::model::Ordering::None,
+        filter: None,
+    }
+}
+
+/// Webhook `id` of `tenant` with every option set (to `/{id}`): a type pattern, a
+/// channel, a secret header, OAuth with a secret and a header, an owner email,
+/// metadata, a rate limit, FIFO order and a payload filter.
+#[allow(dead_code)]
+pub fn rich_webhook(id: &str, tenant: &str) -> Webhook {
+    Webhook {
+        url: format!("https://receiver.example/{id}"),
+        event_types: vec!["invoice.*".into()],
+        channels: vec!["P-1".into()],
+        description: Some("billing".into()),
+        headers: [("X-Api-Key".to_owned(), Secret::new("header-secret-value"))].into(),
+        oauth: Some(OAuthConfig {
+            token_url: "https://auth.example/token".into(),
+            client_id: "client".into(),
+            client_secret: Secret::new("oauth-secret-value"),
+            scope: Some("hooks".into()),
+            headers: [("X-Tok".to_owned(), Secret::new("oauth-header-value"))].into(),
+        }),
+        notification_email: Some("ops@example.com".into()),
+        metadata: [("team".to_owned(), "billing".to_owned())].into(),
+        rate_limit_per_second: Some(20),
+        created_at: 10,
+        updated_at: 10,
+        ordering: hookbox::model::Ordering::Fifo,
+        filter: Some(
+            hookbox::filter::Filter::from_json(r#"{"data.amount":{"$gte":100}}"#)
+                .expect("valid filter"),
+        ),
+        ..webhook(id, tenant)
+    }
 }
 
 /// A running cluster: where it lives and the port it listens on (127.0.0.1).

@@ -7,76 +7,33 @@
 use std::path::{Path, PathBuf};
 
 use hookbox::model::{
-    ApiKey, Attempt, Delivery, DeliveryState, Event, EventType, OAuthConfig, Ordering,
-    PortalSession, Scope, Secret, SigningSecret, Tenant, Trigger, Webhook, new_id, now_ms,
+    ApiKey, Attempt, Delivery, DeliveryState, Event, Ordering, PortalSession, Scope, Secret,
+    SigningSecret, Trigger, Webhook, new_id, now_ms,
 };
 use hookbox::notify::email::ThrottleState;
 use hookbox::secrets::Cipher;
-use hookbox::store::copy::{CopyError, CopyOptions, copy_to_postgres};
+use hookbox::store::copy::{Copied, CopyError, CopyOptions, copy_to_postgres};
 use hookbox::store::offline::OfflineError;
 use hookbox::store::pg::ClaimLimits;
 use hookbox::store::{AttemptWrite, DueEntry, IngestItem, IngestOutcome, Next, Store};
 
-use crate::pg_cluster::{self, cipher, open, sql};
+use crate::pg_cluster::{self, cipher, event_type, open, rich_webhook, sql, tenant};
 
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: format!("{id} Inc"),
-        created_at: 1_700_000_000_000,
-    }
-}
-
-fn event_type(tenant: &str, name: &str) -> EventType {
-    EventType {
-        tenant: tenant.into(),
-        name: name.into(),
-        description: Some("paid".into()),
-        schema: Some(r#"{"type":"object"}"#.into()),
-        created_at: 5,
-    }
-}
-
+/// Webhook `id` with every option (`rich`) or with the options that need no
+/// secret only.
 fn webhook(id: &str, tenant: &str, rich: bool) -> Webhook {
+    let full = rich_webhook(id, tenant);
+    if rich {
+        return full;
+    }
     Webhook {
-        id: id.into(),
-        tenant: tenant.into(),
-        url: format!("https://receiver.example/{id}"),
-        event_types: vec!["invoice.*".into()],
-        channels: if rich { vec!["P-1".into()] } else { vec![] },
-        description: Some("billing".into()),
-        headers: if rich {
-            [("X-Api-Key".to_owned(), Secret::new("header-secret-value"))].into()
-        } else {
-            Default::default()
-        },
-        oauth: rich.then(|| OAuthConfig {
-            token_url: "https://auth.example/token".into(),
-            client_id: "client".into(),
-            client_secret: Secret::new("oauth-secret-value"),
-            scope: Some("hooks".into()),
-            headers: [("X-Tok".to_owned(), Secret::new("oauth-header-value"))].into(),
-        }),
-        secrets: vec![SigningSecret {
-            secret: Secret::new("whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtMDEyMzQ1"),
-            expires_at: None,
-        }],
-        notification_email: Some("ops@example.com".into()),
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: [("team".to_owned(), "billing".to_owned())].into(),
-        rate_limit_per_second: rich.then_some(20),
-        created_at: 10,
-        updated_at: 10,
-        deleted_at: None,
-        failing_since: None,
-        version: 0,
-        ordering: if rich { Ordering::Fifo } else { Ordering::None },
-        filter: rich.then(|| {
-            hookbox::filter::Filter::from_json(r#"{"data.amount":{"$gte":100}}"#)
-                .expect("valid filter")
-        }),
+        channels: vec![],
+        headers: Default::default(),
+        oauth: None,
+        rate_limit_per_second: None,
+        ordering: Ordering::None,
+        filter: None,
+        ..full
     }
 }
 
@@ -291,6 +248,22 @@ fn data_file(dir: &Path) -> PathBuf {
     dir.join(hookbox::app::DATA_FILE)
 }
 
+/// Copies the stopped store in `dir` into the database at `url`, `rows` rows per
+/// batch.
+async fn copy_in_batches(dir: &Path, url: &str, rows: usize) -> Copied {
+    copy_to_postgres(
+        &data_file(dir),
+        cipher(),
+        url,
+        CopyOptions {
+            batch_rows: rows,
+            ..CopyOptions::default()
+        },
+    )
+    .await
+    .expect("copy")
+}
+
 /// Whether this build's schema has the `portal_sessions` table.
 fn has_portal_table() -> bool {
     hookbox::store::pg::MIGRATIONS
@@ -347,17 +320,7 @@ async fn a_copied_store_serves_the_same_reads_on_postgres() {
 
     let url = pg_cluster::shared().database().await;
     // Two rows per batch, so every table of more than two rows takes several.
-    let copied = copy_to_postgres(
-        &data_file(dir.path()),
-        cipher(),
-        &url,
-        CopyOptions {
-            batch_rows: 2,
-            ..CopyOptions::default()
-        },
-    )
-    .await
-    .expect("copy");
+    let copied = copy_in_batches(dir.path(), &url, 2).await;
     for (table, n) in [
         ("tenants", 1),
         ("tenant_purges", 1),
@@ -511,17 +474,7 @@ async fn the_copy_takes_one_statement_per_batch_not_one_per_row() {
     store.close();
     drop(store);
     let url = pg_cluster::shared().database().await;
-    let copied = copy_to_postgres(
-        &data_file(dir.path()),
-        cipher(),
-        &url,
-        CopyOptions {
-            batch_rows: 2_000,
-            ..CopyOptions::default()
-        },
-    )
-    .await
-    .expect("copy");
+    let copied = copy_in_batches(dir.path(), &url, 2_000).await;
     assert_eq!(copied.rows.get("events"), 5_000);
     assert_eq!(copied.rows.get("deliveries"), 5_000);
     // tenants 1 + webhooks 1 + events 3 + deliveries 3 (+ meta 1 if any).

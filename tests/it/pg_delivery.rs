@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hookbox::model::{
-    Attempt, Delivery, DeliveryState, Event, Ordering, Secret, SigningSecret, Tenant, Trigger,
-    Webhook, new_id, now_ms,
+    Attempt, Delivery, DeliveryState, Event, Ordering, Trigger, Webhook, new_id, now_ms,
 };
 use hookbox::store::pg::{ClaimLimits, Claimed, Claims, PgStore};
 use hookbox::store::{AttemptWrite, DueEntry, IngestItem, Next};
@@ -16,33 +15,12 @@ use hookbox::store::{AttemptWrite, DueEntry, IngestItem, Next};
 use crate::pg_cluster;
 pub(crate) use crate::pg_cluster::{open, sql};
 
+/// A plain webhook ([`pg_cluster::webhook`]) with its order and rate limit.
 pub(crate) fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u32>) -> Webhook {
     Webhook {
-        id: id.into(),
-        tenant: tenant.into(),
-        url: "https://receiver.example/hook".into(),
-        event_types: vec!["*".into()],
-        channels: vec![],
-        description: None,
-        headers: Default::default(),
-        oauth: None,
-        secrets: vec![SigningSecret {
-            secret: Secret::new("whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtMDEyMzQ1"),
-            expires_at: None,
-        }],
-        notification_email: None,
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: Default::default(),
-        rate_limit_per_second: rate,
-        created_at: 1,
-        updated_at: 1,
-        deleted_at: None,
-        failing_since: None,
-        version: 0,
         ordering,
-        filter: None,
+        rate_limit_per_second: rate,
+        ..pg_cluster::webhook(id, tenant)
     }
 }
 
@@ -50,14 +28,7 @@ pub(crate) fn webhook(id: &str, tenant: &str, ordering: Ordering, rate: Option<u
 pub(crate) async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
     let store = open(url).await;
     store
-        .create_tenant(
-            Tenant {
-                id: wh.tenant.clone(),
-                name: "Acme".into(),
-                created_at: 1,
-            },
-            vec![],
-        )
+        .create_tenant(pg_cluster::tenant(&wh.tenant), vec![])
         .await
         .unwrap();
     store.create_webhook(wh).await.unwrap();
@@ -469,16 +440,9 @@ async fn a_tenant_without_room_is_skipped_and_a_disabled_webhooks_work_is_cancel
     let off = deliveries(&a, "wh_off", 2, 1_000).await;
     // A slow receiver's backlog of 300 due rows, older than anything else: with the
     // webhook at its bound, a fresh delivery of another tenant is still claimed.
-    a.create_tenant(
-        Tenant {
-            id: "other".into(),
-            name: "Other".into(),
-            created_at: 1,
-        },
-        vec![],
-    )
-    .await
-    .unwrap();
+    a.create_tenant(pg_cluster::tenant("other"), vec![])
+        .await
+        .unwrap();
     a.create_webhook(webhook("wh_other", "other", Ordering::None, None))
         .await
         .unwrap();

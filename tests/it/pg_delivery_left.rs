@@ -73,7 +73,7 @@ async fn a_claim_says_why_it_left_due_work_and_when_work_is_due_next() {
 }
 
 /// Sessions of this database waiting on a lock.
-async fn waiting(client: &tokio_postgres::Client) -> i64 {
+pub(crate) async fn waiting(client: &tokio_postgres::Client) -> i64 {
     client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity \
@@ -85,7 +85,7 @@ async fn waiting(client: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
-async fn until_waiting(client: &tokio_postgres::Client, n: i64) {
+pub(crate) async fn until_waiting(client: &tokio_postgres::Client, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while waiting(client).await < n {
         assert!(Instant::now() < deadline, "{n} sessions never waited");

@@ -4,32 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use hookbox::model::{
-    ApiKey, EventType, OAuthConfig, Ordering, Scope, Secret, SigningSecret, Tenant, Webhook,
-};
+use hookbox::model::{ApiKey, Scope, Secret, SigningSecret, Webhook};
 use hookbox::secrets::Cipher;
 use hookbox::store::pg::PgStore;
 use hookbox::store::{Change, StoreError, Subscriber};
 
-use crate::pg_cluster::{self, open, sql};
-
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: format!("{id} Inc"),
-        created_at: 1_700_000_000_000,
-    }
-}
-
-fn event_type(tenant: &str, name: &str) -> EventType {
-    EventType {
-        tenant: tenant.into(),
-        name: name.into(),
-        description: Some("d".into()),
-        schema: Some(r#"{"type":"object"}"#.into()),
-        created_at: 5,
-    }
-}
+use crate::pg_cluster::{self, event_type, open, rich_webhook, sql, tenant};
 
 fn key(id: &str, tenant: &str) -> ApiKey {
     ApiKey {
@@ -43,49 +23,16 @@ fn key(id: &str, tenant: &str) -> ApiKey {
     }
 }
 
+/// A webhook with every option, and an old signing secret besides the current.
 fn webhook(id: &str, tenant: &str) -> Webhook {
-    Webhook {
-        id: id.into(),
-        tenant: tenant.into(),
-        url: "https://receiver.example/hook".into(),
-        event_types: vec!["invoice.*".into(), "user.created".into()],
-        channels: vec!["P-1".into()],
-        description: Some("billing".into()),
-        headers: [("X-Api-Key".to_owned(), Secret::new("header-secret-value"))].into(),
-        oauth: Some(OAuthConfig {
-            token_url: "https://auth.example/token".into(),
-            client_id: "client".into(),
-            client_secret: Secret::new("oauth-secret-value"),
-            scope: Some("hooks".into()),
-            headers: [("X-Tok".to_owned(), Secret::new("t"))].into(),
-        }),
-        secrets: vec![
-            SigningSecret {
-                secret: Secret::new("whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtMDEyMzQ1"),
-                expires_at: None,
-            },
-            SigningSecret {
-                secret: Secret::new("whsec_b2xkLXNpZ25pbmctc2VjcmV0LTAxMjM0NTY3"),
-                expires_at: Some(1_800_000_000_000),
-            },
-        ],
-        notification_email: Some("ops@example.com".into()),
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: [("team".to_owned(), "billing".to_owned())].into(),
-        rate_limit_per_second: Some(20),
-        created_at: 10,
-        updated_at: 10,
-        deleted_at: None,
-        failing_since: None,
-        version: 0,
-        ordering: Ordering::Fifo,
-        filter: Some(
-            hookbox::filter::Filter::from_json(r#"{"data.amount":{"$gte":100}}"#)
-                .expect("valid filter"),
-        ),
-    }
+    let mut w = rich_webhook(id, tenant);
+    w.url = "https://receiver.example/hook".into();
+    w.event_types.push("user.created".into());
+    w.secrets.push(SigningSecret {
+        secret: Secret::new("whsec_b2xkLXNpZ25pbmctc2VjcmV0LTAxMjM0NTY3"),
+        expires_at: Some(1_800_000_000_000),
+    });
+    w
 }
 
 /// Records every published change, in order.

@@ -36,6 +36,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `hookbox store copy --data-dir DIR --postgres-url URL`.
+fn store_copy(dir: &str, url: &str) -> Output {
+    hookbox(&["store", "copy", "--data-dir", dir, "--postgres-url", url])
+}
+
+/// Asserts that `out` ended with exit code `code` and, when `says` is not empty,
+/// said so on stderr.
+fn exits(out: &Output, code: i32, says: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(says), "{err}");
+}
+
 fn open_redb(dir: &Path) -> Store {
     let cipher = secrets::load_master_key(None, dir).expect("the server's master key");
     Store::open(&dir.join(hookbox::app::DATA_FILE), cipher, 1 << 20).expect("open")
@@ -81,17 +94,10 @@ async fn store_copy_through_the_binary_copies_a_served_dir_and_refuses_a_second_
     let url = pg_cluster::shared().database().await;
 
     let usage = hookbox(&["store", "copy", "--data-dir", &dir_arg]);
-    assert_eq!(usage.status.code(), Some(64), "{}", text(&usage.stderr));
+    exits(&usage, 64, "");
 
-    let out = hookbox(&[
-        "store",
-        "copy",
-        "--data-dir",
-        &dir_arg,
-        "--postgres-url",
-        &url,
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = store_copy(&dir_arg, &url);
+    exits(&out, 0, "");
     let stdout = text(&out.stdout);
     let count = |table: &str| -> u64 {
         stdout
@@ -131,20 +137,8 @@ async fn store_copy_through_the_binary_copies_a_served_dir_and_refuses_a_second_
         );
     }
 
-    let again = hookbox(&[
-        "store",
-        "copy",
-        "--data-dir",
-        &dir_arg,
-        "--postgres-url",
-        &url,
-    ]);
-    assert_eq!(again.status.code(), Some(73), "{}", text(&again.stderr));
-    assert!(
-        text(&again.stderr).contains("not empty"),
-        "{}",
-        text(&again.stderr)
-    );
+    let again = store_copy(&dir_arg, &url);
+    exits(&again, 73, "not empty");
     assert_eq!(pg.list_tenants().await.expect("tenants").len(), 1);
 }
 
@@ -156,38 +150,19 @@ async fn store_commands_refuse_a_dir_in_use_a_missing_file_or_an_unreachable_dat
     let url = pg_cluster::shared().database().await;
 
     let store = open_redb(&dir);
-    let busy = hookbox(&[
-        "store",
-        "copy",
-        "--data-dir",
-        &dir_arg,
-        "--postgres-url",
-        &url,
-    ]);
-    assert_eq!(busy.status.code(), Some(75), "{}", text(&busy.stderr));
-    assert!(
-        text(&busy.stderr).contains("in use"),
-        "{}",
-        text(&busy.stderr)
-    );
+    let busy = store_copy(&dir_arg, &url);
+    exits(&busy, 75, "in use");
     let busy = hookbox(&["store", "compact", "--data-dir", &dir_arg]);
-    assert_eq!(busy.status.code(), Some(75), "{}", text(&busy.stderr));
+    exits(&busy, 75, "");
     store.close();
     drop(store);
 
     let empty = tempfile::tempdir().expect("temp dir");
     let empty_arg = empty.path().to_string_lossy().into_owned();
-    let none = hookbox(&[
-        "store",
-        "copy",
-        "--data-dir",
-        &empty_arg,
-        "--postgres-url",
-        &url,
-    ]);
-    assert_eq!(none.status.code(), Some(66), "{}", text(&none.stderr));
+    let none = store_copy(&empty_arg, &url);
+    exits(&none, 66, "");
     let none = hookbox(&["store", "compact", "--data-dir", &empty_arg]);
-    assert_eq!(none.status.code(), Some(66), "{}", text(&none.stderr));
+    exits(&none, 66, "");
     assert!(
         !empty.path().join(hookbox::app::DATA_FILE).exists(),
         "no data file is created"
@@ -195,20 +170,8 @@ async fn store_commands_refuse_a_dir_in_use_a_missing_file_or_an_unreachable_dat
 
     // Nothing listens on port 1 of loopback: unreachable, not a crash.
     let down = "postgres://postgres@127.0.0.1:1/hookbox?sslmode=disable";
-    let unreachable = hookbox(&[
-        "store",
-        "copy",
-        "--data-dir",
-        &dir_arg,
-        "--postgres-url",
-        down,
-    ]);
-    assert_eq!(
-        unreachable.status.code(),
-        Some(69),
-        "{}",
-        text(&unreachable.stderr)
-    );
+    let unreachable = store_copy(&dir_arg, down);
+    exits(&unreachable, 69, "");
     let bad = hookbox(&[
         "store",
         "copy",
@@ -217,10 +180,10 @@ async fn store_commands_refuse_a_dir_in_use_a_missing_file_or_an_unreachable_dat
         "--postgres-url",
         "nope://",
     ]);
-    assert_eq!(bad.status.code(), Some(64), "{}", text(&bad.stderr));
+    exits(&bad, 64, "");
 
     let done = hookbox(&["store", "compact", "--data-dir", &dir_arg]);
-    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    exits(&done, 0, "");
     assert!(
         text(&done.stdout).contains("bytes"),
         "{}",

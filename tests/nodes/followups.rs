@@ -24,14 +24,65 @@ use crate::support::{
 
 const OWNER: &str = "ops@example.com";
 
-/// Ingests `n` events at each of the three nodes at once; returns their ids.
-async fn ingest_at_three(nodes: [&TestApp; 3], t: &Tenant, n: usize) -> Vec<String> {
-    let (x, y, z) = tokio::join!(
-        ingest(nodes[0], t, n, "a"),
-        ingest(nodes[1], t, n, "b"),
-        ingest(nodes[2], t, n, "c")
-    );
-    x.into_iter().chain(y).chain(z).collect()
+/// Three nodes on `url` set up by `setup`, and a tenant with a webhook to
+/// `target` (emails about it go to [`OWNER`]) and a listener webhook on `/ops` of
+/// `ops` for the operational event `op`, both known to every node; returns the
+/// nodes, the tenant and the webhook's id.
+struct Three {
+    nodes: [TestApp; 3],
+}
+
+impl Three {
+    async fn start(
+        url: &str,
+        setup: impl Fn(&mut hookbox::config::Config) + Copy,
+        target: &str,
+        ops: &TestReceiver,
+        op: &str,
+    ) -> (Three, Tenant, String) {
+        let nodes = [
+            node_with(url, setup).await,
+            node_with(url, setup).await,
+            node_with(url, setup).await,
+        ];
+        let t = nodes[0].tenant("acme").await;
+        let wh = nodes[0]
+            .webhook(
+                &t,
+                json!({"url": target, "event_types": ["shift.created"],
+                       "notification_email": OWNER}),
+            )
+            .await;
+        let id = wh["id"].as_str().expect("id").to_owned();
+        let listener = nodes[0]
+            .webhook(&t, json!({"url": ops.url("/ops"), "event_types": [op]}))
+            .await;
+        let listener_id = listener["id"].as_str().expect("id");
+        for n in &nodes[1..] {
+            wait_known(n, &t).await;
+            wait_webhook(n, &t, &id).await;
+            wait_webhook(n, &t, listener_id).await;
+        }
+        (Three { nodes }, t, id)
+    }
+
+    /// Ingests `n` events at each of the three nodes at once; returns their ids.
+    async fn ingest(&self, t: &Tenant, n: usize) -> Vec<String> {
+        let [a, b, c] = &self.nodes;
+        let (x, y, z) = tokio::join!(
+            ingest(a, t, n, "a"),
+            ingest(b, t, n, "b"),
+            ingest(c, t, n, "c")
+        );
+        x.into_iter().chain(y).chain(z).collect()
+    }
+
+    /// Stops every node after its follow-ups are done: all that will be, is.
+    async fn stop(&mut self) {
+        for n in &mut self.nodes {
+            n.stop().await;
+        }
+    }
 }
 
 /// The webhook as `node` shows it.
@@ -53,35 +104,17 @@ async fn a_webhook_gone_on_three_nodes_is_disabled_emailed_and_announced_once() 
         c.notify.email_interval = Duration::from_millis(1);
         c.delivery.per_webhook_in_flight = 8;
     };
-    let (mut a, mut b, mut c) = (
-        node_with(&url, setup).await,
-        node_with(&url, setup).await,
-        node_with(&url, setup).await,
-    );
     // Slow 410s, so attempts of several nodes are in flight when the first lands.
     let gone = TestReceiver::start_with(Reply::status(410).delay(Duration::from_millis(300))).await;
     let ops = TestReceiver::start().await;
-    let t = a.tenant("acme").await;
-    let wh = a
-        .webhook(
-            &t,
-            json!({"url": gone.url("/gone"), "event_types": ["shift.created"],
-                   "notification_email": OWNER}),
-        )
-        .await;
-    let id = wh["id"].as_str().expect("id").to_owned();
-    let listener = a
-        .webhook(
-            &t,
-            json!({"url": ops.url("/ops"), "event_types": ["hookbox.webhook.disabled"]}),
-        )
-        .await;
-    let listener_id = listener["id"].as_str().expect("id").to_owned();
-    for n in [&b, &c] {
-        wait_known(n, &t).await;
-        wait_webhook(n, &t, &id).await;
-        wait_webhook(n, &t, &listener_id).await;
-    }
+    let (mut three, t, id) = Three::start(
+        &url,
+        setup,
+        &gone.url("/gone"),
+        &ops,
+        "hookbox.webhook.disabled",
+    )
+    .await;
     let store = open_store(&url).await;
     let created = store
         .get_webhook(&id)
@@ -89,19 +122,16 @@ async fn a_webhook_gone_on_three_nodes_is_disabled_emailed_and_announced_once() 
         .expect("read")
         .expect("stored")
         .version;
-    ingest_at_three([&a, &b, &c], &t, 4).await;
+    three.ingest(&t, 4).await;
 
     let deadline = Instant::now() + WAIT;
-    while webhook(&a, &t, &id).await["enabled"] != false {
+    while webhook(&three.nodes[0], &t, &id).await["enabled"] != false {
         assert!(Instant::now() < deadline, "the webhook was never disabled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sink.wait_for(1, WAIT).await;
     ops.wait_for(1, WAIT).await;
-    // Every node stops after its follow-ups are done: all that will be, is.
-    a.stop().await;
-    b.stop().await;
-    c.stop().await;
+    three.stop().await;
     let answered = gone.received().len();
     let peak = gone.peak_concurrency("/gone");
 
@@ -151,43 +181,24 @@ async fn deliveries_exhausted_on_three_nodes_are_each_considered_once() {
     // The default throttle (one email per webhook per hour): one email, the other
     // exhausted deliveries counted into the next one.
     let setup = |c: &mut hookbox::config::Config| with_smtp(c, &sink);
-    let (mut a, mut b, mut c) = (
-        node_with(&url, setup).await,
-        node_with(&url, setup).await,
-        node_with(&url, setup).await,
-    );
     let failing = TestReceiver::start_with(Reply::status(500)).await;
     let ops = TestReceiver::start().await;
-    let t = a.tenant("acme").await;
-    let wh = a
-        .webhook(
-            &t,
-            json!({"url": failing.url("/down"), "event_types": ["shift.created"],
-                   "notification_email": OWNER}),
-        )
-        .await;
-    let id = wh["id"].as_str().expect("id").to_owned();
-    let listener = a
-        .webhook(
-            &t,
-            json!({"url": ops.url("/ops"), "event_types": ["hookbox.delivery.exhausted"]}),
-        )
-        .await;
-    let listener_id = listener["id"].as_str().expect("id").to_owned();
-    for n in [&b, &c] {
-        wait_known(n, &t).await;
-        wait_webhook(n, &t, &id).await;
-        wait_webhook(n, &t, &listener_id).await;
-    }
-    let events: HashSet<String> = ingest_at_three([&a, &b, &c], &t, PER_NODE)
-        .await
-        .into_iter()
-        .collect();
+    let (mut three, t, id) = Three::start(
+        &url,
+        setup,
+        &failing.url("/down"),
+        &ops,
+        "hookbox.delivery.exhausted",
+    )
+    .await;
+    let events: HashSet<String> = three.ingest(&t, PER_NODE).await.into_iter().collect();
     assert_eq!(events.len(), N);
 
     let deadline = Instant::now() + WAIT;
     loop {
-        let done = deliveries_in(&a, &t, &id, "exhausted").await.len();
+        let done = deliveries_in(&three.nodes[0], &t, &id, "exhausted")
+            .await
+            .len();
         if done == N {
             break;
         }
@@ -198,9 +209,7 @@ async fn deliveries_exhausted_on_three_nodes_are_each_considered_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sink.wait_for(1, WAIT).await;
-    a.stop().await;
-    b.stop().await;
-    c.stop().await;
+    three.stop().await;
 
     let d = node(&url).await;
     wait_known(&d, &t).await;

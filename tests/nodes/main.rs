@@ -6,7 +6,8 @@
 //! loses no acknowledged event; a database that goes away for a few seconds costs
 //! 503s, never an event. `followups`: a webhook is disabled, emailed and announced
 //! once whatever node sees its failures; each exhausted delivery is emailed (or
-//! counted by the throttle) once. `retention`: one node at a time runs retention.
+//! counted by the throttle) once. `streak`: a node whose registry lags judges
+//! the failure streak on the stored row. `retention`: one node at a time runs retention.
 //! `fifo`: FIFO order holds for events ingested at three nodes. `copy`: a stopped
 //! redb store copied with `hookbox store copy` serves the same reads and delivers
 //! its waiting deliveries. Shared helpers are in `support`.
@@ -38,3 +39,4 @@ mod fifo;
 mod followups;
 mod retention;
 mod spread;
+mod streak;

@@ -115,6 +115,16 @@ impl PgStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        // Their unfinished deliveries locked at once in id order, as every
+        // multi-row delivery write does; each webhook's cancel below then finds
+        // its rows already held.
+        tx.execute(
+            "SELECT 1 FROM deliveries WHERE webhook_id = ANY($1) \
+             AND next_attempt_at IS NOT NULL ORDER BY id FOR UPDATE",
+            &[&webhook_ids],
+        )
+        .await
+        .map_err(sql)?;
         let mut webhooks = Vec::with_capacity(webhook_ids.len());
         for wh in &webhook_ids {
             if let Some(w) = super::webhooks::soft_delete_in(&tx, &self.cipher, wh, now).await? {

@@ -7,11 +7,12 @@
 //! node holding the "retention" job lease.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use deadpool_postgres::Transaction;
 
 use super::events::{DELIVERY_COLUMNS, recoverable_codes};
-use super::jobs::{RETENTION_JOB, RETENTION_LEASE_MS, take_lease};
+use super::jobs::{RETENTION_JOB, RETENTION_LEASE_MS, RETENTION_RENEW_AFTER, take_lease};
 use super::{PgStore, codes, sql};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, UnixMs};
 use crate::store::deliveries::id_floor;
@@ -154,11 +155,15 @@ impl PgStore {
         let tx = client.transaction().await.map_err(sql)?;
         let n = tx
             .execute(
-                "UPDATE deliveries SET \
-                     state = CASE WHEN attempts = 0 THEN $4::smallint ELSE $5::smallint END, \
+                // Rows locked in id order, as every multi-row delivery write does.
+                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+                     WHERE webhook_id = $1 AND id >= $2 AND state = ANY($6) \
+                     ORDER BY id FOR UPDATE) \
+                 UPDATE deliveries d SET \
+                     state = CASE WHEN d.attempts = 0 THEN $4::smallint ELSE $5::smallint END, \
                      schedule_step = 0, next_attempt_at = $3, updated_at = $3, \
                      lease_id = NULL, lease_until = NULL \
-                 WHERE webhook_id = $1 AND id >= $2 AND state = ANY($6)",
+                 FROM l WHERE d.id = l.id AND d.state = ANY($6)",
                 &[
                     &webhook_id,
                     &id_floor("dlv", scope.since),
@@ -182,10 +187,11 @@ impl PgStore {
         Ok(n)
     }
 
-    /// Takes or renews the [`RETENTION_JOB`] lease for this node before a retention
-    /// pass (the lease `purge_before` renews with each chunk); `false` when another
-    /// node holds it, so this node skips the pass and retention runs on one node at
-    /// a time.
+    /// Takes or renews the [`RETENTION_JOB`] lease for this node at the start of a
+    /// retention pass (one round trip); `false` when another node holds it, so
+    /// this node skips the pass and retention runs on one node at a time. The
+    /// pass's chunks then run under it ([`PgStore::purge_in_pass`]), renewing it
+    /// only when half the lease has gone by.
     pub async fn try_retention_lease(&self) -> Result<bool, StoreError> {
         let client = self.client().await?;
         take_lease(&client, RETENTION_JOB, self.node_id(), RETENTION_LEASE_MS).await
@@ -198,21 +204,52 @@ impl PgStore {
         self.release_job_lease(RETENTION_JOB).await
     }
 
-    /// Deletes up to `limit` events created before `cutoff` whose deliveries are all
-    /// finished, with their deliveries, attempts and idempotency rows; returns how
-    /// many events were removed (call again until it returns less than `limit`). As
-    /// on redb, it looks at most `4 x limit` of the oldest events per call, skipping
-    /// those still being delivered. Runs only while this node holds the
-    /// [`RETENTION_JOB`] lease, taken (or renewed) in the same transaction; when
-    /// another node holds it, removes nothing and returns 0, so retention runs once
-    /// across nodes.
+    /// One retention chunk (see [`PgStore::purge_in_pass`]) that takes or renews
+    /// the [`RETENTION_JOB`] lease in its own transaction first; 0 when another
+    /// node holds it. For a caller outside a pass.
     pub async fn purge_before(&self, cutoff: UnixMs, limit: usize) -> Result<usize, StoreError> {
+        Ok(self.purge_chunk(cutoff, limit, true).await?.unwrap_or(0))
+    }
+
+    /// One chunk of a retention pass this node started with
+    /// [`PgStore::try_retention_lease`] at `*taken`: deletes up to `limit` events
+    /// created before `cutoff` whose deliveries are all finished, with their
+    /// deliveries, attempts and idempotency rows, and returns how many (call again
+    /// until it returns less than `limit`). Once half the lease has gone by it
+    /// renews the lease in the chunk's transaction (moving `*taken`), and returns
+    /// `None`, removing nothing, if another node holds it by then.
+    pub async fn purge_in_pass(
+        &self,
+        cutoff: UnixMs,
+        limit: usize,
+        taken: &mut Instant,
+    ) -> Result<Option<usize>, StoreError> {
+        let now = Instant::now();
+        let renew = now.duration_since(*taken) >= RETENTION_RENEW_AFTER;
+        let n = self.purge_chunk(cutoff, limit, renew).await?;
+        if renew {
+            *taken = now;
+        }
+        Ok(n)
+    }
+
+    /// One retention chunk. As on redb, it looks at most `4 x limit` of the oldest
+    /// events per call, skipping those still being delivered. Runs under the
+    /// [`RETENTION_JOB`] lease: with `renew` it takes (or renews) it in the same
+    /// transaction and returns `None`, removing nothing, when another node holds
+    /// it; without, the caller took it for this pass less than half a lease ago.
+    async fn purge_chunk(
+        &self,
+        cutoff: UnixMs,
+        limit: usize,
+        renew: bool,
+    ) -> Result<Option<usize>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
         // The lease row stays locked until the commit: another node's attempt to
         // take it waits for this chunk, then finds it held.
-        if !take_lease(&tx, RETENTION_JOB, self.node_id(), RETENTION_LEASE_MS).await? {
-            return Ok(0);
+        if renew && !take_lease(&tx, RETENTION_JOB, self.node_id(), RETENTION_LEASE_MS).await? {
+            return Ok(None);
         }
         let scan = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
         let candidates: Vec<String> = tx
@@ -227,7 +264,7 @@ impl PgStore {
             .collect();
         if candidates.is_empty() {
             tx.commit().await.map_err(sql)?;
-            return Ok(0);
+            return Ok(Some(0));
         }
         // Lock the candidates' finished deliveries (in id order), then read which
         // candidates still have unfinished ones, as committed now: a finished row
@@ -270,7 +307,7 @@ impl PgStore {
             .collect();
         delete_events(&tx, &victims).await?;
         tx.commit().await.map_err(sql)?;
-        Ok(victims.len())
+        Ok(Some(victims.len()))
     }
 }
 

@@ -10,12 +10,17 @@ use deadpool_postgres::GenericClient;
 use super::{PgStore, sql};
 use crate::store::StoreError;
 
-/// The lease retention (`purge_before`) runs under.
+/// The lease retention (`purge_chunk`, `purge_before`) runs under.
 pub const RETENTION_JOB: &str = "retention";
 
 /// How long the retention lease lasts after each purge chunk: a node that dies
 /// mid-purge hands retention over to another node after this long.
 pub(super) const RETENTION_LEASE_MS: i64 = 60_000;
+
+/// How long a retention pass runs on the lease it took before its next chunk
+/// renews it: half the lease, so a long pass never outlives its lease.
+pub(super) const RETENTION_RENEW_AFTER: std::time::Duration =
+    std::time::Duration::from_millis(RETENTION_LEASE_MS as u64 / 2);
 
 /// The database's clock in Unix ms, as SQL.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
