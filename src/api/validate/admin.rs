@@ -84,14 +84,7 @@ pub fn api_key_create(body: &Value) -> Result<ApiKeySpec, Vec<String>> {
         .and_then(|f| f.text(MAX_NAME_LEN, &mut r))
         .filter(|s| no_control_chars("name", s, &mut r));
     let scopes = required(fields.get(&["scopes"], &mut r), "scopes", &mut r).and_then(|f| {
-        let Some(items) = f.value.as_array() else {
-            r.push(format!("{} must be an array of strings", f.name));
-            return None;
-        };
-        if items.is_empty() {
-            r.push(format!("{} must contain at least 1 element", f.name));
-            return None;
-        }
+        let items = f.strings(true, usize::MAX, &mut r)?;
         let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {

@@ -140,21 +140,7 @@ pub(super) fn event_filter(s: &str, ctx: &Ctx) -> Result<String, String> {
 
 /// `event_types` (or an alias): 1..=100 filters, normalised, duplicates removed.
 pub(super) fn check_event_types(f: &Field, ctx: &Ctx, r: &mut Vec<String>) -> Option<Vec<String>> {
-    let Some(items) = f.value.as_array() else {
-        r.push(format!("{} must be an array of strings", f.name));
-        return None;
-    };
-    if items.is_empty() {
-        r.push(format!("{} must contain at least 1 element", f.name));
-        return None;
-    }
-    if items.len() > MAX_EVENT_TYPES {
-        r.push(format!(
-            "{} must contain no more than {MAX_EVENT_TYPES} elements",
-            f.name
-        ));
-        return None;
-    }
+    let items = f.strings(true, MAX_EVENT_TYPES, r)?;
     let before = r.len();
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -205,10 +191,7 @@ pub(super) fn check_channel_list<'s>(
 }
 
 pub(super) fn check_channels(f: &Field, r: &mut Vec<String>) -> Option<Vec<String>> {
-    let Some(items) = f.value.as_array() else {
-        r.push(format!("{} must be an array of strings", f.name));
-        return None;
-    };
+    let items = f.strings(false, usize::MAX, r)?;
     check_channel_list(&f.name, items.iter().map(Value::as_str), r)
 }
 
@@ -264,17 +247,7 @@ pub(super) fn check_headers(
     moved: Option<&str>,
     r: &mut Vec<String>,
 ) -> Option<BTreeMap<String, Secret>> {
-    let Some(map) = f.value.as_object() else {
-        r.push(format!("{} must be an object of strings", f.name));
-        return None;
-    };
-    if map.len() > MAX_HEADERS {
-        r.push(format!(
-            "{} must contain no more than {MAX_HEADERS} entries",
-            f.name
-        ));
-        return None;
-    }
+    let map = f.string_map(MAX_HEADERS, r)?;
     let label = rules.label;
     let before = r.len();
     let mut out = BTreeMap::new();
@@ -446,16 +419,9 @@ pub(super) fn check_signing_secret(name: &str, v: &Value, r: &mut Vec<String>) -
 }
 
 pub(super) fn check_secrets(f: &Field, r: &mut Vec<String>) -> Option<Vec<Secret>> {
-    let Some(items) = f.value.as_array() else {
-        r.push(format!("{} must be an array of strings", f.name));
-        return None;
-    };
-    if items.len() > MAX_SECRETS {
-        r.push(format!(
-            "{} must contain no more than {MAX_SECRETS} elements",
-            f.name
-        ));
-    }
+    let items = f.strings(false, usize::MAX, r)?;
+    // Too many is a reason, but each entry is still checked (below).
+    f.at_most(items.len(), MAX_SECRETS, "elements", r);
     let before = r.len();
     let mut out: Vec<Secret> = Vec::new();
     // Each entry is still checked so one answer lists every bad secret, but a
@@ -517,17 +483,7 @@ pub(super) fn check_bool(f: &Field, r: &mut Vec<String>) -> Option<bool> {
 }
 
 pub(super) fn check_metadata(f: &Field, r: &mut Vec<String>) -> Option<BTreeMap<String, String>> {
-    let Some(map) = f.value.as_object() else {
-        r.push(format!("{} must be an object of strings", f.name));
-        return None;
-    };
-    if map.len() > MAX_METADATA {
-        r.push(format!(
-            "{} must contain no more than {MAX_METADATA} entries",
-            f.name
-        ));
-        return None;
-    }
+    let map = f.string_map(MAX_METADATA, r)?;
     let before = r.len();
     let mut out = BTreeMap::new();
     for (k, v) in map {

@@ -223,6 +223,51 @@ impl<'a> Field<'a> {
         s
     }
 
+    /// An array (of strings, each checked by the caller) of at most `max`
+    /// elements, and at least one when `non_empty`.
+    pub(crate) fn strings(
+        &self,
+        non_empty: bool,
+        max: usize,
+        r: &mut Vec<String>,
+    ) -> Option<&'a [Value]> {
+        let Some(items) = self.value.as_array() else {
+            r.push(format!("{} must be an array of strings", self.name));
+            return None;
+        };
+        if non_empty && items.is_empty() {
+            r.push(format!("{} must contain at least 1 element", self.name));
+            return None;
+        }
+        self.at_most(items.len(), max, "elements", r)
+            .then_some(items)
+    }
+
+    /// An object (of strings, each checked by the caller) of at most `max` entries.
+    pub(crate) fn string_map(
+        &self,
+        max: usize,
+        r: &mut Vec<String>,
+    ) -> Option<&'a Map<String, Value>> {
+        let Some(map) = self.value.as_object() else {
+            r.push(format!("{} must be an object of strings", self.name));
+            return None;
+        };
+        self.at_most(map.len(), max, "entries", r).then_some(map)
+    }
+
+    /// Whether `len` is at most `max`; otherwise records why.
+    pub(crate) fn at_most(&self, len: usize, max: usize, unit: &str, r: &mut Vec<String>) -> bool {
+        let ok = len <= max;
+        if !ok {
+            r.push(format!(
+                "{} must contain no more than {max} {unit}",
+                self.name
+            ));
+        }
+        ok
+    }
+
     /// A string of 1..=`max` characters.
     pub(crate) fn text(&self, max: usize, r: &mut Vec<String>) -> Option<String> {
         let s = self.string(r)?;
