@@ -58,13 +58,23 @@ impl PgStore {
         Ok(page(events, limit, |e| e.id.clone()))
     }
 
-    /// A delivery with all its attempts, oldest first.
+    /// A delivery with all its attempts, oldest first, from one snapshot (a
+    /// read-only repeatable-read transaction): two statements each in their own
+    /// snapshot could show an attempt whose outcome the delivery row does not have
+    /// yet, when a completion commits between them.
     pub async fn get_delivery(
         &self,
         id: &str,
     ) -> Result<Option<(Delivery, Vec<Attempt>)>, StoreError> {
-        let client = self.client().await?;
-        let Some(row) = client
+        let mut conn = self.client().await?;
+        let tx = conn
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(sql)?;
+        let Some(row) = tx
             .query_opt(
                 &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"),
                 &[&id],
@@ -75,7 +85,7 @@ impl PgStore {
             return Ok(None);
         };
         let delivery = super::ingest::delivery(&row)?;
-        let attempts = client
+        let attempts = tx
             .query(
                 &format!(
                     "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = $1 \
@@ -88,6 +98,7 @@ impl PgStore {
             .iter()
             .map(attempt)
             .collect::<Result<_, _>>()?;
+        tx.commit().await.map_err(sql)?;
         Ok(Some((delivery, attempts)))
     }
 
