@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::pg_cluster;
 use crate::receiver::{Reply, TestReceiver};
 use crate::support::{
-    WAIT, delivered, node, process_node, reqwest_like, wait_all, wait_all_or_explain, wait_known,
+    WAIT, delivered, node, process_node, reqwest_like, wait_all_or_explain, wait_known,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +147,9 @@ async fn a_database_outage_costs_503s_and_no_acknowledged_event() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = wait_all(&rx, "/outage", &acked).await;
+    // On a miss, say where each missing event's deliveries stand (a rare miss was
+    // seen once under a full CI run and is not yet explained).
+    let seen = wait_all_or_explain(&rx, "/outage", &acked, Some((&app, &t))).await;
     println!(
         "outage: {refused} ingests refused with 503, {} acknowledged and all delivered",
         seen.len()
