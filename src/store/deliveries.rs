@@ -519,33 +519,9 @@ impl Store {
         now: UnixMs,
         limit: usize,
     ) -> Result<(Vec<DueEntry>, Option<String>), StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(PENDING)?;
-        let now = now.max(0) as u64;
-        let range = match after {
-            Some(a) => table.range((webhook_id, a)..=(webhook_id, "\u{10ffff}"))?,
-            None => table.range((webhook_id, "")..=(webhook_id, "\u{10ffff}"))?,
-        };
-        let mut out = Vec::new();
-        for row in range {
-            let (k, v) = row?;
-            let (_, id) = k.value();
-            if after == Some(id) {
-                continue;
-            }
-            let due = v.value();
-            if due <= now {
-                out.push(DueEntry {
-                    due,
-                    delivery_id: id.to_owned(),
-                    webhook_id: webhook_id.to_owned(),
-                });
-                if out.len() == limit {
-                    return Ok((out, Some(id.to_owned())));
-                }
-            }
-        }
-        Ok((out, None))
+        // The refill's walk with no byte budget: entries only (`store/refill.rs`).
+        let (entries, next) = self.pending_due_loaded(webhook_id, after, now, limit, 0, 0)?;
+        Ok((entries.into_iter().map(|(e, _)| e).collect(), next))
     }
 
     /// Finishes a delivery that can no longer be attempted (its webhook is gone or

@@ -11,11 +11,14 @@ use crate::model::{Delivery, Event, UnixMs};
 pub type Refilled = (DueEntry, Option<(Delivery, Event)>);
 
 impl Store {
-    /// As [`Store::pending_due`], and in the same read transaction the delivery and
-    /// event of each entry taken, oldest first, while their payloads (plus
-    /// `overhead` each) fit in `budget` bytes; entries past the budget come without
-    /// records (their attempt reads them back). One refill costs one transaction.
-    /// An entry whose records are gone comes without them (its attempt cancels it).
+    /// Up to `limit` of a webhook's unfinished deliveries due by `now`, in creation
+    /// order after `after`, with the cursor to continue from (`None` at the end);
+    /// in the same read transaction the delivery and event of each entry taken,
+    /// oldest first, while their payloads (plus `overhead` each) fit in `budget`
+    /// bytes. Entries past the budget come without records (their attempt reads
+    /// them back); so does an entry whose records are gone (its attempt cancels
+    /// it). One refill costs one transaction; [`Store::pending_due`] is this walk
+    /// with no budget.
     pub fn pending_due_loaded(
         &self,
         webhook_id: &str,

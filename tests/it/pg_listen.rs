@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookbox::model::{
-    ApiKey, Delivery, DeliveryState, Event, EventType, Scope, Secret, SigningSecret, Tenant,
-    Webhook,
+    ApiKey, Delivery, DeliveryState, Event, EventType, Scope, Secret, Tenant, Webhook,
 };
 use hookbox::registry::Registry;
 use hookbox::store::pg::PgStore;
@@ -157,33 +156,15 @@ fn key(id: &str, tenant: &str, hash: u8) -> ApiKey {
     }
 }
 
+/// [`pg_cluster::webhook`] for `types`, with a secret header (sealed in the row,
+/// opened on the other node).
 fn webhook(id: &str, tenant: &str, types: &[&str]) -> Webhook {
     Webhook {
-        id: id.into(),
-        tenant: tenant.into(),
-        url: "https://receiver.example/hook".into(),
         event_types: types.iter().map(|t| t.to_string()).collect(),
-        channels: vec![],
-        description: None,
         headers: [("X-Api-Key".to_owned(), Secret::new("header-secret"))].into(),
-        oauth: None,
-        secrets: vec![SigningSecret {
-            secret: Secret::new("whsec_c2lnbmluZy1zZWNyZXQtdmFsdWUtMDEyMzQ1"),
-            expires_at: None,
-        }],
-        notification_email: None,
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        metadata: Default::default(),
-        rate_limit_per_second: None,
         created_at: 10,
         updated_at: 10,
-        deleted_at: None,
-        failing_since: None,
-        version: 0,
-        ordering: Default::default(),
-        filter: None,
+        ..pg_cluster::webhook(id, tenant)
     }
 }
 
