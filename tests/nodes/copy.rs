@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Tenant, TestApp};
 use crate::pg_cluster;
 use crate::receiver::{Reply, TestReceiver};
-use crate::support::{ADMIN, MASTER_KEY, WAIT, node};
+use crate::support::{ADMIN, MASTER_KEY, WAIT, node_with};
 
 /// One attempt, then one a second, for long enough that nothing is exhausted
 /// while the store is stopped and copied.
@@ -194,7 +194,10 @@ async fn a_copied_redb_store_serves_the_same_reads_and_delivers_what_was_waiting
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let pg = node(&url).await;
+    // The copy runs with the deployment's retry schedule: with the suite's fast one
+    // (four steps of at most 60 ms) a waiting delivery tried before its receiver is
+    // up would be exhausted at once, and the test would race the receiver's start.
+    let pg = node_with(&url, schedule).await;
     let after = reads(&pg, &t, &webhooks).await;
     assert_eq!(
         before.iter().map(|(p, _)| p).collect::<Vec<_>>(),
