@@ -250,7 +250,7 @@ pub(super) async fn run(
             },
             () = wakeups.notified() => claim = true,
             () = tokio::time::sleep_until(until.into()) => claim = true,
-            _ = renew.tick() => renew_all(&pg, lease_ms).await,
+            _ = renew.tick() => renew_all(&pg, &books, lease_ms).await,
         }
     }
     // Stop claiming. What waits unstarted goes back at once, for any node.
@@ -264,7 +264,7 @@ pub(super) async fn run(
                 Some(_) => {}
                 None => break,
             },
-            _ = renew.tick() => renew_all(&pg, lease_ms).await,
+            _ = renew.tick() => renew_all(&pg, &books, lease_ms).await,
             () = tokio::time::sleep_until(deadline.into()) => {
                 tracing::warn!(in_flight = books.in_flight, "attempts still in flight after the grace period; their leases are given back and they will be retried");
                 break;
@@ -339,8 +339,17 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
         .unwrap_or(Instant::now() + BACKSTOP)
 }
 
-async fn renew_all(pg: &PgStore, lease_ms: i64) {
-    if let Err(e) = pg.renew_leases(now_ms(), lease_ms).await {
+/// Renews the leases `books` knows this node holds (claimed and waiting, or started
+/// and not yet settled). Any other lease under this node's id is one it lost track
+/// of (see `PgStore::renew_leases`) and runs out, so any node claims it again.
+async fn renew_all(pg: &PgStore, books: &Books, lease_ms: i64) {
+    let held: Vec<String> = books
+        .queued
+        .iter()
+        .map(|c| c.delivery.id.clone())
+        .chain(books.unsettled.iter().cloned())
+        .collect();
+    if let Err(e) = pg.renew_leases(now_ms(), lease_ms, &held).await {
         tracing::error!(error = %e, "cannot renew this node's delivery leases");
     }
 }

@@ -36,6 +36,7 @@ mod pg_errors;
 mod pg_ingest;
 mod pg_listen;
 mod pg_lock_order;
+mod pg_lost_lease;
 mod pg_schema;
 mod pg_store;
 mod pg_tls;

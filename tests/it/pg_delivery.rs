@@ -400,9 +400,10 @@ async fn renewal_keeps_a_nodes_leases_and_release_gives_them_back() {
         .unwrap()
         .claimed;
     assert_eq!(held.len(), 3);
+    let ids: Vec<String> = held.iter().map(|c| c.delivery.id.clone()).collect();
     // One statement renews all three, each tick, while the attempts run long.
-    assert_eq!(a.renew_leases(1_900, 1_000).await.unwrap(), 3);
-    assert_eq!(a.renew_leases(2_800, 1_000).await.unwrap(), 3);
+    assert_eq!(a.renew_leases(1_900, 1_000, &ids).await.unwrap(), 3);
+    assert_eq!(a.renew_leases(2_800, 1_000, &ids).await.unwrap(), 3);
     assert!(
         claim(&b, 3_500, limits(10, 10, 1_000))
             .await
@@ -426,7 +427,28 @@ async fn renewal_keeps_a_nodes_leases_and_release_gives_them_back() {
         vec![&held[0].delivery.id]
     );
     // B holds none of A's: its renewal touches only its own row.
-    assert_eq!(b.renew_leases(3_600, 1_000).await.unwrap(), 1);
+    assert_eq!(b.renew_leases(3_600, 1_000, &ids).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn renewal_keeps_only_the_leases_the_node_knows_it_holds() {
+    let url = pg_cluster::shared().database().await;
+    let a = with_webhook(&url, webhook("wh_k", "acme", Ordering::None, None)).await;
+    let b = open(&url).await;
+    deliveries(&a, "wh_k", 3, 1_000).await;
+    let held = claim(&a, 1_000, limits(10, 10, 1_000)).await.claimed;
+    assert_eq!(held.len(), 3);
+    // A lost track of the third (its claim's answer never arrived): renewing what
+    // it knows leaves that lease to run out, and then B takes the delivery.
+    let known: Vec<String> = held[..2].iter().map(|c| c.delivery.id.clone()).collect();
+    assert_eq!(a.renew_leases(1_900, 1_000, &known).await.unwrap(), 2);
+    let taken = claim(&b, 2_100, limits(10, 10, 1_000)).await.claimed;
+    assert_eq!(
+        taken.iter().map(|c| &c.delivery.id).collect::<Vec<_>>(),
+        vec![&held[2].delivery.id]
+    );
+    // Nothing to renew is no statement and no lease.
+    assert_eq!(a.renew_leases(2_200, 1_000, &[]).await.unwrap(), 0);
 }
 
 #[tokio::test]

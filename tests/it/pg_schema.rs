@@ -156,6 +156,35 @@ async fn an_unreachable_or_misspelt_database_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_server_that_accepts_and_never_answers_is_unreachable_not_a_hang() {
+    // Loopback TCP that accepts every connection and never says a word, as a
+    // wedged database or a half-open proxy does. The URL sets no connect_timeout:
+    // hookbox's own bound on making a connection applies.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let pool = pg::pool(&format!("postgres://hookbox@127.0.0.1:{port}/hookbox"), 2).unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        pg::connect_and_migrate(&pool),
+    )
+    .await
+    .expect("connecting to a silent server never ended");
+    let err = answer.unwrap_err();
+    assert!(matches!(err, PgError::Unreachable(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot reach PostgreSQL"),
+        "{err}"
+    );
+    held.abort();
+}
+
+#[tokio::test]
 async fn sslmode_require_speaks_tls_and_refuses_a_server_without_it() {
     // The test cluster has no certificate: a TLS connection must be refused, not
     // silently downgraded to plain text.

@@ -184,17 +184,31 @@ impl PgStore {
         Ok(())
     }
 
-    /// Extends every lease this node holds to `now + lease_ms`, in one statement.
-    /// Returns how many rows it holds.
-    pub async fn renew_leases(&self, now: UnixMs, lease_ms: i64) -> Result<u64, StoreError> {
+    /// Extends this node's leases of `held` to `now + lease_ms`, in one statement.
+    /// Returns how many of them it still holds.
+    ///
+    /// Only the leases the caller knows it holds: a lease the node holds without
+    /// knowing it (a claim whose commit reached the database but whose answer was
+    /// lost, an outcome that could not be recorded) must run out, so that its
+    /// delivery is claimed again, instead of being kept alive for as long as the
+    /// node lives.
+    pub async fn renew_leases(
+        &self,
+        now: UnixMs,
+        lease_ms: i64,
+        held: &[String],
+    ) -> Result<u64, StoreError> {
+        if held.is_empty() {
+            return Ok(0);
+        }
         let client = self.client().await?;
         super::cached::execute(
             &client,
             "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
-                     WHERE lease_id = $1::text::uuid ORDER BY id FOR UPDATE) \
+                     WHERE lease_id = $1::text::uuid AND id = ANY($3) ORDER BY id FOR UPDATE) \
                  UPDATE deliveries d SET lease_until = $2 FROM l \
                  WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
-            &[&self.node_id(), &now.saturating_add(lease_ms)],
+            &[&self.node_id(), &now.saturating_add(lease_ms), &held],
         )
         .await
         .map_err(sql)

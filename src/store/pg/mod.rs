@@ -43,6 +43,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
@@ -121,6 +122,15 @@ pub fn pool_with(url: &str, ca_file: Option<&Path>, size: usize) -> Result<Pool,
     pool_for(&target, size)
 }
 
+/// How long making a connection may take, handshake and authentication included,
+/// unless the URL's `connect_timeout` says otherwise for the TCP connect: a server
+/// that accepts and never answers is an error (unreachable), not a wait for ever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a caller waits for a pooled connection when every one is busy (and one
+/// more cannot be made) before it gets an error instead of waiting for ever.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
 fn pool_for(target: &Target, size: usize) -> Result<Pool, PgError> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
@@ -132,6 +142,10 @@ fn pool_for(target: &Target, size: usize) -> Result<Pool, PgError> {
     };
     Pool::builder(manager)
         .max_size(size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(|e| PgError::Url(e.to_string()))
 }
@@ -157,6 +171,9 @@ impl Target {
         }
         let policy = Policy::decide(&url_tls, ca_file).map_err(|p| PgError::Tls(p.join("; ")))?;
         config.ssl_mode(policy.ssl_mode());
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let connector = Connector::new(&policy).map_err(PgError::Tls)?;
         Ok(Target { config, connector })
     }
