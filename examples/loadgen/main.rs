@@ -10,6 +10,7 @@
 //! cargo run --release --example loadgen -- --phase ceiling --fanout 10 --events 5000
 //! cargo run --release --example loadgen -- --phase latency --rate 50 --secs 10 [--nodes 3]
 //! cargo run --release --example loadgen -- --phase pending --count 100000
+//! cargo run --release --example loadgen -- --phase drain --count 100000
 //! cargo run --release --example loadgen -- --phase steady --rate 200 --secs 1800 --retention 60 [--every 60]
 //! ```
 //!
@@ -20,6 +21,8 @@
 //!   generator's 64 clients are spread over the nodes.
 //! - `--runs N` runs the phases N times, interleaved (1, 2, ..., 1, 2, ...), and
 //!   prints the median of each figure with its range.
+//! - `--phase drain --count N` (not in the full run): N events wait behind a 1/s
+//!   rate limit, then the limit is lifted and the drain is timed (deliveries/s).
 //! - `--skip a,b` leaves phases out of the full run: `fifo`, `ceiling`, `latency`,
 //!   `pending`, `throughput`. `--events1 N`, `--events10 N`, `--events-fifo N` and
 //!   `--secs N` (50 ev/s latency) change the sizes (PostgreSQL drains a large
@@ -33,6 +36,7 @@
 //! request at a time, each after the previous one's outcome is committed.
 
 mod common;
+mod drain;
 mod hookbox;
 mod measure;
 mod nullgw;
@@ -97,6 +101,7 @@ async fn child(phase: &str, args: &[String]) {
         "ceiling" => phases::throughput(load(true)).await,
         "latency" => phases::latency(n("--rate"), n("--secs"), nodes).await,
         "pending" => phases::pending(n("--count")).await,
+        "drain" => drain::drain(n("--count")).await,
         "steady" => {
             steady::steady(steady::Steady {
                 rate: n("--rate"),

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Api, CLIENTS, call, client, event_body, micros, send_event};
+use crate::common::{Api, CLIENTS, client, micros, send_event};
 use crate::hookbox::{self as hb, Node, Pg};
 use crate::measure::{Cpu, fsync_probe, rss_kib, threads};
 use crate::nullgw::{self, NullGateway};
@@ -293,35 +292,8 @@ pub async fn pending(count: u64) -> Value {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_idle, _) = rss_kib();
 
-    let batches = count.div_ceil(1000);
-    let next = Arc::new(AtomicU64::new(0));
     let start = micros();
-    let url = api.ingest[0].replace("/v1/events", "/v1/events/batch");
-    let tasks: Vec<_> = (0..4)
-        .map(|_| {
-            let (api, next, url) = (api.clone(), next.clone(), url.clone());
-            tokio::spawn(async move {
-                loop {
-                    let b = next.fetch_add(1, Ordering::Relaxed);
-                    if b >= batches {
-                        break;
-                    }
-                    let events: Vec<String> = (0..1000)
-                        .map(|j| String::from_utf8_lossy(&event_body(b * 1000 + j)).into_owned())
-                        .collect();
-                    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
-                    let (s, v) =
-                        call(&api.client, Method::POST, &url, &api.key, body.into_bytes()).await;
-                    if !s.is_success() {
-                        eprintln!("batch answered {s}: {v}");
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
+    let sent = crate::drain::ingest_batches(&api, count).await;
     let ingest_s = (micros() - start) as f64 / 1e6;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let store = &nodes[0].app().store;
@@ -345,9 +317,9 @@ pub async fn pending(count: u64) -> Value {
     json!({
         "phase": "pending",
         "store": store_name(&pg),
-        "events": batches * 1000,
+        "events": sent,
         "pending": pending,
-        "batch_ingest_events_per_s": (batches * 1000) as f64 / ingest_s,
+        "batch_ingest_events_per_s": sent as f64 / ingest_s,
         "rss_base_kib": rss_base,
         "rss_idle_kib": rss_idle,
         "rss_pending_kib": rss_pending,

@@ -93,10 +93,19 @@ impl Books {
     }
 
     /// What a claim may take: the free slots and each active tenant's room.
+    ///
+    /// The claim looks ahead: a tenant's room is its share less what already waits
+    /// for it (claimed, not started), not less what runs. A claim takes a few
+    /// milliseconds and the exchanges running when it starts mostly end before it
+    /// returns; counting them would halve every claim under load (each would take
+    /// only the share the previous batch left, and claims are serial per node).
+    /// What the claim brings beyond the share waits leased in `queued` and starts
+    /// as attempts end (`startable`), so at most `tenant_share` attempts of a tenant
+    /// run on this node, as before, and at most twice that are leased.
     fn limits(&self, lease_ms: i64) -> ClaimLimits {
         let mut used: HashMap<&str, usize> = HashMap::new();
-        for (t, n) in &self.tenants {
-            *used.entry(t.as_str()).or_default() += n;
+        for t in self.tenants.keys() {
+            used.entry(t.as_str()).or_default();
         }
         for c in &self.queued {
             *used.entry(c.delivery.tenant.as_str()).or_default() += 1;

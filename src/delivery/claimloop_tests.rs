@@ -54,11 +54,12 @@ fn work_over_a_tenants_share_waits_leased_and_starts_when_a_slot_frees() {
     // Three running and one waiting fill the four slots.
     assert_eq!(b.free(), 0);
     assert!(b.constrained());
-    // Tenant a is full on this node (2 running), b has 1 left; both are told.
+    // A claim looks ahead: a tenant's room is its share less what waits for it
+    // (a: 1 waiting, b: none), whatever runs; both are told.
     let l = b.limits(60_000);
     let mut room = l.tenant_room.clone();
     room.sort();
-    assert_eq!(room, [("a".to_owned(), 0), ("b".to_owned(), 1)]);
+    assert_eq!(room, [("a".to_owned(), 1), ("b".to_owned(), 2)]);
     assert_eq!((l.slots, l.per_webhook, l.tenant_share), (0, 10, 2));
     // b's exchange ends: nothing of a may start yet.
     b.finished("w3");
@@ -73,6 +74,35 @@ fn work_over_a_tenants_share_waits_leased_and_starts_when_a_slot_frees() {
     b.finished("w1");
     b.finished("w2");
     assert!(!b.constrained());
+}
+
+#[test]
+fn a_claim_looks_ahead_by_what_runs_and_never_runs_more_than_the_share() {
+    // 8 slots, 2 per tenant on this node; two of a's run.
+    let mut b = Books::new(8, 10, 2);
+    let started = b.accept(vec![claimed("d1", "a", "w1"), claimed("d2", "a", "w1")]);
+    assert_eq!(started.len(), 2);
+    // The next claim may bring a's whole share again (the running two end soon)...
+    let room = |b: &Books| {
+        b.limits(60_000)
+            .tenant_room
+            .into_iter()
+            .find(|(t, _)| t == "a")
+            .map(|(_, r)| r)
+    };
+    assert_eq!(room(&b), Some(2));
+    // ...which waits leased, not running, while the share runs.
+    assert!(
+        b.accept(vec![claimed("d3", "a", "w2"), claimed("d4", "a", "w2")])
+            .is_empty()
+    );
+    assert_eq!((b.in_flight, b.queued.len()), (2, 2));
+    // Nothing more of a until what waits has started.
+    assert_eq!(room(&b), Some(0));
+    b.finished("w1");
+    assert_eq!(ids(&b.startable()), ["d3"]);
+    assert_eq!(room(&b), Some(1));
+    assert_eq!(b.in_flight, 2);
 }
 
 #[test]

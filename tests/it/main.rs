@@ -28,6 +28,7 @@ mod on_postgres;
 mod openapi;
 mod pg_api;
 mod pg_api_jobs;
+mod pg_claim_ahead;
 mod pg_cluster;
 mod pg_copy;
 mod pg_delivery;
