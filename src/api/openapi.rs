@@ -105,24 +105,20 @@ fn operation(r: &Route, profile: Option<&Profile>) -> Value {
     let style = profile.map_or(ErrorStyle::Hookbox, |p| p.style);
     let mut responses = Map::new();
     let status = r.status.as_u16();
+    // A text body of each media type in `types`.
+    let text = |types: &[&str]| {
+        let content: Map<String, Value> = types
+            .iter()
+            .map(|t| (t.to_string(), json!({"schema": {"type": "string"}})))
+            .collect();
+        json!({"description": r.summary, "content": content})
+    };
     let success = match &r.response {
         Body::Json(w) => json!({"description": r.summary, "content": json_content(w)}),
         Body::Empty => json!({"description": "No content"}),
-        Body::Text => json!({
-            "description": r.summary,
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }),
-        Body::Html => json!({
-            "description": r.summary,
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        }),
-        Body::Asset => json!({
-            "description": r.summary,
-            "content": {
-                "text/javascript": {"schema": {"type": "string"}},
-                "text/css": {"schema": {"type": "string"}},
-            },
-        }),
+        Body::Text => text(&["text/plain"]),
+        Body::Html => text(&["text/html"]),
+        Body::Asset => text(&["text/javascript", "text/css"]),
     };
     responses.insert(status.to_string(), success);
     for (code, description) in r.also {
@@ -381,11 +377,6 @@ mod tests {
             "{rules}"
         );
     }
-}
-
-#[cfg(test)]
-mod profile_tests {
-    use super::*;
 
     #[test]
     fn profiles_appear_tagged_only_when_enabled() {
