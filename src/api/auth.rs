@@ -148,9 +148,8 @@ pub fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
         Principal::Portal(s) if s.scopes().contains(&scope) => Ok(()),
         // The message is seed 003's, word for word; the reason names the scope.
         Principal::Key(_) | Principal::Portal(_) => {
-            let mut e = ApiError::forbidden("Access is denied due to missing scope permissions");
-            e.reasons = vec![format!("{} is required", scope.as_str())];
-            Err(e)
+            let e = ApiError::forbidden("Access is denied due to missing scope permissions");
+            Err(e.with_reasons(vec![format!("{} is required", scope.as_str())]))
         }
     }
 }

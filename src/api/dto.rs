@@ -76,11 +76,16 @@ pub(crate) fn filter_or_null() -> Object {
         .build()
 }
 
+/// A secret's value when `reveal`, else [`MASK`].
+pub(crate) fn shown(secret: &Secret, reveal: bool) -> &str {
+    if reveal { secret.expose() } else { MASK }
+}
+
 /// A map of secret header values, masked unless `reveal`.
 pub(crate) fn headers(headers: &BTreeMap<String, Secret>, reveal: bool) -> BTreeMap<&str, &str> {
     headers
         .iter()
-        .map(|(name, value)| (name.as_str(), if reveal { value.expose() } else { MASK }))
+        .map(|(name, value)| (name.as_str(), shown(value, reveal)))
         .collect()
 }
 
@@ -104,11 +109,7 @@ impl<'a> OAuth<'a> {
         OAuth {
             token_url: &o.token_url,
             client_id: &o.client_id,
-            client_secret: if reveal {
-                o.client_secret.expose()
-            } else {
-                MASK
-            },
+            client_secret: shown(&o.client_secret, reveal),
             scope: o.scope.as_deref(),
             headers: headers(&o.headers, reveal),
         }
@@ -173,10 +174,7 @@ impl<'a> Webhook<'a> {
             description: w.description.as_deref(),
             headers: headers(&w.headers, reveal),
             oauth: w.oauth.as_ref().map(|o| OAuth::new(o, reveal)),
-            secrets: w
-                .active_secrets(now)
-                .map(|s| if reveal { s.expose() } else { MASK })
-                .collect(),
+            secrets: w.active_secrets(now).map(|s| shown(s, reveal)).collect(),
             notification_email: w.notification_email.as_deref(),
             enabled: w.enabled,
             disabled_reason: w.disabled_reason.as_deref(),
@@ -299,75 +297,67 @@ impl<'a> EventType<'a> {
     }
 }
 
-/// An event as the API shows it; `data` is the stored payload byte-for-byte.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Event<'a> {
-    pub id: &'a str,
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
-    #[schema(schema_with = any_json)]
-    pub data: Option<&'a RawValue>,
-    pub channels: &'a [String],
-    #[schema(required = true)]
-    pub idempotency_key: Option<&'a str>,
-    #[schema(schema_with = timestamp)]
-    pub created_at: String,
+/// The fields every event answer has, in one place. Each answer repeats them
+/// rather than flattening [`Event`]: the schemas are closed
+/// (`additionalProperties: false`), and a closed schema cannot be extended through
+/// `allOf`.
+macro_rules! event_type {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* }) => {
+        $(#[$doc])*
+        #[derive(Serialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name<'a> {
+            pub id: &'a str,
+            #[serde(rename = "type")]
+            pub event_type: &'a str,
+            #[schema(schema_with = any_json)]
+            pub data: Option<&'a RawValue>,
+            pub channels: &'a [String],
+            #[schema(required = true)]
+            pub idempotency_key: Option<&'a str>,
+            #[schema(schema_with = timestamp)]
+            pub created_at: String,
+            $($(#[$fdoc])* pub $field: $ty),*
+        }
+
+        impl<'a> $name<'a> {
+            fn base(e: &'a model::Event, $($field: $ty),*) -> Self {
+                $name {
+                    id: &e.id,
+                    event_type: &e.event_type,
+                    data: serde_json::from_str::<&RawValue>(&e.payload).ok(),
+                    channels: &e.channels,
+                    idempotency_key: e.idempotency_key.as_deref(),
+                    created_at: model::rfc3339(e.created_at),
+                    $($field),*
+                }
+            }
+        }
+    };
 }
+
+event_type!(
+    /// An event as the API shows it; `data` is the stored payload byte-for-byte.
+    Event {}
+);
+event_type!(
+    /// An event with its deliveries. It repeats [`Event`]'s fields rather than
+    /// flattening it: both schemas are closed (`additionalProperties: false`), and a
+    /// closed schema cannot be extended through `allOf`.
+    EventDetail { deliveries: Vec<Delivery<'a>> }
+);
 
 impl<'a> Event<'a> {
     /// The event's wire form.
     pub fn new(e: &'a model::Event) -> Self {
-        Event {
-            id: &e.id,
-            event_type: &e.event_type,
-            data: serde_json::from_str::<&RawValue>(&e.payload).ok(),
-            channels: &e.channels,
-            idempotency_key: e.idempotency_key.as_deref(),
-            created_at: model::rfc3339(e.created_at),
-        }
+        Self::base(e)
     }
-}
-
-/// An event with its deliveries. It repeats [`Event`]'s fields rather than
-/// flattening it: both schemas are closed (`additionalProperties: false`), and a
-/// closed schema cannot be extended through `allOf`.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventDetail<'a> {
-    pub id: &'a str,
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
-    #[schema(schema_with = any_json)]
-    pub data: Option<&'a RawValue>,
-    pub channels: &'a [String],
-    #[schema(required = true)]
-    pub idempotency_key: Option<&'a str>,
-    #[schema(schema_with = timestamp)]
-    pub created_at: String,
-    pub deliveries: Vec<Delivery<'a>>,
 }
 
 impl<'a> EventDetail<'a> {
     /// The event and its deliveries.
     pub fn new(e: &'a model::Event, deliveries: &'a [model::Delivery]) -> Self {
-        let Event {
-            id,
-            event_type,
-            data,
-            channels,
-            idempotency_key,
-            created_at,
-        } = Event::new(e);
-        EventDetail {
-            id,
-            event_type,
-            data,
-            channels,
-            idempotency_key,
-            created_at,
-            deliveries: deliveries.iter().map(Delivery::new).collect(),
-        }
+        Self::base(e, deliveries.iter().map(Delivery::new).collect())
     }
 }
 
@@ -516,6 +506,13 @@ macro_rules! list_type {
             /// Pass as `cursor` for the next page; `null` on the last page.
             #[schema(required = true)]
             pub next_cursor: Option<String>,
+        }
+
+        impl<'a> $name<'a> {
+            /// The page and the cursor of the next one.
+            pub fn new(data: Vec<$item<'a>>, next_cursor: Option<String>) -> Self {
+                $name { data, next_cursor }
+            }
         }
     };
 }

@@ -22,8 +22,28 @@ pub struct ApiError {
     pub headers: Vec<(header::HeaderName, String)>,
 }
 
+/// Every error status but 500 (`internal`, "Internal server error"): its machine
+/// code and title.
+const KINDS: &[(u16, &str, &str)] = &[
+    (400, "bad_request", "Bad request"),
+    (401, "unauthorized", "Unauthorized"),
+    (403, "forbidden", "Forbidden"),
+    (404, "not_found", "Not found"),
+    (405, "method_not_allowed", "Method not allowed"),
+    (409, "conflict", "Conflict"),
+    (412, "precondition_failed", "Precondition failed"),
+    (413, "payload_too_large", "Payload too large"),
+    (415, "unsupported_media_type", "Unsupported media type"),
+    (429, "too_many_requests", "Too many requests"),
+    (503, "unavailable", "Service unavailable"),
+    (502, "bad_gateway", "Bad gateway"),
+];
+
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of `status` (its code from [`KINDS`]) with `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let kind = KINDS.iter().find(|k| k.0 == status.as_u16());
+        let code = kind.map_or("internal", |k| k.1);
         ApiError {
             status,
             code,
@@ -33,15 +53,16 @@ impl ApiError {
         }
     }
 
+    /// This error with `reasons`.
+    pub fn with_reasons(mut self, reasons: Vec<String>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
     /// 400 with every validation reason.
     pub fn invalid(reasons: Vec<String>) -> Self {
-        let mut e = Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "One or more of the inputs were invalid",
-        );
-        e.reasons = reasons;
-        e
+        let message = "One or more of the inputs were invalid";
+        Self::new(StatusCode::BAD_REQUEST, message).with_reasons(reasons)
     }
 
     /// 400 with one reason.
@@ -51,32 +72,24 @@ impl ApiError {
 
     /// 401.
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "A valid API key or admin token is required (Authorization: Bearer <key>)",
-        )
+        let message = "A valid API key or admin token is required (Authorization: Bearer <key>)";
+        Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
     /// 403 naming what is missing.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, message)
     }
 
     /// 404.
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{} not found", what.into()),
-        )
+        Self::new(StatusCode::NOT_FOUND, format!("{} not found", what.into()))
     }
 
     /// 405 with the allowed methods.
     pub fn method_not_allowed(allow: &str) -> Self {
         let mut e = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
             format!("allowed methods: {allow}"),
         );
         e.headers.push((header::ALLOW, allow.to_owned()));
@@ -85,35 +98,29 @@ impl ApiError {
 
     /// 409.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(StatusCode::CONFLICT, message)
     }
 
     /// 413.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )
+        let message = format!("the request body is larger than {limit} bytes");
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
     /// 415.
     pub fn unsupported_media_type() -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the request body must be application/json",
-        )
+        let message = "the request body must be application/json";
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
     }
 
     /// 502: a receiver did not accept a test event sent on the caller's behalf.
     pub fn bad_gateway(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", message)
+        Self::new(StatusCode::BAD_GATEWAY, message)
     }
 
     /// 503: the store cannot write (disk full, read-only) or is shutting down.
     pub fn unavailable(reason: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, reason)
     }
 
     /// 500 for an internal failure: the cause is logged, the client sees nothing of it.
@@ -126,11 +133,8 @@ impl ApiError {
             source = s.source();
         }
         tracing::error!(error = %chain, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; the cause is in the server log",
-        )
+        let message = "internal error; the cause is in the server log";
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
     /// The response for this error in hookbox's shape.
@@ -189,47 +193,42 @@ pub enum ErrorStyle {
 
 /// A body in seed 004's error shape.
 fn nest_response(e: &ApiError) -> Response<Full<Bytes>> {
-    let status = e.status.as_u16();
+    let status_code = e.status.as_u16();
     let error = e.status.canonical_reason().unwrap_or("Error");
     match e.status {
         StatusCode::BAD_REQUEST => {
-            let message = if e.reasons.is_empty() {
-                std::slice::from_ref(&e.message)
-            } else {
-                &e.reasons
+            let message = match e.reasons.is_empty() {
+                true => std::slice::from_ref(&e.message),
+                false => &e.reasons,
+            };
+            let body = NestBadRequest {
+                message,
+                error,
+                status_code,
+            };
+            super::json_response(e.status, &body)
+        }
+        StatusCode::UNAUTHORIZED => {
+            let body = NestUnauthorized {
+                message: "Unauthorized",
+                status_code,
+            };
+            super::json_response(e.status, &body)
+        }
+        status => {
+            let message = match status {
+                StatusCode::FORBIDDEN => "Forbidden Resource",
+                _ => &e.message,
             };
             super::json_response(
                 e.status,
-                &NestBadRequest {
+                &NestError {
                     message,
                     error,
-                    status_code: status,
+                    status_code,
                 },
             )
         }
-        StatusCode::UNAUTHORIZED => super::json_response(
-            e.status,
-            &NestUnauthorized {
-                message: "Unauthorized",
-                status_code: status,
-            },
-        ),
-        StatusCode::FORBIDDEN => super::json_response(
-            e.status,
-            &NestError {
-                message: "Forbidden Resource",
-                error,
-                status_code: status,
-            },
-        ),
-        _ => super::json_response(
-            e.status,
-            &NestError {
-                message: &e.message,
-                error,
-                status_code: status,
-            },
-        ),
     }
 }
 
@@ -308,21 +307,10 @@ impl<'a> Error<'a> {
     /// An error body. `reasons` is always present (an empty array when there is
     /// nothing to list), so clients can read it without checking for its absence.
     pub fn new(code: &'a str, message: &'a str, reasons: &'a [String]) -> Self {
-        let title = match code {
-            "bad_request" => "Bad request",
-            "unauthorized" => "Unauthorized",
-            "forbidden" => "Forbidden",
-            "not_found" => "Not found",
-            "conflict" => "Conflict",
-            "precondition_failed" => "Precondition failed",
-            "payload_too_large" => "Payload too large",
-            "unsupported_media_type" => "Unsupported media type",
-            "too_many_requests" => "Too many requests",
-            "method_not_allowed" => "Method not allowed",
-            "unavailable" => "Service unavailable",
-            "bad_gateway" => "Bad gateway",
-            _ => "Internal server error",
-        };
+        let title = KINDS
+            .iter()
+            .find(|k| k.1 == code)
+            .map_or("Internal server error", |k| k.2);
         Error {
             error: ErrorDetail {
                 code,

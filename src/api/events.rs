@@ -6,19 +6,14 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::webhooks::owned;
-use super::{Call, Reply, dto, json_response, validate};
+use super::{Call, Reply, dto, ok, reply, validate};
 use crate::delivery::{plan_deliveries, wanted};
 use crate::model::{DeliveryState, Event, UnixMs, new_id, now_ms, parse_rfc3339};
 use crate::store::{DeliveryFilter, IngestItem, IngestOutcome, RecoverScope};
 
 /// Builds the event and its deliveries for one validated spec.
-fn prepare(
-    call: &Call<'_>,
-    tenant: &str,
-    spec: validate::EventSpec,
-    body_hash: [u8; 32],
-    now: UnixMs,
-) -> IngestItem {
+fn prepare(call: &Call<'_>, tenant: &str, spec: validate::EventSpec, now: UnixMs) -> IngestItem {
+    let body_hash = fingerprint(&spec);
     let event = Event {
         id: new_id("evt"),
         tenant: tenant.to_owned(),
@@ -47,19 +42,31 @@ fn prepare(
     }
 }
 
-/// Reasons for event types missing from the tenant's catalogue.
-fn unknown_types<'a>(
+/// 400 naming every event type missing from the tenant's catalogue (`events[i]: `
+/// before each when `batch`).
+fn known_types<'a>(
     call: &Call<'_>,
     tenant: &str,
-    specs: impl Iterator<Item = (Option<usize>, &'a str)>,
-) -> Vec<String> {
-    specs
+    batch: bool,
+    types: impl Iterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let reasons: Vec<String> = types
+        .enumerate()
         .filter(|(_, ty)| !call.state.registry.has_event_type(tenant, ty))
         .map(|(i, ty)| {
-            let prefix = i.map(|i| format!("events[{i}]: ")).unwrap_or_default();
+            let prefix = if batch {
+                format!("events[{i}]: ")
+            } else {
+                String::new()
+            };
             format!("{prefix}event type \"{ty}\" is not in the catalogue")
         })
-        .collect()
+        .collect();
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(reasons))
+    }
 }
 
 /// What an idempotency key is bound to: the event's type, data (its exact bytes)
@@ -80,9 +87,12 @@ fn fingerprint(spec: &validate::EventSpec) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Hands committed deliveries to the engine without a store read.
-fn fast_path(call: &Call<'_>, item: IngestItem) {
-    call.state.engine.hand_over(item);
+/// A committed new event: counted, and its deliveries handed to the engine
+/// without a store read (the fast path).
+fn accepted(call: &Call<'_>, item: IngestItem) {
+    let engine = &call.state.engine;
+    engine.metrics().observe_ingest(&item.event.event_type, 1);
+    engine.hand_over(item);
 }
 
 fn idempotency_header(call: &Call<'_>) -> Result<Option<String>, ApiError> {
@@ -101,55 +111,35 @@ pub async fn ingest(call: &Call<'_>) -> Reply {
     let header_key = idempotency_header(call)?;
     let spec =
         validate::event_create(&call.req.body, header_key.as_deref()).map_err(ApiError::invalid)?;
-    let reasons = unknown_types(
+    known_types(
         call,
         &tenant,
-        std::iter::once((None, spec.event_type.as_str())),
-    );
-    if !reasons.is_empty() {
-        return Err(ApiError::invalid(reasons));
-    }
-    let hash = fingerprint(&spec);
-    let item = prepare(call, &tenant, spec, hash, now_ms());
-    let mut answered = call
-        .state
-        .store
-        .ingest_as(vec![item], caller_key(call))
-        .await?;
-    match answered.pop() {
+        false,
+        std::iter::once(spec.event_type.as_str()),
+    )?;
+    let item = prepare(call, &tenant, spec, now_ms());
+    let key = caller_key(call);
+    match call.state.store.ingest_as(vec![item], key).await?.pop() {
         Some((
             IngestOutcome::Created {
-                event_id,
+                event_id: id,
                 deliveries,
             },
             item,
         )) => {
-            call.state
-                .engine
-                .metrics()
-                .observe_ingest(&item.event.event_type, 1);
-            fast_path(call, item);
-            Ok(json_response(
+            accepted(call, item);
+            reply(
                 StatusCode::ACCEPTED,
-                &dto::IngestAccepted {
-                    id: event_id,
-                    deliveries,
-                },
-            ))
+                &dto::IngestAccepted { id, deliveries },
+            )
         }
         Some((
             IngestOutcome::Replay {
-                event_id,
+                event_id: id,
                 deliveries,
             },
             _,
-        )) => Ok(json_response(
-            StatusCode::OK,
-            &dto::IngestAccepted {
-                id: event_id,
-                deliveries,
-            },
-        )),
+        )) => ok(&dto::IngestAccepted { id, deliveries }),
         Some((IngestOutcome::Conflict { event_id }, _)) => Err(ApiError::conflict(format!(
             "idempotency key already used for event {event_id} with a different body"
         ))),
@@ -163,24 +153,16 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     call.require_json_type()?;
     let specs = validate::event_batch(&call.req.body).map_err(ApiError::invalid)?;
-    let reasons = unknown_types(
+    known_types(
         call,
         &tenant,
-        specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (Some(i), s.event_type.as_str())),
-    );
-    if !reasons.is_empty() {
-        return Err(ApiError::invalid(reasons));
-    }
+        true,
+        specs.iter().map(|s| s.event_type.as_str()),
+    )?;
     let now = now_ms();
     let items: Vec<IngestItem> = specs
         .into_iter()
-        .map(|spec| {
-            let hash = fingerprint(&spec);
-            prepare(call, &tenant, spec, hash, now)
-        })
+        .map(|spec| prepare(call, &tenant, spec, now))
         .collect();
     let answered = call.state.store.ingest_as(items, caller_key(call)).await?;
     let conflicts: Vec<String> = answered
@@ -194,45 +176,32 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
         })
         .collect();
     if !conflicts.is_empty() {
-        let mut e = ApiError::conflict("idempotency conflict; nothing was stored");
-        e.reasons = conflicts;
-        return Err(e);
+        let e = ApiError::conflict("idempotency conflict; nothing was stored");
+        return Err(e.with_reasons(conflicts));
     }
     let mut data = Vec::with_capacity(answered.len());
     for (outcome, item) in answered {
-        match outcome {
+        let (id, deliveries, replayed) = match outcome {
             IngestOutcome::Created {
                 event_id,
                 deliveries,
             } => {
-                call.state
-                    .engine
-                    .metrics()
-                    .observe_ingest(&item.event.event_type, 1);
-                fast_path(call, item);
-                data.push(dto::BatchItem {
-                    id: event_id,
-                    deliveries,
-                    replayed: false,
-                });
+                accepted(call, item);
+                (event_id, deliveries, false)
             }
             IngestOutcome::Replay {
                 event_id,
                 deliveries,
-            } => {
-                data.push(dto::BatchItem {
-                    id: event_id,
-                    deliveries,
-                    replayed: true,
-                });
-            }
-            IngestOutcome::Conflict { .. } | IngestOutcome::NotStored => {}
-        }
+            } => (event_id, deliveries, true),
+            IngestOutcome::Conflict { .. } | IngestOutcome::NotStored => continue,
+        };
+        data.push(dto::BatchItem {
+            id,
+            deliveries,
+            replayed,
+        });
     }
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &dto::BatchAccepted { data },
-    ))
+    reply(StatusCode::ACCEPTED, &dto::BatchAccepted { data })
 }
 
 pub async fn get(call: &Call<'_>, id: &str) -> Reply {
@@ -241,10 +210,7 @@ pub async fn get(call: &Call<'_>, id: &str) -> Reply {
     let (event, deliveries) = found
         .filter(|(e, _)| e.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("event {id}")))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::EventDetail::new(&event, &deliveries),
-    ))
+    ok(&dto::EventDetail::new(&event, &deliveries))
 }
 
 pub async fn list(call: &Call<'_>) -> Reply {
@@ -264,13 +230,7 @@ pub async fn list(call: &Call<'_>) -> Reply {
         .list_events(tenant, ty, since, cursor, limit)
         .await?;
     let data = events.iter().map(dto::Event::new).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::EventList {
-            data,
-            next_cursor: next,
-        },
-    ))
+    ok(&dto::EventList::new(data, next))
 }
 
 pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
@@ -284,13 +244,7 @@ pub async fn webhook_deliveries(call: &Call<'_>, id: &str) -> Reply {
         .list_webhook_deliveries(id.to_owned(), filter, cursor, limit)
         .await?;
     let data = items.iter().map(dto::Delivery::new).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::DeliveryList {
-            data,
-            next_cursor: next,
-        },
-    ))
+    ok(&dto::DeliveryList::new(data, next))
 }
 
 /// The delivery log's filters (`status`, `event_type`, `since`, `until`), every
@@ -344,13 +298,10 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
             .store
             .count_recoverable(webhook.id.clone(), since)
             .await?;
-        return Ok(json_response(
-            StatusCode::OK,
-            &dto::Recovered {
-                requeued: n,
-                dry_run: true,
-            },
-        ));
+        return ok(&dto::Recovered {
+            requeued: n,
+            dry_run: true,
+        });
     }
     if !webhook.enabled {
         return Err(ApiError::conflict(
@@ -364,13 +315,13 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
         .recover(webhook.id.clone(), RecoverScope { since, now })
         .await?;
     call.state.engine.recovered(&webhook.id);
-    Ok(json_response(
+    reply(
         StatusCode::ACCEPTED,
         &dto::Recovered {
             requeued: n,
             dry_run: false,
         },
-    ))
+    )
 }
 
 pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
@@ -382,10 +333,7 @@ pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
         .await?
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::DeliveryDetail::new(&d, &attempts),
-    ))
+    ok(&dto::DeliveryDetail::new(&d, &attempts))
 }
 
 pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
@@ -410,10 +358,7 @@ pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
         )));
     }
     let (attempt, updated) = call.state.engine.retry_now(&webhook, &d, &event).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::DeliveryRetried::new(&updated, &attempt),
-    ))
+    ok(&dto::DeliveryRetried::new(&updated, &attempt))
 }
 
 /// The id of the API key the call was authorised by (`None` for the admin token),

@@ -3,7 +3,6 @@
 //! response wire types and its handler; it reads the registry and never writes
 //! anything (no event is stored, nothing is delivered).
 
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -11,7 +10,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use super::error::ApiError;
 use super::validate::MAX_EVENT_TYPE_LEN;
 use super::webhooks::owned;
-use super::{Call, Reply, dto, json_response, validate};
+use super::{Call, Reply, dto, ok, validate};
 use crate::filter::Subject;
 
 /// `POST /v1/webhooks/{id}/filter/test`.
@@ -70,11 +69,8 @@ pub async fn test(call: &Call<'_>, id: &str) -> Reply {
         }
         None => Vec::new(),
     };
-    Ok(json_response(
-        StatusCode::OK,
-        &FilterTestResult {
-            matches: reasons.is_empty(),
-            reasons,
-        },
-    ))
+    ok(&FilterTestResult {
+        matches: reasons.is_empty(),
+        reasons,
+    })
 }

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use super::error::ApiError;
-use super::{Call, Reply, dto, json_response, no_content, validate};
+use super::{Call, Reply, dto, json_response, no_content, ok, reply, validate};
 use crate::model::{ApiKey, EventType, Tenant, new_id, now_ms};
 use crate::secrets::{hash_key, random_token};
 
@@ -16,7 +16,7 @@ const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `GET /healthz`.
 pub fn healthz() -> Reply {
-    Ok(json_response(StatusCode::OK, &dto::Health { status: "ok" }))
+    ok(&dto::Health { status: "ok" })
 }
 
 /// `GET /readyz`: 503 with the reason while the store cannot write or shutdown
@@ -34,13 +34,13 @@ pub fn readyz(call: &Call<'_>) -> Reply {
         None => (StatusCode::OK, "ready"),
         Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unready"),
     };
-    Ok(json_response(
+    reply(
         status,
         &dto::Ready {
             status: word,
             reason,
         },
-    ))
+    )
 }
 
 /// `GET /metrics`: the Prometheus text format.
@@ -58,10 +58,7 @@ pub async fn metrics(call: &Call<'_>) -> Reply {
 /// `GET /openapi.json`, generated from the route table, the enabled seed
 /// profiles' tables and the wire types.
 pub fn openapi(call: &Call<'_>) -> Reply {
-    Ok(json_response(
-        StatusCode::OK,
-        &super::openapi::document(&call.state.profiles),
-    ))
+    ok(&super::openapi::document(&call.state.profiles))
 }
 
 pub async fn create_tenant(call: &Call<'_>) -> Reply {
@@ -96,22 +93,13 @@ pub async fn create_tenant(call: &Call<'_>) -> Reply {
         .store
         .create_tenant(tenant.clone(), catalogue)
         .await?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &dto::Tenant::new(&tenant),
-    ))
+    reply(StatusCode::CREATED, &dto::Tenant::new(&tenant))
 }
 
 pub fn list_tenants(call: &Call<'_>) -> Reply {
     let tenants = call.state.registry.tenants();
     let data = tenants.iter().map(dto::Tenant::new).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::TenantList {
-            data,
-            next_cursor: None,
-        },
-    ))
+    ok(&dto::TenantList::new(data, None))
 }
 
 pub fn get_tenant(call: &Call<'_>, id: &str) -> Reply {
@@ -120,7 +108,7 @@ pub fn get_tenant(call: &Call<'_>, id: &str) -> Reply {
         .registry
         .tenant(id)
         .ok_or_else(|| ApiError::not_found(format!("tenant {id}")))?;
-    Ok(json_response(StatusCode::OK, &dto::Tenant::new(&t)))
+    ok(&dto::Tenant::new(&t))
 }
 
 pub async fn delete_tenant(call: &Call<'_>, id: String) -> Reply {
@@ -166,13 +154,7 @@ pub fn list_keys(call: &Call<'_>) -> Reply {
         .filter(|k| tenant.is_none_or(|t| t == k.tenant))
         .map(|k| dto::ApiKey::new(k, None))
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::ApiKeyList {
-            data,
-            next_cursor: None,
-        },
-    ))
+    ok(&dto::ApiKeyList::new(data, None))
 }
 
 pub fn get_key(call: &Call<'_>, id: &str) -> Reply {
@@ -181,7 +163,7 @@ pub fn get_key(call: &Call<'_>, id: &str) -> Reply {
         .registry
         .key(id)
         .ok_or_else(|| ApiError::not_found(format!("api key {id}")))?;
-    Ok(json_response(StatusCode::OK, &dto::ApiKey::new(&k, None)))
+    ok(&dto::ApiKey::new(&k, None))
 }
 
 pub async fn delete_key(call: &Call<'_>, id: String) -> Reply {
@@ -208,13 +190,7 @@ pub fn list_event_types(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let types = call.state.registry.event_types(&tenant);
     let data = types.iter().map(dto::EventType::new).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::EventTypeList {
-            data,
-            next_cursor: None,
-        },
-    ))
+    ok(&dto::EventTypeList::new(data, None))
 }
 
 pub fn get_event_type(call: &Call<'_>, name: &str) -> Reply {
@@ -226,7 +202,7 @@ pub fn get_event_type(call: &Call<'_>, name: &str) -> Reply {
         .into_iter()
         .find(|e| e.name == name)
         .ok_or_else(|| ApiError::not_found(format!("event type {name}")))?;
-    Ok(json_response(StatusCode::OK, &dto::EventType::new(&et)))
+    ok(&dto::EventType::new(&et))
 }
 
 pub async fn delete_event_type(call: &Call<'_>, name: String) -> Reply {

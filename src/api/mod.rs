@@ -163,6 +163,16 @@ pub fn json_response<T: serde::Serialize + ?Sized>(
     resp
 }
 
+/// A JSON answer of a wire type with `status`, as a [`Reply`].
+pub fn reply<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Reply {
+    Ok(json_response(status, body))
+}
+
+/// A 200 JSON answer of a wire type, as a [`Reply`].
+pub fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Reply {
+    reply(StatusCode::OK, body)
+}
+
 /// A 204 response.
 pub fn no_content() -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));

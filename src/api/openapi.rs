@@ -105,24 +105,20 @@ fn operation(r: &Route, profile: Option<&Profile>) -> Value {
     let style = profile.map_or(ErrorStyle::Hookbox, |p| p.style);
     let mut responses = Map::new();
     let status = r.status.as_u16();
+    // A text body of each media type in `types`.
+    let text = |types: &[&str]| {
+        let content: Map<String, Value> = types
+            .iter()
+            .map(|t| (t.to_string(), json!({"schema": {"type": "string"}})))
+            .collect();
+        json!({"description": r.summary, "content": content})
+    };
     let success = match &r.response {
         Body::Json(w) => json!({"description": r.summary, "content": json_content(w)}),
         Body::Empty => json!({"description": "No content"}),
-        Body::Text => json!({
-            "description": r.summary,
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }),
-        Body::Html => json!({
-            "description": r.summary,
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        }),
-        Body::Asset => json!({
-            "description": r.summary,
-            "content": {
-                "text/javascript": {"schema": {"type": "string"}},
-                "text/css": {"schema": {"type": "string"}},
-            },
-        }),
+        Body::Text => text(&["text/plain"]),
+        Body::Html => text(&["text/html"]),
+        Body::Asset => text(&["text/javascript", "text/css"]),
     };
     responses.insert(status.to_string(), success);
     for (code, description) in r.also {
@@ -337,84 +333,5 @@ pub fn document(enabled: &[ApiProfile]) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::validate::names;
-
-    #[test]
-    fn every_reference_resolves_and_every_route_is_documented() {
-        let doc = document(&ApiProfile::ALL);
-        let text = doc.to_string();
-        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
-            let name = piece.split('"').next().unwrap_or_default();
-            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
-        }
-        let profile_routes = ApiProfile::ALL
-            .iter()
-            .flat_map(|p| profiles::profile(*p).routes.iter());
-        for r in ROUTES.iter().chain(profile_routes) {
-            let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
-            assert!(op.is_object(), "{} {}", r.method, r.path);
-            let scope = match r.access {
-                Access::Public => None,
-                Access::Admin => Some("admin"),
-                Access::Tenant(s) => Some(s.as_str()),
-            };
-            assert_eq!(op["x-scope"].as_str(), scope, "{} {}", r.method, r.path);
-        }
-    }
-
-    #[test]
-    fn aliases_are_documented_with_the_one_spelling_rule() {
-        let doc = document(&[]);
-        let create = &doc["components"]["schemas"]["WebhookCreate"];
-        for n in names("event_types") {
-            assert!(create["properties"][n].is_object(), "{n}");
-        }
-        let rules = create["allOf"].to_string();
-        assert!(
-            rules.contains(r#"{"required":["event_types","events"]}"#),
-            "{rules}"
-        );
-        assert!(
-            rules.contains(r#"{"required":["subscriptions"]}"#),
-            "{rules}"
-        );
-    }
-}
-
-#[cfg(test)]
-mod profile_tests {
-    use super::*;
-
-    #[test]
-    fn profiles_appear_tagged_only_when_enabled() {
-        let none = document(&[]);
-        assert!(none["paths"]["/v2/webhooks"].is_null());
-        assert!(none["tags"].is_null());
-        let one = document(&[ApiProfile::FacilityWebhooks]);
-        assert!(one["paths"]["/v2/webhooks"].is_null());
-        let op = &one["paths"]["/api/v2/public/webhooks/facility"]["post"];
-        assert_eq!(op["tags"], json!(["facility-webhooks"]));
-        assert_eq!(
-            op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/NestBadRequest"
-        );
-        assert_eq!(
-            op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/NestUnauthorized"
-        );
-        assert_eq!(one["tags"][0]["name"], "facility-webhooks");
-        // /v1 is unchanged by a profile.
-        assert_eq!(none["paths"]["/v1/webhooks"], one["paths"]["/v1/webhooks"]);
-        let all = document(&ApiProfile::ALL);
-        let v2 = &all["paths"]["/v2/webhooks"];
-        assert_eq!(v2["get"]["tags"], json!(["v2-webhooks"]));
-        assert_eq!(v2["get"]["parameters"][0]["name"], "organization-id");
-        assert!(
-            v2["delete"]["requestBody"]["required"]
-                .as_bool()
-                .unwrap_or(false)
-        );
-    }
-}
+#[path = "openapi_tests.rs"]
+mod tests;

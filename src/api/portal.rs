@@ -7,7 +7,7 @@ use http::StatusCode;
 
 use super::auth::{PORTAL_TOKEN_PREFIX, Principal};
 use super::error::ApiError;
-use super::{Call, Reply, dto, json_response, no_content, validate};
+use super::{Call, Reply, dto, no_content, ok, reply, validate};
 use crate::model::{PortalSession, Scope, now_ms, rfc3339};
 use crate::secrets::{hash_key, random_token};
 
@@ -49,7 +49,7 @@ pub async fn create(call: &Call<'_>) -> Reply {
     };
     call.state.store.create_portal_session(session).await?;
     let url = format!("{}/portal#token={token}", call.state.portal.public_url);
-    Ok(json_response(
+    reply(
         StatusCode::CREATED,
         &dto::PortalSession {
             url,
@@ -57,7 +57,7 @@ pub async fn create(call: &Call<'_>) -> Reply {
             expires_at: rfc3339(expires_at),
             read_only,
         },
-    ))
+    )
 }
 
 pub async fn revoke(call: &Call<'_>) -> Reply {
@@ -74,12 +74,9 @@ pub async fn current(call: &Call<'_>) -> Reply {
         // A key or the admin: what a session it created by default could do.
         other => (!can_write(other), None),
     };
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::PortalSessionInfo {
-            tenant: &tenant,
-            read_only,
-            expires_at,
-        },
-    ))
+    ok(&dto::PortalSessionInfo {
+        tenant: &tenant,
+        read_only,
+        expires_at,
+    })
 }

@@ -99,11 +99,14 @@ pub struct Route {
     pub handler: Handler,
 }
 
+/// One [`Route`]: `route!([portal] METHOD "path", access, "summary", request,
+/// STATUS, response, [also ...,] [query ...,] [errors ...,] |call| handler)`; an absent
+/// `also`, `query` or `errors` is empty, an absent `portal` is `false`.
 macro_rules! route {
     (portal $($rest:tt)*) => { $crate::api::routes::route!(@make true; $($rest)*) };
     (@make $portal:expr; $m:ident $path:literal, $access:expr, $summary:literal, $req:expr,
-     $status:ident, $resp:expr, also $also:expr, query $query:expr, errors $errors:expr,
-     $handler:expr) => {
+     $status:ident, $resp:expr, $(also $also:expr,)? $(query $query:expr,)?
+     $(errors $errors:expr,)? |$call:ident| $handler:expr) => {
         $crate::api::routes::Route {
             method: http::Method::$m,
             path: $path,
@@ -112,13 +115,15 @@ macro_rules! route {
             request: $req,
             status: http::StatusCode::$status,
             response: $resp,
-            also: $also,
-            query: $query,
-            errors: $errors,
+            also: $crate::api::routes::route!(@or $($also)?; &[]),
+            query: $crate::api::routes::route!(@or $($query)?; &[]),
+            errors: $crate::api::routes::route!(@or $($errors)?; &[]),
             portal: $portal,
-            handler: $handler,
+            handler: |$call| $handler,
         }
     };
+    (@or ; $default:expr) => { $default };
+    (@or $given:expr; $default:expr) => { $given };
     ($($rest:tt)*) => { $crate::api::routes::route!(@make false; $($rest)*) };
 }
 pub(crate) use route;
@@ -128,12 +133,6 @@ use Body::{Asset, Empty, Html, Json, Text};
 use Scope::{EventsRead, EventsWrite, WebhooksRead, WebhooksWrite};
 
 const PAGE: &[&str] = &["limit", "cursor"];
-/// No query parameters.
-pub(crate) const NO: &[&str] = &[];
-/// No other success answers.
-pub(crate) const NONE: &[(u16, &str)] = &[];
-/// No error beyond the common ones (and 400 for a body or query outside the schema).
-pub(crate) const E: &[u16] = &[];
 /// 400 for a body the schema allows but the server refuses for a semantic reason
 /// (an event type not in the catalogue, a tenant that does not exist, a blocked
 /// host); the document marks these operations `x-semantic-400`.
@@ -153,134 +152,119 @@ pub(crate) const fn json<T: ToSchema>() -> Option<Wire> {
 /// Every route the server answers.
 pub static ROUTES: &[Route] = &[
     route!(GET "/healthz", Public, "Liveness", None, OK, Json(wire::<dto::Health>()),
-        also NONE, query NO, errors E, |_c| Box::pin(ready(handlers::healthz()))),
-    route!(GET "/readyz", Public, "Readiness: the store can write and shutdown has not begun",
-        None, OK, Json(wire::<dto::Ready>()), also &[(503, "Not ready, with the reason")],
-        query NO, errors E, |c| Box::pin(ready(handlers::readyz(c)))),
+        |_c| Box::pin(ready(handlers::healthz()))),
+    route!(GET "/readyz", Public, "Readiness: the store can write and shutdown has not begun", None,
+        OK, Json(wire::<dto::Ready>()), also &[(503, "Not ready, with the reason")],
+        |c| Box::pin(ready(handlers::readyz(c)))),
     route!(GET "/metrics", Public, "Prometheus metrics", None, OK, Text,
-        also NONE, query NO, errors E, |c| Box::pin(handlers::metrics(c))),
+        |c| Box::pin(handlers::metrics(c))),
     route!(GET "/openapi.json", Public, "This document", None, OK,
-        Json(wire::<dto::OpenApiDocument>()), also NONE, query NO, errors E,
-        |c| Box::pin(ready(handlers::openapi(c)))),
+        Json(wire::<dto::OpenApiDocument>()), |c| Box::pin(ready(handlers::openapi(c)))),
     route!(POST "/v1/tenants", Admin, "Create a tenant", json::<rq::TenantCreate>(), CREATED,
-        Json(wire::<dto::Tenant>()), also NONE, query NO, errors CONFLICT,
-        |c| Box::pin(handlers::create_tenant(c))),
+        Json(wire::<dto::Tenant>()), errors CONFLICT, |c| Box::pin(handlers::create_tenant(c))),
     route!(GET "/v1/tenants", Admin, "List tenants", None, OK, Json(wire::<dto::TenantList>()),
-        also NONE, query NO, errors E, |c| Box::pin(ready(handlers::list_tenants(c)))),
+        |c| Box::pin(ready(handlers::list_tenants(c)))),
     route!(GET "/v1/tenants/{id}", Admin, "Read a tenant", None, OK, Json(wire::<dto::Tenant>()),
-        also NONE, query NO, errors E, |c| Box::pin(ready(handlers::get_tenant(c, c.id())))),
+        |c| Box::pin(ready(handlers::get_tenant(c, c.id())))),
     route!(DELETE "/v1/tenants/{id}", Admin,
         "Delete a tenant, its keys and catalogue; soft-delete its webhooks", None, NO_CONTENT,
-        Empty, also NONE, query NO, errors E,
-        |c| Box::pin(handlers::delete_tenant(c, c.id().to_owned()))),
+        Empty, |c| Box::pin(handlers::delete_tenant(c, c.id().to_owned()))),
     route!(POST "/v1/api-keys", Admin, "Create an API key (the key is shown only here)",
-        json::<rq::ApiKeyCreate>(), CREATED, Json(wire::<dto::ApiKey>()), also NONE, query NO,
-        errors SEMANTIC, |c| Box::pin(handlers::create_key(c))),
+        json::<rq::ApiKeyCreate>(), CREATED, Json(wire::<dto::ApiKey>()), errors SEMANTIC,
+        |c| Box::pin(handlers::create_key(c))),
     route!(GET "/v1/api-keys", Admin, "List API keys", None, OK, Json(wire::<dto::ApiKeyList>()),
-        also NONE, query &["tenant"], errors E, |c| Box::pin(ready(handlers::list_keys(c)))),
-    route!(GET "/v1/api-keys/{id}", Admin, "Read an API key", None, OK,
-        Json(wire::<dto::ApiKey>()), also NONE, query NO, errors E,
+        query &["tenant"], |c| Box::pin(ready(handlers::list_keys(c)))),
+    route!(GET "/v1/api-keys/{id}", Admin, "Read an API key", None, OK, Json(wire::<dto::ApiKey>()),
         |c| Box::pin(ready(handlers::get_key(c, c.id())))),
     route!(DELETE "/v1/api-keys/{id}", Admin, "Revoke an API key", None, NO_CONTENT, Empty,
-        also NONE, query NO, errors E, |c| Box::pin(handlers::delete_key(c, c.id().to_owned()))),
-    route!(portal GET "/v1/event-types", Tenant(WebhooksRead), "List the event-type catalogue", None,
-        OK, Json(wire::<dto::EventTypeList>()), also NONE, query NO, errors E,
+        |c| Box::pin(handlers::delete_key(c, c.id().to_owned()))),
+    route!(portal GET "/v1/event-types", Tenant(WebhooksRead), "List the event-type catalogue",
+        None, OK, Json(wire::<dto::EventTypeList>()),
         |c| Box::pin(ready(handlers::list_event_types(c)))),
     route!(POST "/v1/event-types", Tenant(WebhooksWrite), "Add an event type to the catalogue",
-        json::<rq::EventTypeCreate>(), CREATED, Json(wire::<dto::EventType>()), also NONE,
-        query NO, errors CONFLICT, |c| Box::pin(handlers::create_event_type(c))),
-    route!(portal GET "/v1/event-types/{name}", Tenant(WebhooksRead), "Read an event type", None, OK,
-        Json(wire::<dto::EventType>()), also NONE, query NO, errors E,
+        json::<rq::EventTypeCreate>(), CREATED, Json(wire::<dto::EventType>()), errors CONFLICT,
+        |c| Box::pin(handlers::create_event_type(c))),
+    route!(portal GET "/v1/event-types/{name}", Tenant(WebhooksRead), "Read an event type", None,
+        OK, Json(wire::<dto::EventType>()),
         |c| Box::pin(ready(handlers::get_event_type(c, c.id())))),
-    route!(DELETE "/v1/event-types/{name}", Tenant(WebhooksWrite), "Remove an event type",
-        None, NO_CONTENT, Empty, also NONE, query NO, errors E,
-        |c| Box::pin(handlers::delete_event_type(c, c.id().to_owned()))),
+    route!(DELETE "/v1/event-types/{name}", Tenant(WebhooksWrite), "Remove an event type", None,
+        NO_CONTENT, Empty, |c| Box::pin(handlers::delete_event_type(c, c.id().to_owned()))),
     route!(portal POST "/v1/webhooks", Tenant(WebhooksWrite),
-        "Register a webhook; the answer shows its secrets", json::<rq::WebhookCreate>(),
-        CREATED, Json(wire::<dto::Webhook>()), also NONE, query NO, errors SEMANTIC,
-        |c| Box::pin(webhooks::create(c))),
-    route!(portal GET "/v1/webhooks", Tenant(WebhooksRead), "List webhooks (secrets masked)", None, OK,
-        Json(wire::<dto::WebhookList>()), also NONE, query PAGE, errors E,
-        |c| Box::pin(ready(webhooks::list(c)))),
+        "Register a webhook; the answer shows its secrets", json::<rq::WebhookCreate>(), CREATED,
+        Json(wire::<dto::Webhook>()), errors SEMANTIC, |c| Box::pin(webhooks::create(c))),
+    route!(portal GET "/v1/webhooks", Tenant(WebhooksRead), "List webhooks (secrets masked)", None,
+        OK, Json(wire::<dto::WebhookList>()), query PAGE, |c| Box::pin(ready(webhooks::list(c)))),
     route!(portal GET "/v1/webhooks/{id}", Tenant(WebhooksRead), "Read a webhook (secrets masked)",
-        None, OK, Json(wire::<dto::Webhook>()), also NONE, query NO, errors E,
-        |c| Box::pin(ready(webhooks::get(c, c.id())))),
-    route!(portal PATCH "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Change some fields of a webhook",
-        json::<rq::WebhookPatch>(), OK, Json(wire::<dto::Webhook>()), also NONE, query NO,
-        errors SEMANTIC_PRECONDITION, |c| Box::pin(webhooks::update(c, c.id()))),
+        None, OK, Json(wire::<dto::Webhook>()), |c| Box::pin(ready(webhooks::get(c, c.id())))),
+    route!(portal PATCH "/v1/webhooks/{id}", Tenant(WebhooksWrite),
+        "Change some fields of a webhook", json::<rq::WebhookPatch>(), OK,
+        Json(wire::<dto::Webhook>()), errors SEMANTIC_PRECONDITION,
+        |c| Box::pin(webhooks::update(c, c.id()))),
     route!(portal DELETE "/v1/webhooks/{id}", Tenant(WebhooksWrite), "Soft-delete a webhook", None,
-        NO_CONTENT, Empty, also NONE, query NO, errors PRECONDITION,
-        |c| Box::pin(webhooks::delete(c, c.id()))),
+        NO_CONTENT, Empty, errors PRECONDITION, |c| Box::pin(webhooks::delete(c, c.id()))),
     route!(portal GET "/v1/webhooks/{id}/secrets", Tenant(WebhooksWrite),
         "Reveal the active signing secrets", None, OK, Json(wire::<dto::WebhookSecrets>()),
-        also NONE, query NO, errors E, |c| Box::pin(ready(webhooks::secrets(c, c.id())))),
+        |c| Box::pin(ready(webhooks::secrets(c, c.id())))),
     route!(portal POST "/v1/webhooks/{id}/secrets/rotate", Tenant(WebhooksWrite),
         "Rotate the signing secret; the previous one signs on for the grace period",
-        json::<rq::Rotate>(), OK, Json(wire::<dto::WebhookSecrets>()), also NONE, query NO,
-        errors PRECONDITION, |c| Box::pin(webhooks::rotate(c, c.id()))),
+        json::<rq::Rotate>(), OK, Json(wire::<dto::WebhookSecrets>()), errors PRECONDITION,
+        |c| Box::pin(webhooks::rotate(c, c.id()))),
     route!(portal POST "/v1/webhooks/{id}/test", Tenant(WebhooksWrite),
         "Send a test event now; answers with the attempt", json::<rq::TestEvent>(), OK,
-        Json(wire::<dto::Attempt>()), also NONE, query NO, errors SEMANTIC,
-        |c| Box::pin(webhooks::test(c, c.id()))),
+        Json(wire::<dto::Attempt>()), errors SEMANTIC, |c| Box::pin(webhooks::test(c, c.id()))),
     route!(portal POST "/v1/webhooks/{id}/test-event", Tenant(WebhooksWrite),
         "Send a test event now (the seeds' path)", json::<rq::TestEvent>(), OK,
-        Json(wire::<dto::Attempt>()), also NONE, query NO, errors SEMANTIC,
-        |c| Box::pin(webhooks::test(c, c.id()))),
+        Json(wire::<dto::Attempt>()), errors SEMANTIC, |c| Box::pin(webhooks::test(c, c.id()))),
     route!(POST "/v1/webhooks/{id}/filter/test", Tenant(WebhooksRead),
         "Whether an event would pass the webhook's payload filter, and which conditions fail",
         json::<filters::FilterTest>(), OK, Json(wire::<filters::FilterTestResult>()),
-        also NONE, query NO, errors SEMANTIC, |c| Box::pin(filters::test(c, c.id()))),
-    route!(portal GET "/v1/webhooks/{id}/deliveries", Tenant(WebhooksRead), "A webhook's delivery log",
-        None, OK, Json(wire::<dto::DeliveryList>()), also NONE,
-        query &["status", "event_type", "since", "until", "limit", "cursor"], errors E,
+        errors SEMANTIC, |c| Box::pin(filters::test(c, c.id()))),
+    route!(portal GET "/v1/webhooks/{id}/deliveries", Tenant(WebhooksRead),
+        "A webhook's delivery log", None, OK, Json(wire::<dto::DeliveryList>()),
+        query &["status", "event_type", "since", "until", "limit", "cursor"],
         |c| Box::pin(events::webhook_deliveries(c, c.id()))),
     route!(portal POST "/v1/webhooks/{id}/recover", Tenant(WebhooksWrite),
-        "Re-queue failed, exhausted and cancelled deliveries since a time",
-        json::<rq::Recover>(), ACCEPTED, Json(wire::<dto::Recovered>()),
+        "Re-queue failed, exhausted and cancelled deliveries since a time", json::<rq::Recover>(),
+        ACCEPTED, Json(wire::<dto::Recovered>()),
         also &[(200, "A dry run (dry_run: true): how many would be re-queued; nothing changed")],
-        query NO,
         errors SEMANTIC_CONFLICT, |c| Box::pin(events::recover(c, c.id()))),
     route!(POST "/v1/events", Tenant(EventsWrite), "Ingest one event (202 once durable)",
         json::<rq::EventCreate>(), ACCEPTED, Json(wire::<dto::IngestAccepted>()),
         also &[(200, "An idempotent replay: the stored event, nothing new delivered")],
-        query NO, errors SEMANTIC_CONFLICT, |c| Box::pin(events::ingest(c))),
+        errors SEMANTIC_CONFLICT, |c| Box::pin(events::ingest(c))),
     route!(GET "/v1/events", Tenant(EventsRead), "List events", None, OK,
-        Json(wire::<dto::EventList>()), also NONE, query &["type", "since", "limit", "cursor"],
-        errors E, |c| Box::pin(events::list(c))),
+        Json(wire::<dto::EventList>()), query &["type", "since", "limit", "cursor"],
+        |c| Box::pin(events::list(c))),
     route!(POST "/v1/events/batch", Tenant(EventsWrite),
         "Ingest up to 1,000 events in one durable commit", json::<rq::EventBatch>(), ACCEPTED,
-        Json(wire::<dto::BatchAccepted>()), also NONE, query NO, errors SEMANTIC_CONFLICT,
+        Json(wire::<dto::BatchAccepted>()), errors SEMANTIC_CONFLICT,
         |c| Box::pin(events::ingest_batch(c))),
     route!(GET "/v1/events/{id}", Tenant(EventsRead), "An event with its deliveries", None, OK,
-        Json(wire::<dto::EventDetail>()), also NONE, query NO, errors E,
-        |c| Box::pin(events::get(c, c.id()))),
+        Json(wire::<dto::EventDetail>()), |c| Box::pin(events::get(c, c.id()))),
     route!(portal GET "/v1/deliveries/{id}", Tenant(WebhooksRead), "A delivery with its attempts",
-        None, OK, Json(wire::<dto::DeliveryDetail>()), also NONE, query NO, errors E,
-        |c| Box::pin(events::delivery(c, c.id()))),
+        None, OK, Json(wire::<dto::DeliveryDetail>()), |c| Box::pin(events::delivery(c, c.id()))),
     route!(portal POST "/v1/deliveries/{id}/retry", Tenant(WebhooksWrite),
         "Attempt a delivery now; answers with the attempt", None, OK,
-        Json(wire::<dto::DeliveryRetried>()), also NONE, query NO, errors CONFLICT,
+        Json(wire::<dto::DeliveryRetried>()), errors CONFLICT,
         |c| Box::pin(events::retry(c, c.id()))),
     route!(POST "/v1/portal/sessions", Tenant(WebhooksRead),
         "Create a portal session: a link for the tenant's customer (the token is shown only here)",
         json::<rq::PortalSessionCreate>(), CREATED, Json(wire::<dto::PortalSession>()),
-        also NONE, query NO, errors E, |c| Box::pin(portal::create(c))),
+        |c| Box::pin(portal::create(c))),
     route!(portal GET "/v1/portal/sessions", Tenant(WebhooksRead),
-        "The calling portal session (for a key: what its sessions may do by default)", None,
-        OK, Json(wire::<dto::PortalSessionInfo>()), also NONE, query NO, errors E,
-        |c| Box::pin(portal::current(c))),
+        "The calling portal session (for a key: what its sessions may do by default)", None, OK,
+        Json(wire::<dto::PortalSessionInfo>()), |c| Box::pin(portal::current(c))),
     route!(DELETE "/v1/portal/sessions", Tenant(WebhooksWrite),
-        "Revoke every portal session of the tenant", None, NO_CONTENT, Empty, also NONE,
-        query NO, errors E, |c| Box::pin(portal::revoke(c))),
+        "Revoke every portal session of the tenant", None, NO_CONTENT, Empty,
+        |c| Box::pin(portal::revoke(c))),
     route!(GET "/portal", Public, "The portal page (the session token goes in the URL fragment)",
-        None, OK, Html, also NONE, query NO, errors E, |c| Box::pin(ready(site::page(c)))),
-    route!(GET "/portal/webhooks/{id}", Public, "The portal page: a webhook (deep link)", None,
-        OK, Html, also NONE, query NO, errors E, |c| Box::pin(ready(site::page(c)))),
-    route!(GET "/portal/deliveries/{id}", Public, "The portal page: a delivery (deep link)",
-        None, OK, Html, also NONE, query NO, errors E, |c| Box::pin(ready(site::page(c)))),
-    route!(GET "/portal/assets/{name}", Public, "A portal script or stylesheet", None, OK,
-        Asset, also NONE, query NO, errors &[404],
-        |c| Box::pin(ready(site::asset(c, c.id())))),
+        None, OK, Html, |c| Box::pin(ready(site::page(c)))),
+    route!(GET "/portal/webhooks/{id}", Public, "The portal page: a webhook (deep link)", None, OK,
+        Html, |c| Box::pin(ready(site::page(c)))),
+    route!(GET "/portal/deliveries/{id}", Public, "The portal page: a delivery (deep link)", None,
+        OK, Html, |c| Box::pin(ready(site::page(c)))),
+    route!(GET "/portal/assets/{name}", Public, "A portal script or stylesheet", None, OK, Asset,
+        errors &[404], |c| Box::pin(ready(site::asset(c, c.id())))),
 ];
 
 /// The outcome of looking a method and path up in the table.
@@ -347,73 +331,5 @@ pub fn find_in(table: &'static [Route], method: &Method, path: &str) -> Found {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn found(method: Method, path: &str) -> Option<(&'static str, String)> {
-        match find(&method, path) {
-            Found::Route(r, p) => Some((r.path, p)),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn paths_match_templates() {
-        assert_eq!(
-            found(Method::GET, "/v1/webhooks/"),
-            Some(("/v1/webhooks", String::new()))
-        );
-        assert_eq!(
-            found(Method::POST, "/v1/webhooks/wh_1/secrets/rotate"),
-            Some(("/v1/webhooks/{id}/secrets/rotate", "wh_1".into()))
-        );
-        assert_eq!(
-            found(Method::POST, "/v1/events/batch"),
-            Some(("/v1/events/batch", String::new()))
-        );
-        assert_eq!(
-            found(Method::GET, "/v1/events/evt_1"),
-            Some(("/v1/events/{id}", "evt_1".into()))
-        );
-        assert!(matches!(find(&Method::GET, "/v1/nope"), Found::NoPath));
-        assert!(matches!(find(&Method::GET, "/v2/webhooks"), Found::NoPath));
-        assert!(matches!(
-            find(&Method::GET, "/v1/webhooks//secrets"),
-            Found::NoPath
-        ));
-        assert!(found(Method::HEAD, "/healthz").is_some());
-        assert!(found(Method::HEAD, "/v1/webhooks").is_none());
-    }
-
-    #[test]
-    fn wrong_method_lists_the_allowed_ones() {
-        match find(&Method::PUT, "/v1/webhooks/wh_1") {
-            Found::WrongMethod(m) => assert_eq!(m, ["GET", "PATCH", "DELETE"]),
-            _ => panic!("expected 405"),
-        }
-        match find(&Method::GET, "/v1/events/batch") {
-            Found::WrongMethod(m) => assert_eq!(m, ["POST"]),
-            _ => panic!("expected 405"),
-        }
-    }
-
-    #[test]
-    fn each_method_and_template_is_listed_once() {
-        let mut seen = std::collections::BTreeSet::new();
-        for r in ROUTES {
-            assert!(
-                seen.insert((r.method.as_str(), r.path)),
-                "{} {}",
-                r.method,
-                r.path
-            );
-            assert_eq!(
-                r.status == StatusCode::NO_CONTENT,
-                matches!(r.response, Empty),
-                "{} {}",
-                r.method,
-                r.path
-            );
-        }
-    }
-}
+#[path = "routes_tests.rs"]
+mod tests;

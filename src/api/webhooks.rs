@@ -9,7 +9,7 @@ use http::StatusCode;
 
 use super::error::ApiError;
 use super::router::{IfMatch, with_etag};
-use super::{Call, Reply, dto, json_response, no_content, validate};
+use super::{Call, Reply, dto, json_response, no_content, ok, validate};
 use crate::delivery::signer;
 use crate::delivery::ssrf::Guard;
 use crate::model::{Secret, SigningSecret, Webhook, new_id, now_ms};
@@ -63,44 +63,47 @@ pub(super) fn owned(call: &Call<'_>, tenant: &str, id: &str) -> Result<Arc<Webho
         .ok_or_else(|| ApiError::not_found(format!("webhook {id}")))
 }
 
-/// The checks every conditional write makes against the stored record, inside the
-/// writer job: 404 unless it is the tenant's live webhook, then 412 unless
-/// `If-Match` (when given) matches its version.
-fn check_stored(w: &Webhook, tenant: &str, if_match: Option<&IfMatch>) -> Result<(), ApiError> {
-    if w.tenant != tenant || w.deleted_at.is_some() {
-        return Err(ApiError::not_found(format!("webhook {}", w.id)));
-    }
-    match if_match {
-        Some(cond) if !cond.matches(w.version) => {
-            let mut e = precondition_failed(w.version);
-            e.headers.push((http::header::ETAG, dto::etag(w.version)));
-            Err(e)
+/// A conditional read-modify-write of webhook `id` of `tenant` inside the writer
+/// job, against the stored record: 404 unless it is the tenant's live webhook (now
+/// and at the write), then 412 (with the current `ETag`) unless `If-Match`, when
+/// given, matches its version; then `change`.
+async fn write<R: Send + 'static>(
+    call: &Call<'_>,
+    tenant: &str,
+    id: &str,
+    change: impl FnOnce(&mut Webhook) -> Result<R, ApiError> + Send + 'static,
+) -> Result<(Arc<Webhook>, R), ApiError> {
+    owned(call, tenant, id)?;
+    let if_match = IfMatch::parse(&call.req.headers);
+    let tenant = tenant.to_owned();
+    let written = call.state.store.update_webhook(id.to_owned(), move |w| {
+        if w.tenant != tenant || w.deleted_at.is_some() {
+            return Err(ApiError::not_found(format!("webhook {}", w.id)));
         }
-        _ => Ok(()),
-    }
+        if if_match.is_some_and(|cond| !cond.matches(w.version)) {
+            let etag = dto::etag(w.version);
+            let message =
+                format!("the webhook has changed: If-Match does not match its current ETag {etag}");
+            let mut e = ApiError::new(StatusCode::PRECONDITION_FAILED, message);
+            e.headers.push((http::header::ETAG, etag));
+            return Err(e);
+        }
+        change(w)
+    });
+    Ok(written.await??)
 }
 
-/// 412: the webhook changed since the caller read it.
-fn precondition_failed(current: u64) -> ApiError {
-    ApiError {
-        status: StatusCode::PRECONDITION_FAILED,
-        code: "precondition_failed",
-        message: format!(
-            "the webhook has changed: If-Match does not match its current ETag {}",
-            dto::etag(current)
-        ),
-        reasons: Vec::new(),
-        headers: Vec::new(),
-    }
+/// A JSON answer about a webhook at `version`, with its `ETag`.
+fn tagged<T: serde::Serialize>(status: StatusCode, body: &T, version: u64) -> Reply {
+    Ok(with_etag(json_response(status, body), version))
 }
 
 pub async fn create(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let body = call.json()?;
     let spec = check_create(call, &tenant, &body, false).map_err(ApiError::invalid)?;
-    let stored = insert(call, tenant, spec, signer::generate_secret).await?;
-    let resp = json_response(StatusCode::CREATED, &dto::Webhook::new(&stored, true));
-    Ok(with_etag(resp, stored.version))
+    let w = insert(call, tenant, spec, signer::generate_secret).await?;
+    tagged(StatusCode::CREATED, &dto::Webhook::new(&w, true), w.version)
 }
 
 /// Validates a create body for `tenant` with the `/v1` rules; `https_only`
@@ -194,20 +197,13 @@ pub fn list(call: &Call<'_>) -> Reply {
         .registry
         .list_webhooks(&tenant, cursor.as_deref(), limit);
     let data = page.iter().map(|w| dto::Webhook::new(w, false)).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::WebhookList {
-            data,
-            next_cursor: next,
-        },
-    ))
+    ok(&dto::WebhookList::new(data, next))
 }
 
 pub fn get(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
-    let resp = json_response(StatusCode::OK, &dto::Webhook::new(&w, false));
-    Ok(with_etag(resp, w.version))
+    tagged(StatusCode::OK, &dto::Webhook::new(&w, false), w.version)
 }
 
 /// PATCH: validated and applied inside the writer job against the stored record
@@ -216,31 +212,25 @@ pub fn get(call: &Call<'_>, id: &str) -> Reply {
 pub async fn update(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     owned(call, &tenant, id)?;
-    let if_match = IfMatch::parse(&call.req.headers);
     let body = call.json()?;
     let checks = Checks::new(call, &tenant);
     let now = now_ms();
-    let (w, destination_changed) = call
-        .state
-        .store
-        .update_webhook(id.to_owned(), move |w| {
-            check_stored(w, &checks.tenant, if_match.as_ref())?;
-            let patch = checks
-                .with_ctx(|ctx| validate::webhook_patch(&body, w, ctx))
-                .map_err(ApiError::invalid)?;
-            let (oauth, url) = (w.oauth.clone(), w.url.clone());
-            patch.apply(w, now);
-            Ok::<bool, ApiError>(w.oauth != oauth || w.url != url)
-        })
-        .await??;
+    let (w, destination_changed) = write(call, &tenant, id, move |w| {
+        let patch = checks
+            .with_ctx(|ctx| validate::webhook_patch(&body, w, ctx))
+            .map_err(ApiError::invalid)?;
+        let (oauth, url) = (w.oauth.clone(), w.url.clone());
+        patch.apply(w, now);
+        Ok(w.oauth != oauth || w.url != url)
+    })
+    .await?;
     // A token was fetched for this destination; a new url or oauth fetches anew.
     if destination_changed {
         call.state.engine.forget_token(&w.id);
     }
     // A change of `ordering` applies to work not started yet, now.
     call.state.engine.webhook_changed(&w.id);
-    let resp = json_response(StatusCode::OK, &dto::Webhook::new(&w, false));
-    Ok(with_etag(resp, w.version))
+    tagged(StatusCode::OK, &dto::Webhook::new(&w, false), w.version)
 }
 
 pub async fn delete(call: &Call<'_>, id: &str) -> Reply {
@@ -256,19 +246,13 @@ pub(super) async fn remove(
     tenant: String,
     id: &str,
 ) -> Result<Arc<Webhook>, ApiError> {
-    owned(call, &tenant, id)?;
-    let if_match = IfMatch::parse(&call.req.headers);
     let now = now_ms();
-    let (w, ()) = call
-        .state
-        .store
-        .update_webhook(id.to_owned(), move |w| {
-            check_stored(w, &tenant, if_match.as_ref())?;
-            w.deleted_at = Some(now);
-            w.updated_at = now;
-            Ok::<(), ApiError>(())
-        })
-        .await??;
+    let (w, ()) = write(call, &tenant, id, move |w| {
+        w.deleted_at = Some(now);
+        w.updated_at = now;
+        Ok(())
+    })
+    .await?;
     call.state.engine.forget_token(&w.id);
     Ok(w)
 }
@@ -276,50 +260,40 @@ pub(super) async fn remove(
 pub fn secrets(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let w = owned(call, &tenant, id)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &dto::WebhookSecrets::at(&w, now_ms()),
-    ))
+    ok(&dto::WebhookSecrets::at(&w, now_ms()))
 }
 
 pub async fn rotate(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let spec = validate::rotate(&call.json()?).map_err(ApiError::invalid)?;
-    owned(call, &tenant, id)?;
-    let if_match = IfMatch::parse(&call.req.headers);
     let now = now_ms();
     let new = spec
         .secret
         .unwrap_or_else(|| Secret::new(signer::generate_secret(&mut rand::rng())));
-    let (w, ()) = call
-        .state
-        .store
-        .update_webhook(id.to_owned(), move |w| {
-            check_stored(w, &tenant, if_match.as_ref())?;
-            // Keep at most two: the new current one and the previous current one,
-            // which signs on for the grace period. Older ones are dropped now.
-            let previous = w
-                .active_secrets(now)
-                .next()
-                .cloned()
-                .filter(|_| spec.grace_seconds > 0);
-            w.secrets = vec![SigningSecret {
-                secret: new,
-                expires_at: None,
-            }];
-            if let Some(old) = previous {
-                let grace_ms = spec.grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000;
-                w.secrets.push(SigningSecret {
-                    secret: old,
-                    expires_at: Some(now.saturating_add(grace_ms)),
-                });
-            }
-            w.updated_at = now;
-            Ok::<_, ApiError>(())
-        })
-        .await??;
-    let resp = json_response(StatusCode::OK, &dto::WebhookSecrets::at(&w, now));
-    Ok(with_etag(resp, w.version))
+    let (w, ()) = write(call, &tenant, id, move |w| {
+        // Keep at most two: the new current one and the previous current one,
+        // which signs on for the grace period. Older ones are dropped now.
+        let previous = w
+            .active_secrets(now)
+            .next()
+            .cloned()
+            .filter(|_| spec.grace_seconds > 0);
+        w.secrets = vec![SigningSecret {
+            secret: new,
+            expires_at: None,
+        }];
+        if let Some(old) = previous {
+            let grace_ms = spec.grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000;
+            w.secrets.push(SigningSecret {
+                secret: old,
+                expires_at: Some(now.saturating_add(grace_ms)),
+            });
+        }
+        w.updated_at = now;
+        Ok(())
+    })
+    .await?;
+    tagged(StatusCode::OK, &dto::WebhookSecrets::at(&w, now), w.version)
 }
 
 pub async fn test(call: &Call<'_>, id: &str) -> Reply {
@@ -327,7 +301,7 @@ pub async fn test(call: &Call<'_>, id: &str) -> Reply {
     owned(call, &tenant, id)?;
     let spec = check_test(call, &tenant, &call.json()?).map_err(ApiError::invalid)?;
     let attempt = send_test(call, &tenant, id, &spec).await?;
-    Ok(json_response(StatusCode::OK, &dto::Attempt::new(&attempt)))
+    ok(&dto::Attempt::new(&attempt))
 }
 
 /// Validates a test-event body against `tenant`'s catalogue. Shared by `/v1` and

@@ -19,9 +19,9 @@ use super::{Profile, merge, seed_fields};
 use crate::api::error::ErrorStyle;
 use crate::api::routes::Access::Tenant;
 use crate::api::routes::Body::{Empty, Json};
-use crate::api::routes::{E, NO, NONE, SEMANTIC, json, route, wire};
+use crate::api::routes::{SEMANTIC, json, route, wire};
 use crate::api::validate::MAX_SECRETS;
-use crate::api::{Call, Reply, dto, json_response, no_content, requests as rq, webhooks};
+use crate::api::{Call, Reply, dto, no_content, ok, reply, requests as rq, webhooks};
 use crate::config::ApiProfile;
 use crate::delivery::signer::{self, SECRET_PREFIX};
 use crate::model::{self, Scope::WebhooksRead, Scope::WebhooksWrite, Secret};
@@ -41,18 +41,16 @@ pub(super) static PROFILE: Profile = Profile {
         route!(POST "/api/v2/public/webhooks/facility", Tenant(WebhooksWrite),
             "Create a webhook for facilities; the answer shows its secrets (seed 004)",
             json::<FacilityWebhookCreate>(), CREATED, Json(wire::<FacilityWebhookData>()),
-            also NONE, query NO, errors SEMANTIC, |c| Box::pin(create(c))),
+            errors SEMANTIC, |c| Box::pin(create(c))),
         route!(GET "/api/v2/public/webhooks/facility", Tenant(WebhooksRead),
             "List facility webhooks, secrets masked (seed 004)", None, OK,
-            Json(wire::<FacilityWebhookList>()), also NONE, query NO, errors E,
-            |c| Box::pin(ready(list(c)))),
+            Json(wire::<FacilityWebhookList>()), |c| Box::pin(ready(list(c)))),
         route!(GET "/api/v2/public/webhooks/facility/{id}", Tenant(WebhooksRead),
             "Read a facility webhook, secrets masked (seed 004)", None, OK,
-            Json(wire::<FacilityWebhookData>()), also NONE, query NO, errors E,
-            |c| Box::pin(ready(get(c)))),
+            Json(wire::<FacilityWebhookData>()), |c| Box::pin(ready(get(c)))),
         route!(DELETE "/api/v2/public/webhooks/facility/{id}", Tenant(WebhooksWrite),
-            "Delete a facility webhook (seed 004)", None, NO_CONTENT, Empty, also NONE,
-            query NO, errors E, |c| Box::pin(delete(c))),
+            "Delete a facility webhook (seed 004)", None, NO_CONTENT, Empty,
+            |c| Box::pin(delete(c))),
     ],
 };
 
@@ -213,30 +211,27 @@ async fn create(call: &Call<'_>) -> Reply {
     let mut spec = merge(own, webhooks::check_create(call, &tenant, &body, false))?;
     spec.secrets = secrets;
     let w = webhooks::insert(call, tenant, spec, signer::generate_plain_secret).await?;
-    Ok(json_response(
+    reply(
         StatusCode::CREATED,
         &FacilityWebhookData {
             data: FacilityWebhook::new(&w, true),
         },
-    ))
+    )
 }
 
 fn list(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let all = webhooks::all(call, &tenant);
     let data = all.iter().map(|w| FacilityWebhook::new(w, false)).collect();
-    Ok(json_response(StatusCode::OK, &FacilityWebhookList { data }))
+    ok(&FacilityWebhookList { data })
 }
 
 fn get(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let w = webhooks::owned(call, &tenant, call.id())?;
-    Ok(json_response(
-        StatusCode::OK,
-        &FacilityWebhookData {
-            data: FacilityWebhook::new(&w, false),
-        },
-    ))
+    ok(&FacilityWebhookData {
+        data: FacilityWebhook::new(&w, false),
+    })
 }
 
 async fn delete(call: &Call<'_>) -> Reply {
@@ -246,52 +241,5 @@ async fn delete(call: &Call<'_>) -> Reply {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn check(v: Value) -> (Vec<String>, Vec<String>) {
-        let mut r = Vec::new();
-        let out = check_plain_secrets(Some(&v), &mut r);
-        (out.iter().map(|s| s.expose().to_owned()).collect(), r)
-    }
-
-    #[test]
-    fn plain_secret_rules() {
-        let seed = [
-            "sDV1aKqitCLClI12m7UPFbAAvZfZquJw",
-            "mryefgHPBVHJwux0o3BYW7hPM0BZlcCa",
-        ];
-        assert_eq!(
-            check(json!(seed)),
-            (seed.map(str::to_owned).to_vec(), vec![])
-        );
-        assert_eq!(check(json!([])), (vec![], vec![]));
-        assert_eq!(check(json!(null)), (vec![], vec![]));
-        assert_eq!(check(json!("x")).1, ["secrets must be an array"]);
-        let (_, r) = check(json!([
-            "short",
-            "x".repeat(65),
-            "tab\tinside-sixteen-chars",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            7
-        ]));
-        assert_eq!(
-            r,
-            [
-                "secrets must contain no more than 2 elements".to_owned(),
-                "secrets[0] must be 16 to 64 characters long".to_owned(),
-                "secrets[1] must be 16 to 64 characters long".to_owned(),
-                "secrets[2] must contain only printable ASCII characters".to_owned(),
-                "secrets[3] must not start with \"whsec_\" (that marks a base64 Standard \
-                 Webhooks secret: register it through /v1/webhooks, or send a plain secret)"
-                    .to_owned(),
-                "secrets[4] must be a string".to_owned(),
-            ]
-        );
-        let (_, r) = check(json!([seed[0], seed[0]]));
-        assert_eq!(r, ["secrets must not contain the same secret twice"]);
-        let sixteen = "a b~c!d\"e#f$g%h&";
-        assert_eq!(check(json!([sixteen])).1, Vec::<String>::new());
-    }
-}
+#[path = "facility_webhooks_tests.rs"]
+mod tests;

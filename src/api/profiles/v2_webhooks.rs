@@ -17,8 +17,8 @@ use super::{Profile, merge, seed_fields};
 use crate::api::error::{ApiError, ErrorStyle};
 use crate::api::routes::Access::Tenant;
 use crate::api::routes::Body::{Empty, Json};
-use crate::api::routes::{E, NO, NONE, SEMANTIC, json, route, wire};
-use crate::api::{Call, Reply, dto, json_response, no_content, requests as rq, webhooks};
+use crate::api::routes::{SEMANTIC, json, route, wire};
+use crate::api::{Call, Reply, dto, no_content, ok, reply, requests as rq, webhooks};
 use crate::config::ApiProfile;
 use crate::delivery::signer;
 use crate::model::{self, Scope::WebhooksRead, Scope::WebhooksWrite};
@@ -44,21 +44,17 @@ pub(super) static PROFILE: Profile = Profile {
     tenant_header: "organization-id",
     routes: &[
         route!(POST "/v2/webhooks", Tenant(WebhooksWrite),
-            "Register a webhook for credentialing events (seed 000)",
-            json::<V2WebhookCreate>(), CREATED, Json(wire::<V2Created>()), also NONE,
-            query NO, errors SEMANTIC, |c| Box::pin(create(c))),
+            "Register a webhook for credentialing events (seed 000)", json::<V2WebhookCreate>(),
+            CREATED, Json(wire::<V2Created>()), errors SEMANTIC, |c| Box::pin(create(c))),
         route!(GET "/v2/webhooks", Tenant(WebhooksRead),
             "Retrieve all registered webhooks, secrets masked (seed 001)", None, OK,
-            Json(wire::<V2WebhookList>()), also NONE, query NO, errors E,
-            |c| Box::pin(ready(list(c)))),
+            Json(wire::<V2WebhookList>()), |c| Box::pin(ready(list(c)))),
         route!(DELETE "/v2/webhooks", Tenant(WebhooksWrite),
-            "Remove a registered webhook named in the body (seed 001)",
-            json::<V2WebhookDelete>(), NO_CONTENT, Empty, also NONE, query NO, errors E,
-            |c| Box::pin(delete(c))),
+            "Remove a registered webhook named in the body (seed 001)", json::<V2WebhookDelete>(),
+            NO_CONTENT, Empty, |c| Box::pin(delete(c))),
         route!(POST "/v2/webhooks/{webhookId}/test-event", Tenant(WebhooksWrite),
-            "Send a test event to a registered webhook now (seed 001)",
-            json::<V2TestEvent>(), OK, Json(wire::<V2TestSent>()), also NONE, query NO,
-            errors TEST_ERRORS, |c| Box::pin(test_event(c))),
+            "Send a test event to a registered webhook now (seed 001)", json::<V2TestEvent>(), OK,
+            Json(wire::<V2TestSent>()), errors TEST_ERRORS, |c| Box::pin(test_event(c))),
     ],
 };
 
@@ -167,14 +163,14 @@ async fn create(call: &Call<'_>) -> Reply {
     let body = seed_fields(call.json()?, CREATE_FIELDS, &mut own);
     let spec = merge(own, webhooks::check_create(call, &tenant, &body, false))?;
     let w = webhooks::insert(call, tenant, spec, signer::generate_secret).await?;
-    Ok(json_response(StatusCode::CREATED, &V2Created { id: &w.id }))
+    reply(StatusCode::CREATED, &V2Created { id: &w.id })
 }
 
 fn list(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let all = webhooks::all(call, &tenant);
     let items = all.iter().map(|w| V2Webhook::new(w)).collect();
-    Ok(json_response(StatusCode::OK, &V2WebhookList(items)))
+    ok(&V2WebhookList(items))
 }
 
 async fn delete(call: &Call<'_>) -> Reply {
@@ -210,12 +206,9 @@ async fn test_event(call: &Call<'_>) -> Reply {
     let spec = merge(own, webhooks::check_test(call, &tenant, &body))?;
     let attempt = webhooks::send_test(call, &tenant, call.id(), &spec).await?;
     match (attempt.status, &attempt.error) {
-        (Some(status), _) if (200..300).contains(&status) => Ok(json_response(
-            StatusCode::OK,
-            &V2TestSent {
-                message: "Test event sent successfully",
-            },
-        )),
+        (Some(status), _) if (200..300).contains(&status) => ok(&V2TestSent {
+            message: "Test event sent successfully",
+        }),
         (Some(status), _) => Err(ApiError::bad_gateway(format!(
             "Test event was not accepted: the receiver answered {status}"
         ))),
@@ -227,24 +220,5 @@ async fn test_event(call: &Call<'_>) -> Reply {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn delete_bodies() {
-        assert_eq!(body_id(&json!({"id": "wh_1"})), Ok("wh_1".to_owned()));
-        assert_eq!(body_id(&json!({})), Err(vec!["id is required".to_owned()]));
-        assert_eq!(
-            body_id(&json!({"id": 5, "x": 1})),
-            Err(vec![
-                "unknown field \"x\"".to_owned(),
-                "id must be a string".to_owned()
-            ])
-        );
-        assert_eq!(
-            body_id(&json!([1])),
-            Err(vec!["request body must be a JSON object".to_owned()])
-        );
-    }
-}
+#[path = "v2_webhooks_tests.rs"]
+mod tests;

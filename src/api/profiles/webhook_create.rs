@@ -4,7 +4,6 @@
 //! notificationEmail, secret, createdDate, updatedDate}`. A thin mapping onto
 //! `webhooks.rs`; it never validates or stores anything itself.
 
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -12,8 +11,8 @@ use super::{Profile, merge, seed_fields};
 use crate::api::error::ErrorStyle;
 use crate::api::routes::Access::Tenant;
 use crate::api::routes::Body::Json;
-use crate::api::routes::{NO, NONE, SEMANTIC, json, route, wire};
-use crate::api::{Call, Reply, dto, json_response, requests as rq, webhooks};
+use crate::api::routes::{SEMANTIC, json, route, wire};
+use crate::api::{Call, Reply, dto, ok, requests as rq, webhooks};
 use crate::config::ApiProfile;
 use crate::delivery::signer;
 use crate::model::{self, Scope::WebhooksWrite};
@@ -29,8 +28,8 @@ pub(super) static PROFILE: Profile = Profile {
     tenant_header: "TENANT",
     routes: &[route!(POST "/v1/webhook/create", Tenant(WebhooksWrite),
         "Create a new webhook for the tenant; the answer shows its secret (seed 002)",
-        json::<WebhookCreateRequest>(), OK, Json(wire::<CreatedWebhook>()), also NONE,
-        query NO, errors SEMANTIC, |c| Box::pin(create(c)))],
+        json::<WebhookCreateRequest>(), OK, Json(wire::<CreatedWebhook>()), errors SEMANTIC,
+        |c| Box::pin(create(c)))],
 };
 
 /// `POST /v1/webhook/create` (seed 002).
@@ -75,16 +74,13 @@ async fn create(call: &Call<'_>) -> Reply {
     let w = webhooks::insert(call, tenant, spec, signer::generate_secret).await?;
     let now = model::now_ms();
     let secret = w.active_secrets(now).next().map_or("", |s| s.expose());
-    Ok(json_response(
-        StatusCode::OK,
-        &CreatedWebhook {
-            id: &w.id,
-            url: &w.url,
-            subscriptions: &w.event_types,
-            notification_email: w.notification_email.as_deref(),
-            secret,
-            created_date: model::rfc3339(w.created_at),
-            updated_date: Some(model::rfc3339(w.updated_at)),
-        },
-    ))
+    ok(&CreatedWebhook {
+        id: &w.id,
+        url: &w.url,
+        subscriptions: &w.event_types,
+        notification_email: w.notification_email.as_deref(),
+        secret,
+        created_date: model::rfc3339(w.created_at),
+        updated_date: Some(model::rfc3339(w.updated_at)),
+    })
 }

@@ -8,7 +8,6 @@
 
 use std::future::ready;
 
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,8 +15,8 @@ use super::{Profile, merge, seed_fields};
 use crate::api::error::ErrorStyle;
 use crate::api::routes::Access::Tenant;
 use crate::api::routes::Body::Json;
-use crate::api::routes::{E, NO, NONE, SEMANTIC, json, route, wire};
-use crate::api::{Call, Reply, dto, json_response, requests as rq, webhooks};
+use crate::api::routes::{SEMANTIC, json, route, wire};
+use crate::api::{Call, Reply, dto, ok, requests as rq, webhooks};
 use crate::config::ApiProfile;
 use crate::delivery::signer;
 use crate::model::{self, Scope::WebhooksRead, Scope::WebhooksWrite};
@@ -34,20 +33,17 @@ pub(super) static PROFILE: Profile = Profile {
     routes: &[
         route!(POST "/v1/webhook-subscriptions", Tenant(WebhooksWrite),
             "Create a webhook subscription (https only); the answer shows its secret (seed 003)",
-            json::<SubscriptionCreate>(), OK, Json(wire::<SubscriptionEnvelope>()), also NONE,
-            query NO, errors SEMANTIC, |c| Box::pin(create(c))),
+            json::<SubscriptionCreate>(), OK, Json(wire::<SubscriptionEnvelope>()), errors SEMANTIC,
+            |c| Box::pin(create(c))),
         route!(GET "/v1/webhook-subscriptions", Tenant(WebhooksRead),
             "List webhook subscriptions, secrets masked (seed 003)", None, OK,
-            Json(wire::<SubscriptionList>()), also NONE, query NO, errors E,
-            |c| Box::pin(ready(list(c)))),
+            Json(wire::<SubscriptionList>()), |c| Box::pin(ready(list(c)))),
         route!(GET "/v1/webhook-subscriptions/{id}", Tenant(WebhooksRead),
             "Read a webhook subscription, secret masked (seed 003)", None, OK,
-            Json(wire::<SubscriptionEnvelope>()), also NONE, query NO, errors E,
-            |c| Box::pin(ready(get(c)))),
+            Json(wire::<SubscriptionEnvelope>()), |c| Box::pin(ready(get(c)))),
         route!(DELETE "/v1/webhook-subscriptions/{id}", Tenant(WebhooksWrite),
-            "Soft-delete a webhook subscription; answers it with deletedAt (seed 003)", None,
-            OK, Json(wire::<SubscriptionEnvelope>()), also NONE, query NO, errors E,
-            |c| Box::pin(delete(c))),
+            "Soft-delete a webhook subscription; answers it with deletedAt (seed 003)", None, OK,
+            Json(wire::<SubscriptionEnvelope>()), |c| Box::pin(delete(c))),
     ],
 };
 
@@ -123,10 +119,7 @@ async fn create(call: &Call<'_>) -> Reply {
     // The seed's rule: https only, even where the deployment allows http.
     let spec = merge(own, webhooks::check_create(call, &tenant, &body, true))?;
     let w = webhooks::insert(call, tenant, spec, signer::generate_secret).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &SubscriptionEnvelope::new(&w, true),
-    ))
+    ok(&SubscriptionEnvelope::new(&w, true))
 }
 
 fn list(call: &Call<'_>) -> Reply {
@@ -136,23 +129,17 @@ fn list(call: &Call<'_>) -> Reply {
         .iter()
         .map(|w| SubscriptionEnvelope::new(w, false))
         .collect();
-    Ok(json_response(StatusCode::OK, &SubscriptionList(items)))
+    ok(&SubscriptionList(items))
 }
 
 fn get(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let w = webhooks::owned(call, &tenant, call.id())?;
-    Ok(json_response(
-        StatusCode::OK,
-        &SubscriptionEnvelope::new(&w, false),
-    ))
+    ok(&SubscriptionEnvelope::new(&w, false))
 }
 
 async fn delete(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let w = webhooks::remove(call, tenant, call.id()).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &SubscriptionEnvelope::new(&w, false),
-    ))
+    ok(&SubscriptionEnvelope::new(&w, false))
 }
