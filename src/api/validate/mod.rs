@@ -24,10 +24,12 @@
 pub mod admin;
 pub mod event;
 mod fields;
+mod kinds;
 mod origin;
 pub mod portal;
 #[cfg(test)]
 mod sec_tests;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 pub mod webhook;
