@@ -12,7 +12,7 @@ use super::dto;
 use super::error::ErrorStyle;
 use super::profiles::{self, Profile};
 use super::routes::{Access, Body, ROUTES, Route, Wire, wire};
-use super::validate::{ALIASES, MAX_IDEMPOTENCY_KEY_LEN};
+use super::validate::{MAX_IDEMPOTENCY_KEY_LEN, aliases};
 use crate::config::ApiProfile;
 
 /// Error statuses every authenticated route may answer, with their meaning.
@@ -224,7 +224,7 @@ fn alias_rules(schemas: &mut Map<String, Value>) {
         };
         let mut not_both = Vec::new();
         let mut required_any = Vec::new();
-        for names in ALIASES {
+        for names in aliases() {
             let present: Vec<&str> = names
                 .iter()
                 .copied()

@@ -53,7 +53,7 @@ fn serde_reason(e: &serde_json::Error) -> String {
 
 /// Checks an idempotency key: 1..=256 characters, none of them a control
 /// character.
-fn check_idempotency_key(name: &str, key: &str, r: &mut Vec<String>) -> bool {
+pub(super) fn check_idempotency_key(name: &str, key: &str, r: &mut Vec<String>) -> bool {
     let n = key.chars().count();
     let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&n);
     if !ok {

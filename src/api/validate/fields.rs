@@ -1,5 +1,5 @@
 //! The webhook field checkers (URL, event-type filters, channels, headers, OAuth,
-//! signing secrets, e-mail, metadata, rate limit), shared by create and patch.
+//! signing secrets, e-mail, metadata), called from the field table's kinds.
 //! Pure: no I/O, never echoes a secret value in a reason.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::api::dto::MASK;
-use crate::model::{OAuthConfig, Secret};
+use crate::model::Secret;
 
 /// required, no userinfo or fragment, at most 2048 bytes, host not blocked.
 pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> Option<String> {
@@ -197,7 +197,7 @@ pub(super) fn check_channels(f: &Field, r: &mut Vec<String>) -> Option<Vec<Strin
 
 /// Which custom header names a map refuses (beyond the framing headers, which
 /// every map refuses), and how its reasons name a header.
-pub(super) struct HeaderRules {
+pub(crate) struct HeaderRules {
     label: &'static str,
     reserved: &'static [&'static str],
     reserved_prefix: Option<&'static str>,
@@ -216,7 +216,7 @@ const FRAMING_HEADERS: [&str; 8] = [
 ];
 
 /// Webhook headers: we also set `user-agent` and every `webhook-*` signature header.
-pub(super) const WEBHOOK_HEADERS: HeaderRules = HeaderRules {
+pub(crate) const WEBHOOK_HEADERS: HeaderRules = HeaderRules {
     label: "header",
     reserved: &["user-agent"],
     reserved_prefix: Some("webhook-"),
@@ -224,7 +224,7 @@ pub(super) const WEBHOOK_HEADERS: HeaderRules = HeaderRules {
 
 /// OAuth token-request headers: only framing headers are ours (an extra
 /// `authorization` is legitimate for token endpoints that want Basic auth).
-pub(super) const OAUTH_HEADERS: HeaderRules = HeaderRules {
+pub(crate) const OAUTH_HEADERS: HeaderRules = HeaderRules {
     label: "oauth header",
     reserved: &[],
     reserved_prefix: None,
@@ -310,81 +310,6 @@ pub(super) fn check_headers(
     (r.len() == before).then_some(out)
 }
 
-/// The `oauth` object. `current` is the stored configuration (PATCH), whose
-/// secrets a masked `"****"` keeps.
-pub(super) fn check_oauth(
-    f: &Field,
-    ctx: &Ctx,
-    current: Option<&OAuthConfig>,
-    r: &mut Vec<String>,
-) -> Option<OAuthConfig> {
-    let before = r.len();
-    let mut fields = Fields::of(f.value, format!("{}.", f.name), &f.name, r)?;
-    let p = fields.prefix.clone();
-
-    let token_url = required(fields.get(&["token_url"], r), &format!("{p}token_url"), r)
-        .and_then(|f| f.string(r).and_then(|s| check_url(&f.name, s, ctx, r)));
-    // Stored OAuth secrets belong to the token endpoint: a mask keeps them only
-    // while it stays at the same scheme, host and port.
-    let moved = match (current, &token_url) {
-        (Some(c), Some(next)) if !super::origin::same_destination(&c.token_url, next) => {
-            Some(format!("{p}token_url moves to another host"))
-        }
-        _ => None,
-    };
-    let client_id = required(fields.get(&["client_id"], r), &format!("{p}client_id"), r)
-        .and_then(|f| f.text(MAX_TEXT_LEN, r));
-    let client_secret = required(
-        fields.get(&["client_secret"], r),
-        &format!("{p}client_secret"),
-        r,
-    )
-    .and_then(|f| {
-        let s = f.text(MAX_TEXT_LEN, r)?;
-        if s != MASK {
-            return Some(Secret::new(s));
-        }
-        if let (Some(why), Some(_)) = (&moved, current) {
-            r.push(format!("{} must be sent again: {why}", f.name));
-            return None;
-        }
-        let kept = current.map(|c| c.client_secret.clone());
-        if kept.is_none() {
-            r.push(format!(
-                "{} is the mask \"****\"; send the real value",
-                f.name
-            ));
-        }
-        kept
-    });
-    let scope = match fields.get(&["scope"], r) {
-        Some(f) if !f.is_null() => f.text(MAX_TEXT_LEN, r),
-        _ => None,
-    };
-    let headers = match fields.get(&["headers"], r) {
-        Some(f) if !f.is_null() => check_headers(
-            &f,
-            &OAUTH_HEADERS,
-            current.map(|c| &c.headers),
-            moved.as_deref(),
-            r,
-        ),
-        _ => Some(BTreeMap::new()),
-    };
-    fields.finish(r);
-
-    if r.len() != before {
-        return None;
-    }
-    Some(OAuthConfig {
-        token_url: token_url?,
-        client_id: client_id?,
-        client_secret: client_secret?,
-        scope,
-        headers: headers?,
-    })
-}
-
 /// One signing secret: `whsec_` + standard base64 of 24..=64 bytes. The value is
 /// never echoed in a reason.
 pub(super) fn check_signing_secret(name: &str, v: &Value, r: &mut Vec<String>) -> Option<Secret> {
@@ -462,26 +387,6 @@ pub(super) fn check_email(f: &Field, r: &mut Vec<String>) -> Option<String> {
     }
 }
 
-pub(super) fn check_description(f: &Field, r: &mut Vec<String>) -> Option<String> {
-    let s = f.string(r)?;
-    if s.chars().count() > MAX_DESCRIPTION_LEN {
-        r.push(format!(
-            "{} must be at most {MAX_DESCRIPTION_LEN} characters",
-            f.name
-        ));
-        return None;
-    }
-    Some(s.to_owned())
-}
-
-pub(super) fn check_bool(f: &Field, r: &mut Vec<String>) -> Option<bool> {
-    let b = f.value.as_bool();
-    if b.is_none() {
-        r.push(format!("{} must be a boolean", f.name));
-    }
-    b
-}
-
 pub(super) fn check_metadata(f: &Field, r: &mut Vec<String>) -> Option<BTreeMap<String, String>> {
     let map = f.string_map(MAX_METADATA, r)?;
     let before = r.len();
@@ -507,17 +412,4 @@ pub(super) fn check_metadata(f: &Field, r: &mut Vec<String>) -> Option<BTreeMap<
         }
     }
     (r.len() == before).then_some(out)
-}
-
-pub(super) fn check_rate_limit(f: &Field, r: &mut Vec<String>) -> Option<u32> {
-    match whole_number(f.value) {
-        Some(n @ 1..=MAX_RATE_LIMIT) => u32::try_from(n).ok(),
-        _ => {
-            r.push(format!(
-                "{} must be an integer between 1 and {MAX_RATE_LIMIT}",
-                f.name
-            ));
-            None
-        }
-    }
 }

@@ -2,13 +2,15 @@
 //! wrong) out. Pure code: it must never do I/O, touch the store or hyper, or panic
 //! on anything a client sends.
 //!
-//! One file per resource: [`webhook`] (create, patch, rotate, test, recover, with
-//! the field checkers in `fields.rs`), [`event`] (ingest, the hot path) and
-//! [`admin`] (tenants, API keys, the catalogue). This file holds the limits and the
-//! field access every resource shares: [`Fields`] looks each field up under the
-//! names of the field table ([`names`]), so aliases, "send only one spelling" and
-//! unknown-field reasons come from one place, and the OpenAPI document states the
-//! same rules from the same table.
+//! Each JSON body's fields are declared once, in the field table (`table.rs`:
+//! spellings, kind, whether required; each kind's check in `kinds.rs`), which
+//! both the checks here and the OpenAPI document (`requests.rs`) read. One file
+//! per resource holds the body functions: [`webhook`] (create, patch, rotate,
+//! test, recover; field checkers in `fields.rs`), [`event`] (ingest, the hot path),
+//! [`admin`] (tenants, API keys, the catalogue) and [`portal`]. This file holds the
+//! limits and the field access every resource shares: [`Fields`] looks a field up
+//! under all its spellings, so aliases, "send only one spelling" and unknown-field
+//! reasons come from one place.
 //!
 //! Webhook-style bodies are parsed as [`serde_json::Value`] and checked field by
 //! field so that a 400 lists every problem at once (serde alone stops at the
@@ -24,10 +26,12 @@
 pub mod admin;
 pub mod event;
 mod fields;
+mod kinds;
 mod origin;
 pub mod portal;
 #[cfg(test)]
 mod sec_tests;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 pub mod webhook;
@@ -100,28 +104,20 @@ pub(crate) const MAX_EMAIL_LEN: usize = 254;
 /// Message of a test event when the client sends none.
 pub(crate) const DEFAULT_TEST_MESSAGE: &str = "This is a test event from hookbox.";
 
-/// The field table of spellings: each entry is one field, canonical name first,
-/// then the seed aliases that mean the same field. Validation looks fields up by
-/// these lists (sending two spellings is a reason), and `openapi.rs` documents the
-/// same rule from them.
-pub const ALIASES: &[&[&str]] = &[
-    &["event_types", "subscriptions", "events"],
-    &["channels", "facilities"],
-    &["oauth", "oauth_configuration"],
-    &["notification_email", "notificationEmail"],
-    &["event_type", "eventType"],
-    &["type", "event_type", "eventType"],
-    &["idempotency_key", "idempotencyKey"],
-];
+/// Every aliased field's spellings (canonical first, then the seed aliases), read
+/// from the field tables ([`table`]); `openapi.rs` documents "send only one
+/// spelling" from them.
+pub fn aliases() -> impl Iterator<Item = &'static [&'static str]> {
+    [&table::WEBHOOK, &table::TEST_EVENT, &table::EVENT]
+        .into_iter()
+        .flat_map(|t| t.fields.iter().map(|d| d.names))
+        .filter(|n| n.len() > 1)
+}
 
 /// Every accepted spelling of the aliased field `canonical`, canonical first
-/// (empty for a name that is not in [`ALIASES`]).
+/// (empty for a field without aliases).
 pub fn names(canonical: &str) -> &'static [&'static str] {
-    ALIASES
-        .iter()
-        .find(|n| n[0] == canonical)
-        .copied()
-        .unwrap_or(&[])
+    aliases().find(|n| n[0] == canonical).unwrap_or(&[])
 }
 
 /// What validation needs from the handler: the tenant's catalogue and the SSRF

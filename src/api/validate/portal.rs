@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Fields, whole_number};
+use super::table::{Cx, PLAIN, PORTAL_SESSION};
 
 /// Shortest portal session, in seconds.
 pub const MIN_TTL_SECONDS: u64 = 60;
@@ -21,43 +21,11 @@ pub struct PortalSessionSpec {
 
 /// Checks a session request, listing every reason.
 pub fn portal_session_create(body: &Value) -> Result<PortalSessionSpec, Vec<String>> {
-    let mut r = Vec::new();
-    let Some(mut fields) = Fields::of(body, String::new(), "request body", &mut r) else {
-        return Err(r);
-    };
-    let read_only = match fields.get(&["read_only"], &mut r) {
-        Some(f) if !f.is_null() => match f.value.as_bool() {
-            Some(b) => Some(b),
-            None => {
-                r.push(format!("{} must be true or false", f.name));
-                None
-            }
-        },
-        _ => None,
-    };
-    let ttl_seconds = match fields.get(&["ttl_seconds"], &mut r) {
-        Some(f) if !f.is_null() => match whole_number(f.value) {
-            Some(n) if (MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&n) => n,
-            _ => {
-                r.push(format!(
-                    "{} must be a whole number of seconds from {MIN_TTL_SECONDS} to \
-                     {MAX_TTL_SECONDS} (24 h)",
-                    f.name
-                ));
-                DEFAULT_TTL_SECONDS
-            }
-        },
-        _ => DEFAULT_TTL_SECONDS,
-    };
-    fields.finish(&mut r);
-    if r.is_empty() {
-        Ok(PortalSessionSpec {
-            read_only,
-            ttl_seconds,
-        })
-    } else {
-        Err(r)
-    }
+    let mut v = PORTAL_SESSION.check(body, &mut Cx::new(&PLAIN, 0, None))?;
+    Ok(PortalSessionSpec {
+        read_only: v.take("read_only"),
+        ttl_seconds: v.take("ttl_seconds").unwrap_or(DEFAULT_TTL_SECONDS),
+    })
 }
 
 #[cfg(test)]

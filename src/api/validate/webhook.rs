@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::fields::*;
+use super::table::{Cx, PLAIN, RECOVER, ROTATE, TEST_EVENT, WEBHOOK};
 use super::*;
 use crate::filter::Filter;
 use crate::model::{self, OAuthConfig, Secret, UnixMs, Webhook};
@@ -124,153 +124,31 @@ pub struct TestEventSpec {
 }
 
 /// Reads every webhook field of a create (`current == None`) or patch body into a
-/// patch, plus the create-only secrets. Reasons accumulate in `r`.
+/// patch, plus the create-only secrets, from the field table [`WEBHOOK`].
 fn webhook_fields(
     body: &Value,
     ctx: &Ctx,
     current: Option<&Webhook>,
     r: &mut Vec<String>,
 ) -> (WebhookPatch, Vec<Secret>) {
-    let mut p = WebhookPatch::default();
-    let mut secrets = Vec::new();
-    let Some(mut fields) = Fields::of(body, String::new(), "request body", r) else {
-        return (p, secrets);
+    let mut v = WEBHOOK.read(body, "", "request body", &mut Cx::new(ctx, 0, current), r);
+    let p = WebhookPatch {
+        url: v.take("url"),
+        event_types: v.take("event_types"),
+        channels: v.patch("channels").map(Option::unwrap_or_default),
+        description: v.patch("description"),
+        headers: v.patch("headers").map(Option::unwrap_or_default),
+        oauth: v.patch("oauth"),
+        notification_email: v.patch("notification_email"),
+        enabled: v.take("enabled"),
+        metadata: v.patch("metadata").map(Option::unwrap_or_default),
+        rate_limit_per_second: v
+            .patch::<u64>("rate_limit_per_second")
+            .map(|n| n.and_then(|n| u32::try_from(n).ok())),
+        ordering: v.take("ordering"),
+        filter: v.patch("filter"),
     };
-    let creating = current.is_none();
-
-    match fields.get(&["url"], r) {
-        Some(f) if !f.is_null() => {
-            p.url = f.string(r).and_then(|s| check_url(&f.name, s, ctx, r));
-        }
-        Some(f) => r.push(format!("{} must not be null", f.name)),
-        None if creating => r.push("url is required".to_owned()),
-        None => {}
-    }
-    match fields.get(names("event_types"), r) {
-        Some(f) if !f.is_null() => p.event_types = check_event_types(&f, ctx, r),
-        Some(f) => r.push(format!("{} must not be null", f.name)),
-        None if creating => r.push("event_types is required".to_owned()),
-        None => {}
-    }
-    match fields.get(names("channels"), r) {
-        Some(f) if f.is_null() => p.channels = Some(Vec::new()),
-        Some(f) => p.channels = check_channels(&f, r),
-        None => {}
-    }
-    match fields.get(&["description"], r) {
-        Some(f) if f.is_null() => p.description = Some(None),
-        Some(f) => p.description = check_description(&f, r).map(Some),
-        None => {}
-    }
-
-    // OAuth first: whether `authorization` is a reserved header depends on it.
-    let oauth_field = fields.get(names("oauth"), r);
-    let oauth_set = match &oauth_field {
-        Some(f) => !f.is_null(),
-        None => current.is_some_and(|w| w.oauth.is_some()),
-    };
-    match &oauth_field {
-        Some(f) if f.is_null() => p.oauth = Some(None),
-        Some(f) => {
-            let cur = current.and_then(|w| w.oauth.as_ref());
-            p.oauth = check_oauth(f, ctx, cur, r).map(Some);
-        }
-        None => {}
-    }
-    // Stored header values belong to the webhook's destination: a mask keeps them
-    // only while `url` stays at the same scheme, host and port.
-    let url_moved = match (current, &p.url) {
-        (Some(w), Some(next)) if !super::origin::same_destination(&w.url, next) => {
-            Some("url moves to another host".to_owned())
-        }
-        _ => None,
-    };
-    let headers_field = fields.get(&["headers"], r);
-    let header_names: Vec<&str> = match &headers_field {
-        Some(f) => f
-            .value
-            .as_object()
-            .map(|m| m.keys().map(String::as_str).collect())
-            .unwrap_or_default(),
-        None => current
-            .map(|w| w.headers.keys().map(String::as_str).collect())
-            .unwrap_or_default(),
-    };
-    match &headers_field {
-        Some(f) if f.is_null() => p.headers = Some(BTreeMap::new()),
-        Some(f) => {
-            p.headers = check_headers(
-                f,
-                &WEBHOOK_HEADERS,
-                current.map(|w| &w.headers),
-                url_moved.as_deref(),
-                r,
-            )
-        }
-        // Stored header values left out of the PATCH would follow the webhook to
-        // its new host just as masked ones would.
-        None => {
-            if let (Some(why), Some(w)) = (&url_moved, current) {
-                for name in w.headers.keys() {
-                    r.push(format!("headers.{name} must be sent again: {why}"));
-                }
-            }
-        }
-    }
-    if oauth_set {
-        for name in header_names {
-            if name.eq_ignore_ascii_case("authorization") {
-                r.push(format!(
-                    "header {} is reserved when oauth is set",
-                    quote(name)
-                ));
-            }
-        }
-    }
-
-    match fields.get(&["secrets"], r) {
-        Some(f) if !creating => r.push(format!(
-            "{} cannot be changed here; use POST /v1/webhooks/{{id}}/secrets/rotate",
-            f.name
-        )),
-        Some(f) if f.is_null() => {}
-        Some(f) => secrets = check_secrets(&f, r).unwrap_or_default(),
-        None => {}
-    }
-    match fields.get(names("notification_email"), r) {
-        Some(f) if f.is_null() => p.notification_email = Some(None),
-        Some(f) => p.notification_email = check_email(&f, r).map(Some),
-        None => {}
-    }
-    if let Some(f) = fields.get(&["enabled"], r) {
-        p.enabled = check_bool(&f, r);
-    }
-    match fields.get(&["metadata"], r) {
-        Some(f) if f.is_null() => p.metadata = Some(BTreeMap::new()),
-        Some(f) => p.metadata = check_metadata(&f, r),
-        None => {}
-    }
-    match fields.get(&["rate_limit_per_second"], r) {
-        Some(f) if f.is_null() => p.rate_limit_per_second = Some(None),
-        Some(f) => p.rate_limit_per_second = check_rate_limit(&f, r).map(Some),
-        None => {}
-    }
-    if let Some(f) = fields.get(&["ordering"], r) {
-        p.ordering = check_ordering(&f, r);
-    }
-    match fields.get(&["filter"], r) {
-        Some(f) if f.is_null() => p.filter = Some(None),
-        // Filter reasons already name where they apply (`filter.$or[1]: ...`).
-        Some(f) => {
-            p.filter = Filter::parse(f.value)
-                .map_err(|e| r.extend(e))
-                .ok()
-                .map(Some)
-        }
-        None => {}
-    }
-    fields.finish(r);
-    (p, secrets)
+    (p, v.take("secrets").unwrap_or_default())
 }
 
 /// Validates a `POST /v1/webhooks` body (seed aliases included: `subscriptions`
@@ -303,15 +181,6 @@ pub fn webhook_create(body: &Value, ctx: &Ctx) -> Result<WebhookSpec, Vec<String
     })
 }
 
-/// `ordering`: `"none"` or `"fifo"` (not null: there is nothing to clear).
-fn check_ordering(f: &Field, r: &mut Vec<String>) -> Option<model::Ordering> {
-    let o = f.value.as_str().and_then(model::Ordering::parse);
-    if o.is_none() {
-        r.push(format!("{} must be \"none\" or \"fifo\"", f.name));
-    }
-    o
-}
-
 /// Validates a `PATCH /v1/webhooks/{id}` body against the stored webhook. Same
 /// rules and aliases as create; `null` clears optional fields; `secrets` are
 /// refused (rotation has its own route).
@@ -330,70 +199,23 @@ pub fn webhook_patch(
 
 /// Validates a rotation body `{secret?, grace_seconds?}`; `{}` is fine.
 pub fn rotate(body: &Value) -> Result<RotateSpec, Vec<String>> {
-    let mut r = Vec::new();
-    let Some(mut fields) = Fields::of(body, String::new(), "request body", &mut r) else {
-        return Err(r);
-    };
-    let secret = match fields.get(&["secret"], &mut r) {
-        Some(f) if !f.is_null() => check_signing_secret(&f.name, f.value, &mut r),
-        _ => None,
-    };
-    let grace_seconds = match fields.get(&["grace_seconds"], &mut r) {
-        Some(f) if !f.is_null() => match whole_number(f.value) {
-            Some(n) if n <= MAX_GRACE_SECONDS => n,
-            _ => {
-                r.push(format!(
-                    "{} must be an integer between 0 and {MAX_GRACE_SECONDS}",
-                    f.name
-                ));
-                0
-            }
-        },
-        _ => DEFAULT_GRACE_SECONDS,
-    };
-    fields.finish(&mut r);
-    if r.is_empty() {
-        Ok(RotateSpec {
-            secret,
-            grace_seconds,
-        })
-    } else {
-        Err(r)
-    }
+    let mut v = ROTATE.check(body, &mut Cx::new(&PLAIN, 0, None))?;
+    Ok(RotateSpec {
+        secret: v.take("secret"),
+        grace_seconds: v.take("grace_seconds").unwrap_or(DEFAULT_GRACE_SECONDS),
+    })
 }
 
 /// Validates a test-event body `{event_type (alias eventType), message?}`.
 pub fn test_event(body: &Value, ctx: &Ctx) -> Result<TestEventSpec, Vec<String>> {
-    let mut r = Vec::new();
-    let Some(mut fields) = Fields::of(body, String::new(), "request body", &mut r) else {
-        return Err(r);
-    };
-    let event_type = required(
-        fields.get(names("event_type"), &mut r),
-        "event_type",
-        &mut r,
-    )
-    .and_then(|f| {
-        let s = f.string(&mut r)?;
-        if (ctx.known_event_type)(s) {
-            Some(s.to_owned())
-        } else {
-            r.push(format!("event type {} is not in the catalogue", quote(s)));
-            None
-        }
-    });
-    let message = match fields.get(&["message"], &mut r) {
-        Some(f) if !f.is_null() => f.text(MAX_TEXT_LEN, &mut r),
-        _ => Some(DEFAULT_TEST_MESSAGE.to_owned()),
-    };
-    fields.finish(&mut r);
-    match (event_type, message) {
-        (Some(event_type), Some(message)) if r.is_empty() => Ok(TestEventSpec {
-            event_type,
-            message,
-        }),
-        _ => Err(r),
-    }
+    let mut v = TEST_EVENT.check(body, &mut Cx::new(ctx, 0, None))?;
+    Ok(TestEventSpec {
+        // Required: present once the table's check passed.
+        event_type: v.take("event_type").unwrap_or_default(),
+        message: v
+            .take("message")
+            .unwrap_or_else(|| DEFAULT_TEST_MESSAGE.to_owned()),
+    })
 }
 
 /// A validated `POST /v1/webhooks/{id}/filter/test` body: the event to try.
@@ -475,38 +297,10 @@ pub fn recover_spec(body: &Value) -> Result<(UnixMs, bool), Vec<String>> {
 
 /// [`recover_spec`] with an explicit clock.
 pub fn recover_spec_at(body: &Value, now: UnixMs) -> Result<(UnixMs, bool), Vec<String>> {
-    let mut r = Vec::new();
-    let Some(mut fields) = Fields::of(body, String::new(), "request body", &mut r) else {
-        return Err(r);
-    };
-    let since = required(fields.get(&["since"], &mut r), "since", &mut r).and_then(|f| {
-        let s = f.string(&mut r)?;
-        match model::parse_rfc3339(s) {
-            Some(ms) if ms <= now => Some(ms),
-            Some(_) => {
-                r.push(format!("{} must not be in the future", f.name));
-                None
-            }
-            None => {
-                r.push(format!(
-                    "{} must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z",
-                    f.name
-                ));
-                None
-            }
-        }
-    });
-    let dry_run = match fields.get(&["dry_run"], &mut r) {
-        None => false,
-        Some(f) if f.is_null() => false,
-        Some(f) => f.value.as_bool().unwrap_or_else(|| {
-            r.push(format!("{} must be true or false", f.name));
-            false
-        }),
-    };
-    fields.finish(&mut r);
-    match since {
-        Some(ms) if r.is_empty() => Ok((ms, dry_run)),
-        _ => Err(r),
-    }
+    let mut v = RECOVER.check(body, &mut Cx::new(&PLAIN, now, None))?;
+    // `since` is required: present once the table's check passed.
+    Ok((
+        v.take("since").unwrap_or(now),
+        v.take("dry_run").unwrap_or(false),
+    ))
 }
