@@ -90,7 +90,7 @@ async fn write<R: Send + 'static>(
         }
         change(w)
     });
-    Ok(written.await??)
+    written.await?
 }
 
 /// A JSON answer about a webhook at `version`, with its `ETag`.
