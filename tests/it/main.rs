@@ -35,6 +35,7 @@ mod pg_delivery;
 mod pg_delivery_left;
 mod pg_errors;
 mod pg_ingest;
+mod pg_line_order;
 mod pg_listen;
 mod pg_lock_order;
 mod pg_lost_lease;

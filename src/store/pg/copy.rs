@@ -339,8 +339,8 @@ impl Writer<'_> {
             "deliveries",
             "INSERT INTO deliveries (id, tenant, event_id, webhook_id, event_type, state, \
              attempts, schedule_step, next_attempt_at, last_status, last_error, created_at, \
-             updated_at) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             updated_at, line_seq) \
+             SELECT *, NULL::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
                                   $5::text[], $6::smallint[], $7::integer[], $8::integer[], \
                                   $9::bigint[], $10::smallint[], $11::text[], $12::bigint[], \
                                   $13::bigint[])",

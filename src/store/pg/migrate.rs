@@ -12,10 +12,15 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "api", include_str!("migrations/0002_api.sql")),
     (3, "claims", include_str!("migrations/0003_claims.sql")),
+    (
+        4,
+        "line_order",
+        include_str!("migrations/0004_line_order.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to (the last entry of [`MIGRATIONS`]).
-pub const SCHEMA: i32 = 3;
+pub const SCHEMA: i32 = 4;
 
 /// The advisory lock key all hookbox nodes take while migrating ("hookbox" in ASCII).
 const LOCK_KEY: i64 = 0x0068_6f6f_6b62_6f78;

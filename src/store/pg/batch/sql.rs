@@ -214,7 +214,7 @@ pub(super) async fn info(
                    AND lease_until > $3) l \
              LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
                  WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL AND w.ordering = 1 \
-                 ORDER BY id LIMIT 1) h ON true",
+                 ORDER BY line_seq NULLS FIRST, id LIMIT 1) h ON true",
         &[&ids, &node, &now],
     )
     .await
