@@ -196,3 +196,67 @@ async fn sslmode_require_speaks_tls_and_refuses_a_server_without_it() {
     let err = pg::connect_and_migrate(&pool).await.unwrap_err();
     assert!(matches!(err, PgError::Unreachable(_)), "{err}");
 }
+
+/// What a hookbox of schema 3 left behind: its migrations applied and recorded.
+async fn at_schema_3(db: &tokio_postgres::Client) {
+    db.batch_execute(
+        "CREATE TABLE hookbox_schema (version integer PRIMARY KEY, name text NOT NULL, \
+         applied_at bigint NOT NULL)",
+    )
+    .await
+    .unwrap();
+    for (version, name, text) in pg::MIGRATIONS.iter().filter(|m| m.0 <= 3) {
+        db.batch_execute(text).await.unwrap();
+        db.execute(
+            "INSERT INTO hookbox_schema (version, name, applied_at) VALUES ($1, $2, 1)",
+            &[version, name],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_schema_3_database_upgrades_and_its_waiting_line_keeps_its_order() {
+    let url = pg_cluster::shared().database().await;
+    let db = sql(&url).await;
+    at_schema_3(&db).await;
+    let insert = "INSERT INTO deliveries (id, tenant, event_id, webhook_id, event_type, \
+                  state, attempts, schedule_step, next_attempt_at, created_at, updated_at) \
+                  VALUES ($1, 't', 'e', 'w', 'x', 0, 0, 0, 1, 1, 1)";
+    for id in ["msg_02", "msg_01"] {
+        db.execute(insert, &[&id]).await.unwrap();
+    }
+    let store = pg::PgStore::open(&url, 2, hookbox::secrets::Cipher::new(&[3; 32]))
+        .await
+        .expect("a schema 3 database opens and is migrated");
+    let version: i32 = db
+        .query_one("SELECT max(version) FROM hookbox_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, pg::SCHEMA);
+    // The rows from before keep their order (by id) at the head of the line...
+    assert_eq!(
+        store.first_unfinished("w").await.unwrap().as_deref(),
+        Some("msg_01")
+    );
+    // ...and one written after comes after them, whatever its id.
+    db.execute(insert, &[&"msg_00"]).await.unwrap();
+    for gone in ["msg_01", "msg_02"] {
+        assert_eq!(
+            store.first_unfinished("w").await.unwrap().as_deref(),
+            Some(gone)
+        );
+        db.execute(
+            "UPDATE deliveries SET next_attempt_at = NULL, state = 1 WHERE id = $1",
+            &[&gone],
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        store.first_unfinished("w").await.unwrap().as_deref(),
+        Some("msg_00")
+    );
+}
