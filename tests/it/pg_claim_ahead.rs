@@ -6,11 +6,8 @@
 
 use std::time::Duration;
 
-use hookbox::config::Backend;
-use hookbox::model::Secret;
 use serde_json::json;
 
-use crate::helpers::TestApp;
 use crate::pg_cluster;
 use crate::receiver::{Reply, TestReceiver};
 
@@ -23,10 +20,7 @@ async fn a_claim_leases_ahead_of_the_running_share_and_never_runs_more_than_it()
     // the share stays full while we look.
     let slow = Duration::from_millis(1500);
     let rx = TestReceiver::start_with(Reply::status(200).delay(slow)).await;
-    let pg = url.clone();
-    let app = TestApp::spawn_with(move |c| {
-        c.store.backend = Backend::Postgres;
-        c.store.postgres_url = Some(Secret::new(pg));
+    let app = pg_cluster::app(&url, |c| {
         c.store.postgres_pool = 8;
         c.store.lease = Duration::from_secs(6);
         c.delivery.max_in_flight = 8;

@@ -518,3 +518,18 @@ impl Drop for Private {
         self.0.stop();
     }
 }
+
+/// A real hookbox server on the PostgreSQL database at `url` (whatever engine the
+/// suite runs on), with `tweak` applied to its config after.
+pub async fn app(
+    url: &str,
+    tweak: impl FnOnce(&mut hookbox::config::Config),
+) -> crate::helpers::TestApp {
+    let url = url.to_owned();
+    crate::helpers::TestApp::spawn_with(move |c| {
+        c.store.backend = hookbox::config::Backend::Postgres;
+        c.store.postgres_url = Some(Secret::new(url));
+        tweak(c);
+    })
+    .await
+}

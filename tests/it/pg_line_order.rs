@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use hookbox::config::Backend;
-use hookbox::model::{Secret, now_ms};
+use hookbox::model::now_ms;
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -23,12 +22,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// app, the receiver, the database and the three delivery ids.
 async fn line_of_three() -> (TestApp, TestReceiver, Client, [String; 3]) {
     let url = pg_cluster::shared().database().await;
-    let pg = url.clone();
-    let app = TestApp::spawn_with(move |c| {
-        c.store.backend = Backend::Postgres;
-        c.store.postgres_url = Some(Secret::new(pg));
-    })
-    .await;
+    let app = pg_cluster::app(&url, |_| {}).await;
     let db = sql(&url).await;
     let rx = TestReceiver::start().await;
     rx.script([Reply::status(200).delay(Duration::from_millis(1500))]);

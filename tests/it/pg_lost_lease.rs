@@ -6,11 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use hookbox::config::Backend;
-use hookbox::model::{Secret, now_ms};
+use hookbox::model::now_ms;
 use serde_json::json;
 
-use crate::helpers::TestApp;
 use crate::pg_cluster::{self, sql};
 use crate::receiver::{Reply, TestReceiver};
 
@@ -19,9 +17,7 @@ const LEASE: Duration = Duration::from_secs(6);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_the_node_lost_track_of_runs_out_and_its_delivery_is_made() {
     let url = pg_cluster::shared().database().await;
-    let app = TestApp::spawn_with(|c| {
-        c.store.backend = Backend::Postgres;
-        c.store.postgres_url = Some(Secret::new(url.clone()));
+    let app = pg_cluster::app(&url, |c| {
         c.store.lease = LEASE;
         // One at a time: a forgotten lease would hold the whole webhook.
         c.delivery.per_webhook_in_flight = 1;
