@@ -230,14 +230,19 @@ async fn open_store(config: &Config, cipher: secrets::Cipher) -> anyhow::Result<
                 .postgres_url
                 .as_ref()
                 .context("store.postgres_url is not set")?;
-            let store = PgStore::open_with(
-                url.expose(),
-                config.store.postgres_ca_file.as_deref(),
-                config.store.postgres_pool,
-                cipher,
-            )
-            .await
-            .context("cannot open the PostgreSQL store")?;
+            let options = crate::store::pg::Options {
+                ca_file: config.store.postgres_ca_file.as_deref(),
+                pool_size: config.store.postgres_pool,
+                statements: config.store.postgres_statements,
+                listen_url: config
+                    .store
+                    .postgres_listen_url
+                    .as_ref()
+                    .map(|u| u.expose()),
+            };
+            let store = PgStore::connect(url.expose(), &options, cipher)
+                .await
+                .context("cannot open the PostgreSQL store")?;
             Ok((Db::Postgres(store), "postgresql".to_owned()))
         }
     }

@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::model::Secret;
+use crate::store::pg::Statements;
 
 mod portal;
 mod store;
@@ -50,6 +51,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HOOKBOX_POSTGRES_URL", "store.postgres_url"),
     ("HOOKBOX_POSTGRES_POOL", "store.postgres_pool"),
     ("HOOKBOX_POSTGRES_CA_FILE", "store.postgres_ca_file"),
+    ("HOOKBOX_POSTGRES_STATEMENTS", "store.postgres_statements"),
+    ("HOOKBOX_POSTGRES_LISTEN_URL", "store.postgres_listen_url"),
     ("HOOKBOX_STORE_LEASE", "store.lease"),
 ];
 
@@ -123,6 +126,17 @@ pub struct StoreConfig {
     /// that sign the database's certificate, trusted instead of the public roots
     /// (as `sslrootcert` in the URL); checked at start to hold a certificate.
     pub postgres_ca_file: Option<PathBuf>,
+    /// `postgres_statements` (env `HOOKBOX_POSTGRES_STATEMENTS`): `cached` (the
+    /// default: the hot paths' statements prepared once per connection) or
+    /// `unnamed` (every statement sent unnamed with its parameter types, nothing
+    /// left on the server connection: for PgBouncer in transaction mode before 1.21
+    /// or without `max_prepared_statements`).
+    pub postgres_statements: Statements,
+    /// `postgres_listen_url` (env `HOOKBOX_POSTGRES_LISTEN_URL`): where the change
+    /// listener connects instead of `postgres_url`. `LISTEN` needs a session of its
+    /// own: behind a pooler in transaction mode, point this at PostgreSQL itself
+    /// (or a session-mode pool). A secret, as `postgres_url`.
+    pub postgres_listen_url: Option<Secret>,
     /// `lease` (env `HOOKBOX_STORE_LEASE`): how long a node owns a claimed delivery
     /// unless it renews; at least 3 x `delivery.request_timeout`.
     pub lease: Duration,
@@ -135,6 +149,8 @@ impl Default for StoreConfig {
             postgres_url: None,
             postgres_pool: 16,
             postgres_ca_file: None,
+            postgres_statements: Statements::Cached,
+            postgres_listen_url: None,
             lease: Duration::from_secs(60),
         }
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{Backend, StoreConfig};
 use crate::model::Secret;
-use crate::store::pg::{Policy, RootCert, UrlTls, load_ca, split_url};
+use crate::store::pg::{Policy, RootCert, Statements, UrlTls, load_ca, split_url};
 
 /// `[store]` as written.
 #[derive(Default, Deserialize)]
@@ -20,6 +20,8 @@ pub(super) struct RawStore {
     pub postgres_url: Option<Secret>,
     pub postgres_pool: Option<i64>,
     pub postgres_ca_file: Option<PathBuf>,
+    pub postgres_statements: Option<String>,
+    pub postgres_listen_url: Option<Secret>,
     pub lease: Option<String>,
 }
 
@@ -53,34 +55,42 @@ pub(super) fn build(
         }
     };
     let postgres_url = raw.postgres_url.filter(|u| !u.expose().trim().is_empty());
+    let postgres_listen_url = raw
+        .postgres_listen_url
+        .filter(|u| !u.expose().trim().is_empty());
     let postgres_ca_file = raw.postgres_ca_file.filter(|f| !f.as_os_str().is_empty());
-    let mut url_tls = None;
-    match (&backend, &postgres_url) {
-        (Backend::Postgres, None) => add(
+    if backend == Backend::Postgres && postgres_url.is_none() {
+        add(
             "store.postgres_url",
             "is required when store.backend is \"postgres\"".to_owned(),
-        ),
-        (_, Some(url)) => {
-            let text = url.expose().trim();
-            if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
-                add(
-                    "store.postgres_url",
-                    "must be a URL starting with postgres:// or postgresql://".to_owned(),
-                );
-            } else {
-                // The parsers' messages name the part that is wrong, never the password.
-                match split_url(text) {
-                    Err(e) => add("store.postgres_url", format!("is not valid: {e}")),
-                    Ok((rest, tls)) => match rest.parse::<tokio_postgres::Config>() {
-                        Err(e) => add("store.postgres_url", format!("is not valid: {}", chain(&e))),
-                        Ok(_) => url_tls = Some(tls),
-                    },
-                }
-            }
-        }
-        (Backend::Redb, None) => {}
+        );
     }
-    check_tls(url_tls.as_ref(), postgres_ca_file.as_deref(), add);
+    let url_tls = postgres_url
+        .as_ref()
+        .and_then(|url| check_url("store.postgres_url", url.expose(), add));
+    let ca_file = postgres_ca_file.as_deref();
+    if let Some(path) = ca_file
+        && let Err(e) = load_ca(path)
+    {
+        add("store.postgres_ca_file", format!("{}: {e}", path.display()));
+    }
+    check_tls("store.postgres_url", url_tls.as_ref(), ca_file, add);
+    if let Some(url) = &postgres_listen_url {
+        // The listener's connection trusts the same CA file as the pool's.
+        let key = "store.postgres_listen_url";
+        let tls = check_url(key, url.expose(), add);
+        check_tls(key, tls.as_ref(), ca_file, add);
+    }
+    let postgres_statements = match raw.postgres_statements.as_deref() {
+        None => d.postgres_statements,
+        Some(text) => Statements::parse(text).unwrap_or_else(|| {
+            add(
+                "store.postgres_statements",
+                format!("{text:?} is not \"cached\" or \"unnamed\""),
+            );
+            d.postgres_statements
+        }),
+    };
     let postgres_pool = match raw.postgres_pool {
         None => d.postgres_pool,
         Some(n) if (POOL.0..=POOL.1).contains(&n) => usize::try_from(n).unwrap_or(d.postgres_pool),
@@ -111,8 +121,32 @@ pub(super) fn build(
         postgres_url,
         postgres_pool,
         postgres_ca_file,
+        postgres_statements,
+        postgres_listen_url,
         lease,
     }
+}
+
+/// Checks a PostgreSQL URL's shape (`key` names it in the problems); its TLS
+/// settings when it is one.
+fn check_url(key: &str, url: &str, add: &mut dyn FnMut(&str, String)) -> Option<UrlTls> {
+    let text = url.trim();
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        add(
+            key,
+            "must be a URL starting with postgres:// or postgresql://".to_owned(),
+        );
+        return None;
+    }
+    // The parsers' messages name the part that is wrong, never the password.
+    match split_url(text) {
+        Err(e) => add(key, format!("is not valid: {e}")),
+        Ok((rest, tls)) => match rest.parse::<tokio_postgres::Config>() {
+            Err(e) => add(key, format!("is not valid: {}", chain(&e))),
+            Ok(_) => return Some(tls),
+        },
+    }
+    None
 }
 
 /// An error with its causes (tokio-postgres's own message is only "invalid
@@ -128,28 +162,25 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Checks the TLS settings: the URL's `sslmode` and `sslrootcert` with
-/// `postgres_ca_file` (every contradiction), and that each CA file named exists and
-/// holds at least one usable PEM certificate.
-fn check_tls(url: Option<&UrlTls>, ca_file: Option<&Path>, add: &mut dyn FnMut(&str, String)) {
-    if let Some(path) = ca_file
-        && let Err(e) = load_ca(path)
-    {
-        add("store.postgres_ca_file", format!("{}: {e}", path.display()));
-    }
+/// Checks the TLS settings of the URL at `key`: its `sslmode` and `sslrootcert`
+/// with `postgres_ca_file` (every contradiction), and that the CA file its
+/// `sslrootcert` names exists and holds at least one usable PEM certificate.
+fn check_tls(
+    key: &str,
+    url: Option<&UrlTls>,
+    ca_file: Option<&Path>,
+    add: &mut dyn FnMut(&str, String),
+) {
     let Some(url) = url else { return };
     if let Some(RootCert::File(path)) = &url.root_cert
         && Some(path.as_path()) != ca_file
         && let Err(e) = load_ca(path)
     {
-        add(
-            "store.postgres_url",
-            format!("sslrootcert {}: {e}", path.display()),
-        );
+        add(key, format!("sslrootcert {}: {e}", path.display()));
     }
     if let Err(problems) = Policy::decide(url, ca_file) {
         for p in problems {
-            add("store.postgres_url", p);
+            add(key, p);
         }
     }
 }
@@ -159,6 +190,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::{Backend, Config, ConfigError};
+    use crate::store::pg::Statements;
 
     fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
         let env: Vec<(String, String)> = vars
@@ -247,6 +279,67 @@ mod tests {
         .expect_err("bad port");
         assert!(
             found[0].starts_with("store.postgres_url: is not valid"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn statements_and_the_listener_url_are_read_checked_and_listed() {
+        let c = load("", &[]).expect("defaults");
+        assert_eq!(c.store.postgres_statements, Statements::Cached);
+        assert_eq!(c.store.postgres_listen_url, None);
+        let c = load(
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://hb@127.0.0.1:6432/hb\"\n\
+             postgres_statements = \"unnamed\"\n\
+             postgres_listen_url = \"postgres://hb@127.0.0.1:5432/hb\"\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(c.store.postgres_statements, Statements::Unnamed);
+        assert_eq!(
+            c.store
+                .postgres_listen_url
+                .as_ref()
+                .map(|u| u.expose().to_owned()),
+            Some("postgres://hb@127.0.0.1:5432/hb".to_owned())
+        );
+        let c = load(
+            "",
+            &[
+                ("HOOKBOX_POSTGRES_STATEMENTS", "Unnamed"),
+                ("HOOKBOX_POSTGRES_LISTEN_URL", "postgresql://hb:pw@db/hb"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.store.postgres_statements, Statements::Unnamed);
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "the listener URL is a secret"
+        );
+
+        let found = load(
+            "[store]\npostgres_statements = \"named\"\npostgres_listen_url = \"mysql://x\"\n",
+            &[("HOOKBOX_POSTGRES_URL", "postgres://h/db?sslmode=strict")],
+        )
+        .expect_err("invalid");
+        for want in [
+            "store.postgres_statements: \"named\" is not \"cached\" or \"unnamed\"",
+            "store.postgres_listen_url: must be a URL starting with postgres://",
+            "store.postgres_url: is not valid: sslmode \"strict\"",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(want)),
+                "{want:?} not in {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 3, "{found:?}");
+        let found = load(
+            "[store]\npostgres_listen_url = \"postgres://h/db?sslmode=verify-ca\"\n",
+            &[],
+        )
+        .expect_err("no CA for the listener");
+        assert!(
+            found[0].starts_with("store.postgres_listen_url: sslmode=verify-ca needs a CA file"),
             "{found:?}"
         );
     }

@@ -255,6 +255,10 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)], problems: &mut Probl
             },
             "HOOKBOX_STORE_LEASE" => raw.store.lease = Some(value.clone()),
             "HOOKBOX_POSTGRES_CA_FILE" => raw.store.postgres_ca_file = Some(value.into()),
+            "HOOKBOX_POSTGRES_STATEMENTS" => raw.store.postgres_statements = Some(value.clone()),
+            "HOOKBOX_POSTGRES_LISTEN_URL" => {
+                raw.store.postgres_listen_url = Some(Secret::new(value.clone()));
+            }
             "HOOKBOX_SMTP_PASSWORD" => match raw.smtp.as_mut() {
                 Some(smtp) => smtp.password = Some(Secret::new(value.clone())),
                 None => problems.add(key, "is set but the config file has no [smtp] section"),

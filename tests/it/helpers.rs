@@ -66,23 +66,41 @@ pub fn test_config(dir: PathBuf) -> Config {
 }
 
 /// Which engine the suite runs on: `HOOKBOX_TEST_BACKEND=postgres` runs every
-/// `TestApp` on its own database of the throwaway cluster (`pg_cluster`), so the
-/// one API and delivery suite covers both engines. A test about one engine's own
+/// `TestApp` on its own database of the throwaway cluster (`pg_cluster`), and
+/// `pgbouncer` on one reached through PgBouncer in transaction mode (`pg_bouncer`,
+/// with unnamed statements and the listener connected to the cluster directly), so
+/// the one API and delivery suite covers both engines. A test about one engine's own
 /// mechanics pins it in its `spawn_with` closure (`c.store.backend = Backend::Redb`).
 pub fn postgres_under_test() -> bool {
-    std::env::var("HOOKBOX_TEST_BACKEND").is_ok_and(|b| b.trim().eq_ignore_ascii_case("postgres"))
+    matches!(
+        backend_under_test().as_deref(),
+        Some("postgres" | "pgbouncer")
+    )
+}
+
+fn backend_under_test() -> Option<String> {
+    std::env::var("HOOKBOX_TEST_BACKEND")
+        .ok()
+        .map(|b| b.trim().to_ascii_lowercase())
 }
 
 /// Points `config` at the engine under test.
 async fn engine_under_test(config: &mut Config) {
-    if postgres_under_test() {
-        let url = crate::pg_cluster::shared().database().await;
-        config.store.backend = Backend::Postgres;
-        config.store.postgres_url = Some(Secret::new(url));
-        config.store.postgres_pool = 8;
-        // At least 3 x the tests' request timeout (2 s).
-        config.store.lease = Duration::from_secs(6);
-    }
+    let url = match backend_under_test().as_deref() {
+        Some("postgres") => crate::pg_cluster::shared().database().await,
+        Some("pgbouncer") => {
+            let (through, direct) = crate::pg_bouncer::shared().database().await;
+            config.store.postgres_statements = hookbox::store::pg::Statements::Unnamed;
+            config.store.postgres_listen_url = Some(Secret::new(direct));
+            through
+        }
+        _ => return,
+    };
+    config.store.backend = Backend::Postgres;
+    config.store.postgres_url = Some(Secret::new(url));
+    config.store.postgres_pool = 8;
+    // At least 3 x the tests' request timeout (2 s).
+    config.store.lease = Duration::from_secs(6);
 }
 
 /// A running hookbox for one test.

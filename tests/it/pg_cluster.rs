@@ -420,6 +420,11 @@ impl Cluster {
         };
     }
 
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The URL of the cluster's `postgres` database (over TCP without TLS, or for a
     /// TLS cluster through its Unix socket).
     pub fn admin_url(&self) -> String {

@@ -19,6 +19,9 @@ mod contract;
 #[path = "../it/helpers.rs"]
 mod helpers;
 #[allow(dead_code)]
+#[path = "../it/pg_bouncer.rs"]
+mod pg_bouncer;
+#[allow(dead_code)]
 #[path = "../it/pg_cluster.rs"]
 mod pg_cluster;
 #[allow(dead_code)]

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::GenericClient;
+use super::conn::AsSql;
 use tokio_postgres::Row;
 
 use super::{PgStore, is_unique_violation, sql};
@@ -249,7 +249,8 @@ impl PgStore {
 }
 
 /// Inserts one catalogue entry; `Conflict` if the tenant has it already.
-async fn insert_event_type<C: GenericClient>(client: &C, et: &EventType) -> Result<(), StoreError> {
+async fn insert_event_type<C: AsSql>(client: &C, et: &EventType) -> Result<(), StoreError> {
+    let client = client.sql();
     let inserted = client
         .execute(
             "INSERT INTO event_types (tenant, name, description, schema, created_at) \
@@ -271,7 +272,8 @@ async fn insert_event_type<C: GenericClient>(client: &C, et: &EventType) -> Resu
 }
 
 /// Every tenant, in id order.
-pub(super) async fn all_tenants<C: GenericClient>(c: &C) -> Result<Vec<Tenant>, StoreError> {
+pub(super) async fn all_tenants<C: AsSql>(c: &C) -> Result<Vec<Tenant>, StoreError> {
+    let c = c.sql();
     let rows = c
         .query("SELECT id, name, created_at FROM tenants ORDER BY id", &[])
         .await
@@ -280,10 +282,11 @@ pub(super) async fn all_tenants<C: GenericClient>(c: &C) -> Result<Vec<Tenant>, 
 }
 
 /// One tenant with its whole catalogue, if it exists.
-pub(super) async fn tenant_with_catalogue<C: GenericClient>(
+pub(super) async fn tenant_with_catalogue<C: AsSql>(
     c: &C,
     id: &str,
 ) -> Result<Option<(Tenant, Vec<EventType>)>, StoreError> {
+    let c = c.sql();
     let Some(row) = c
         .query_opt(
             "SELECT id, name, created_at FROM tenants WHERE id = $1",
@@ -305,7 +308,8 @@ pub(super) async fn tenant_with_catalogue<C: GenericClient>(
 }
 
 /// Every API key record (hashes only), in id order.
-pub(super) async fn all_api_keys<C: GenericClient>(c: &C) -> Result<Vec<ApiKey>, StoreError> {
+pub(super) async fn all_api_keys<C: AsSql>(c: &C) -> Result<Vec<ApiKey>, StoreError> {
+    let c = c.sql();
     let rows = c
         .query(&format!("SELECT {API_KEY} FROM api_keys ORDER BY id"), &[])
         .await
@@ -314,10 +318,8 @@ pub(super) async fn all_api_keys<C: GenericClient>(c: &C) -> Result<Vec<ApiKey>,
 }
 
 /// One API key record, if it exists.
-pub(super) async fn api_key_by_id<C: GenericClient>(
-    c: &C,
-    id: &str,
-) -> Result<Option<ApiKey>, StoreError> {
+pub(super) async fn api_key_by_id<C: AsSql>(c: &C, id: &str) -> Result<Option<ApiKey>, StoreError> {
+    let c = c.sql();
     let row = c
         .query_opt(
             &format!("SELECT {API_KEY} FROM api_keys WHERE id = $1"),
@@ -329,7 +331,8 @@ pub(super) async fn api_key_by_id<C: GenericClient>(
 }
 
 /// Every event type of every tenant, by tenant then name.
-pub(super) async fn all_event_types<C: GenericClient>(c: &C) -> Result<Vec<EventType>, StoreError> {
+pub(super) async fn all_event_types<C: AsSql>(c: &C) -> Result<Vec<EventType>, StoreError> {
+    let c = c.sql();
     let rows = c
         .query(
             &format!("SELECT {EVENT_TYPE} FROM event_types ORDER BY tenant, name"),
@@ -341,11 +344,12 @@ pub(super) async fn all_event_types<C: GenericClient>(c: &C) -> Result<Vec<Event
 }
 
 /// The named `(tenant, name)` catalogue entries that exist, by tenant then name.
-pub(super) async fn event_types_named<C: GenericClient>(
+pub(super) async fn event_types_named<C: AsSql>(
     c: &C,
     tenants: &[&str],
     names: &[&str],
 ) -> Result<Vec<EventType>, StoreError> {
+    let c = c.sql();
     let rows = c
         .query(
             &format!(

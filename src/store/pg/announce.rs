@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::{GenericClient, Transaction};
+use super::conn::{AsSql, Tx};
 use serde::{Deserialize, Serialize};
 
 use super::{PgStore, admin, sql, webhooks};
@@ -126,11 +126,7 @@ pub(super) fn parse(payload: &str) -> Option<Note> {
 impl PgStore {
     /// Announces `changes` to the other nodes, inside `tx`: PostgreSQL delivers the
     /// notification when `tx` commits, and drops it if `tx` rolls back.
-    pub(super) async fn announce(
-        &self,
-        tx: &Transaction<'_>,
-        changes: &[Change],
-    ) -> Result<(), StoreError> {
+    pub(super) async fn announce(&self, tx: &Tx<'_>, changes: &[Change]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -147,7 +143,7 @@ impl PgStore {
     /// commit). The caller wakes this node's own loop after the commit
     /// (`self.wakeups.notify_one()`); the other nodes' listeners wake theirs. The
     /// payload is the sender's node id, so that its own listener skips it.
-    pub(super) async fn notify_work(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+    pub(super) async fn notify_work(&self, tx: &Tx<'_>) -> Result<(), StoreError> {
         tx.execute("SELECT pg_notify($1, $2)", &[&WORK, &self.node_id()])
             .await
             .map_err(sql)?;
@@ -158,18 +154,19 @@ impl PgStore {
     /// `None` when a full reload is needed instead: one of them is `Reload`, or a
     /// row that should still exist is gone (purged since), which a change cannot
     /// express.
-    pub(super) async fn reread<C: GenericClient>(
+    pub(super) async fn reread<C: AsSql>(
         &self,
         c: &C,
         named: &[Named],
     ) -> Result<Option<Vec<Change>>, StoreError> {
+        let c = c.sql();
         let mut out = Vec::with_capacity(named.len());
         for n in named {
             match n {
                 Named::Reload => return Ok(None),
                 Named::Tenant { id } => {
                     // Gone means deleted since; that deletion's notification follows.
-                    if let Some((tenant, catalogue)) = admin::tenant_with_catalogue(c, id).await? {
+                    if let Some((tenant, catalogue)) = admin::tenant_with_catalogue(&c, id).await? {
                         out.push(Change::TenantCreated { tenant, catalogue });
                     }
                 }
@@ -180,7 +177,7 @@ impl PgStore {
                     webhooks: ids,
                 } => {
                     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                    let found = webhooks::webhooks_by_id(c, &self.cipher, &ids).await?;
+                    let found = webhooks::webhooks_by_id(&c, &self.cipher, &ids).await?;
                     if found.len() != ids.len() {
                         return Ok(None);
                     }
@@ -191,7 +188,7 @@ impl PgStore {
                         webhooks: found.into_iter().map(Arc::new).collect(),
                     });
                 }
-                Named::Key { id } => match admin::api_key_by_id(c, id).await? {
+                Named::Key { id } => match admin::api_key_by_id(&c, id).await? {
                     Some(key) => out.push(Change::KeyCreated(key)),
                     None => out.push(Change::KeyDeleted { id: id.clone() }),
                 },
@@ -199,7 +196,7 @@ impl PgStore {
                 Named::EventTypes { entries } => {
                     let tenants: Vec<&str> = entries.iter().map(|(t, _)| t.as_str()).collect();
                     let names: Vec<&str> = entries.iter().map(|(_, n)| n.as_str()).collect();
-                    let found = admin::event_types_named(c, &tenants, &names).await?;
+                    let found = admin::event_types_named(&c, &tenants, &names).await?;
                     // Missing ones were removed since; their removal follows.
                     if !found.is_empty() {
                         out.push(Change::EventTypesAdded(found));
@@ -211,7 +208,7 @@ impl PgStore {
                 }),
                 Named::Webhook { id } => {
                     let mut found =
-                        webhooks::webhooks_by_id(c, &self.cipher, &[id.as_str()]).await?;
+                        webhooks::webhooks_by_id(&c, &self.cipher, &[id.as_str()]).await?;
                     match found.pop() {
                         Some(w) => out.push(Change::Webhook(Arc::new(w))),
                         None => return Ok(None),
@@ -227,10 +224,7 @@ impl PgStore {
     pub(super) async fn snapshot(&self) -> Result<Change, StoreError> {
         let mut client = self.client().await?;
         let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+            .read_only(tokio_postgres::IsolationLevel::RepeatableRead)
             .await
             .map_err(sql)?;
         let tenants = admin::all_tenants(&tx).await?;

@@ -12,7 +12,7 @@ mod sql;
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use super::conn::Tx;
 
 use self::bucket::Bucket;
 use self::sql::{Candidate, Info};
@@ -233,7 +233,7 @@ impl<'a> Round<'a> {
     /// the claim itself and the buckets' new levels.
     async fn decide(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         node: &str,
         now: UnixMs,
         candidates: Vec<Candidate>,

@@ -6,7 +6,7 @@
 //! `PgStore::create_webhook` (`webhooks::insert`). It never deletes or updates a row
 //! that existed before the copy, and never formats a value into SQL.
 
-use deadpool_postgres::Transaction;
+use super::conn::{Statements, Tx};
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 
@@ -51,7 +51,10 @@ pub(crate) async fn write_all(
         .await
         .map_err(CopyError::Target)?;
     let portal = has_table(&client, "portal_sessions").await?;
-    let tx = client.transaction().await.map_err(write)?;
+    let tx = Tx::new(
+        client.transaction().await.map_err(write)?,
+        Statements::Cached,
+    );
     lock_and_check_empty(&tx, portal).await?;
     let mut w = Writer {
         tx: &tx,
@@ -110,7 +113,7 @@ async fn has_table(client: &tokio_postgres::Client, table: &str) -> Result<bool,
 
 /// Locks every filled table against writers (readers may go on) until the commit,
 /// then refuses the target if any holds a row.
-async fn lock_and_check_empty(tx: &Transaction<'_>, portal: bool) -> Result<(), CopyError> {
+async fn lock_and_check_empty(tx: &Tx<'_>, portal: bool) -> Result<(), CopyError> {
     let mut tables: Vec<&'static str> = FILLED.to_vec();
     if portal {
         tables.push("portal_sessions");
@@ -146,7 +149,7 @@ async fn lock_and_check_empty(tx: &Transaction<'_>, portal: bool) -> Result<(), 
 
 /// The open transaction and what it has written so far.
 struct Writer<'a> {
-    tx: &'a Transaction<'a>,
+    tx: &'a Tx<'a>,
     cipher: &'a Cipher,
     rows: Tally,
     statements: u64,

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use deadpool_postgres::Transaction;
+use super::conn::Tx;
 
 use super::events::{DELIVERY_COLUMNS, recoverable_codes};
 use super::jobs::{RETENTION_JOB, RETENTION_LEASE_MS, RETENTION_RENEW_AFTER, take_lease};
@@ -312,7 +312,7 @@ impl PgStore {
 }
 
 /// Deletes events with their attempts, deliveries and idempotency rows.
-pub(super) async fn delete_events(tx: &Transaction<'_>, ids: &[&String]) -> Result<(), StoreError> {
+pub(super) async fn delete_events(tx: &Tx<'_>, ids: &[&String]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -340,7 +340,7 @@ pub(super) async fn delete_events(tx: &Transaction<'_>, ids: &[&String]) -> Resu
 }
 
 /// Inserts one attempt row.
-async fn insert_attempt(tx: &Transaction<'_>, a: &Attempt) -> Result<(), StoreError> {
+async fn insert_attempt(tx: &Tx<'_>, a: &Attempt) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO attempts (delivery_id, number, at, trigger, status, error, latency_ms, \
          response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -68,10 +68,7 @@ impl PgStore {
     ) -> Result<Option<(Delivery, Vec<Attempt>)>, StoreError> {
         let mut conn = self.client().await?;
         let tx = conn
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+            .read_only(tokio_postgres::IsolationLevel::RepeatableRead)
             .await
             .map_err(sql)?;
         let Some(row) = tx

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use deadpool_postgres::Transaction;
+use super::conn::Tx;
 
 use super::{PgError, PgStore, sql};
 use crate::model::{Delivery, Event};
@@ -182,7 +182,7 @@ impl PgStore {
 
 /// The API keys among the calls' that exist, locked against deletion until the
 /// commit.
-async fn live_keys(tx: &Transaction<'_>, calls: &[Call]) -> Result<HashSet<String>, StoreError> {
+async fn live_keys(tx: &Tx<'_>, calls: &[Call]) -> Result<HashSet<String>, StoreError> {
     let ids: Vec<&str> = calls.iter().filter_map(|c| c.key_id.as_deref()).collect();
     if ids.is_empty() {
         return Ok(HashSet::new());
@@ -201,7 +201,7 @@ async fn live_keys(tx: &Transaction<'_>, calls: &[Call]) -> Result<HashSet<Strin
 /// stored (no key, or its key is now claimed by it), the earlier answer (replay or
 /// conflict) for a key seen before, on any node.
 async fn claim_keys(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     items: &[IngestItem],
 ) -> Result<Vec<Option<IngestOutcome>>, StoreError> {
     let mut out = Vec::with_capacity(items.len());
@@ -257,7 +257,7 @@ async fn claim_keys(
 
 /// Gives back the keys a refused call claimed.
 async fn release_keys(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     items: &[IngestItem],
     outcomes: &[Option<IngestOutcome>],
 ) -> Result<(), StoreError> {
@@ -276,7 +276,7 @@ async fn release_keys(
 }
 
 /// Inserts the events and their deliveries: two statements whatever their number.
-async fn insert_events(tx: &Transaction<'_>, items: &[&IngestItem]) -> Result<(), StoreError> {
+async fn insert_events(tx: &Tx<'_>, items: &[&IngestItem]) -> Result<(), StoreError> {
     if items.is_empty() {
         return Ok(());
     }

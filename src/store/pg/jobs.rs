@@ -5,7 +5,7 @@
 //! clock, so nodes with skewed clocks still agree on who holds a lease. It never
 //! waits for a lease: a lease held by another node is a plain `false`.
 
-use deadpool_postgres::GenericClient;
+use super::conn::AsSql;
 
 use super::{PgStore, sql};
 use crate::store::StoreError;
@@ -51,12 +51,13 @@ impl PgStore {
 
 /// Takes or renews a job lease through `client` (a transaction holds the row
 /// locked until it ends, so a job's work can run under the lease it just took).
-pub(super) async fn take_lease<C: GenericClient>(
+pub(super) async fn take_lease<C: AsSql>(
     client: &C,
     name: &str,
     holder: &str,
     ttl_ms: i64,
 ) -> Result<bool, StoreError> {
+    let client = client.sql();
     let ttl = ttl_ms.max(1);
     let row = client
         .query_opt(

@@ -24,6 +24,7 @@ mod announce;
 mod batch;
 mod claims;
 mod codes;
+mod conn;
 pub(crate) mod copy;
 mod deliveries;
 mod events;
@@ -53,11 +54,13 @@ use super::changes::{Change, Feed, Subscriber};
 use crate::secrets::Cipher;
 
 pub use batch::{ClaimLimits, Claimed, Claims, Left};
+pub use conn::Statements;
 pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
 pub use purge::PURGE_CHUNK_EVENTS;
 pub use tls::{Policy, RootCert, SslMode, UrlTls, load_ca, split_url};
 
+use conn::Conn;
 use tls::Connector;
 
 /// Why the PostgreSQL engine could not start or went wrong.
@@ -186,6 +189,32 @@ pub async fn connect_and_migrate(pool: &Pool) -> Result<i32, PgError> {
     migrate(&mut client).await
 }
 
+/// How [`PgStore::connect`] reaches the database, besides its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// The CA file (`postgres_ca_file`), for the URL's TLS as [`pool_with`] says.
+    pub ca_file: Option<&'a Path>,
+    /// At most this many pooled connections (`postgres_pool`).
+    pub pool_size: usize,
+    /// How statements are sent (`postgres_statements`).
+    pub statements: Statements,
+    /// Where the listener connects instead of the pool's URL
+    /// (`postgres_listen_url`): `LISTEN` needs a session of its own, which a pooler
+    /// in transaction mode does not give.
+    pub listen_url: Option<&'a str>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            ca_file: None,
+            pool_size: 16,
+            statements: Statements::Cached,
+            listen_url: None,
+        }
+    }
+}
+
 /// The store on PostgreSQL: a connection pool, the master key that seals webhook
 /// secrets, and the change feed its writes publish on after they commit.
 #[derive(Clone)]
@@ -206,9 +235,12 @@ pub struct PgStore {
     wakeups: Arc<tokio::sync::Notify>,
     /// The running purges of deleted tenants and the flag that stops them.
     purges: Arc<purge::PurgeTasks>,
-    /// The connection settings, for the listener's own connection.
+    /// How statements are sent (`postgres_statements`).
+    statements: Statements,
+    /// The connection settings of the listener's own connection (`postgres_url`, or
+    /// `postgres_listen_url` when set).
     config: Arc<tokio_postgres::Config>,
-    /// How connections are made (TLS or not), for the listener's own connection.
+    /// How the listener's connection is made (TLS or not).
     connector: Connector,
     /// What [`PgStore::is_healthy`] answers from.
     health: Arc<Health>,
@@ -243,12 +275,32 @@ impl PgStore {
         pool_size: usize,
         cipher: Cipher,
     ) -> Result<PgStore, PgError> {
-        let target = Target::parse(url, ca_file)?;
-        let pool = pool_for(&target, pool_size)?;
+        let options = Options {
+            ca_file,
+            pool_size,
+            ..Options::default()
+        };
+        Self::connect(url, &options, cipher).await
+    }
+
+    /// Connects to `url` as `options` say (see [`PgStore::open_with`] for the
+    /// errors) and migrates the schema.
+    pub async fn connect(
+        url: &str,
+        options: &Options<'_>,
+        cipher: Cipher,
+    ) -> Result<PgStore, PgError> {
+        let target = Target::parse(url, options.ca_file)?;
+        let listener = match options.listen_url {
+            Some(listen) => Target::parse(listen, options.ca_file)?,
+            None => Target::parse(url, options.ca_file)?,
+        };
+        let pool = pool_for(&target, options.pool_size)?;
         connect_and_migrate(&pool).await?;
         Ok(PgStore {
-            config: Arc::new(target.config),
-            connector: target.connector,
+            statements: options.statements,
+            config: Arc::new(listener.config),
+            connector: listener.connector,
             health: Arc::new(Health::default()),
             pool,
             cipher,
@@ -292,11 +344,11 @@ impl PgStore {
 
     /// A pooled connection; an unreachable database is `Unavailable` (and makes the
     /// node unhealthy until a checkout succeeds again).
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    async fn client(&self) -> Result<Conn, StoreError> {
         match self.pool.get().await {
             Ok(client) => {
                 self.mark_pool(true);
-                Ok(client)
+                Ok(Conn::new(client, self.statements))
             }
             Err(e) => {
                 self.mark_pool(false);
@@ -373,45 +425,37 @@ pub(crate) const CLAIM_SETTINGS: &str =
     "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan";
 
 /// The hot paths' statements (claim, completion, renewal, release, ingest), each
-/// prepared once per pooled connection and kept in deadpool's statement cache: a
-/// call is then one exchange (bind and execute), not two (parse and describe, then
-/// bind and execute). The schema is migrated before the pool serves anything, so a
-/// cached statement never outlives the tables it was planned against. Named
-/// statements that outlive a transaction need PgBouncer >= 1.21 with
-/// `max_prepared_statements` set when PgBouncer runs in transaction mode
-/// (tokio-postgres names every statement it prepares anyway).
+/// prepared once per pooled connection and kept in deadpool's statement cache when
+/// statements are cached (`conn.rs`): a call is then one exchange (bind and
+/// execute), not two (parse and describe, then bind and execute). The schema is
+/// migrated before the pool serves anything, so a cached statement never outlives
+/// the tables it was planned against. With `postgres_statements = "unnamed"` they
+/// go as every other statement does, unnamed.
 pub(crate) mod cached {
-    use deadpool_postgres::GenericClient;
-    use tokio_postgres::types::ToSql;
     use tokio_postgres::{Error, Row};
 
+    use super::conn::{AsSql, Params};
+
     /// `query` through the statement cache.
-    pub(crate) async fn query<C: GenericClient>(
-        c: &C,
+    pub(crate) async fn query(
+        c: &impl AsSql,
         q: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: Params<'_>,
     ) -> Result<Vec<Row>, Error> {
-        let st = c.prepare_cached(q).await?;
-        c.query(&st, params).await
+        c.sql().cached_query(q, params).await
     }
 
     /// `query_one` through the statement cache.
-    pub(crate) async fn query_one<C: GenericClient>(
-        c: &C,
+    pub(crate) async fn query_one(
+        c: &impl AsSql,
         q: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: Params<'_>,
     ) -> Result<Row, Error> {
-        let st = c.prepare_cached(q).await?;
-        c.query_one(&st, params).await
+        c.sql().cached_query_one(q, params).await
     }
 
     /// `execute` through the statement cache.
-    pub(crate) async fn execute<C: GenericClient>(
-        c: &C,
-        q: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        let st = c.prepare_cached(q).await?;
-        c.execute(&st, params).await
+    pub(crate) async fn execute(c: &impl AsSql, q: &str, params: Params<'_>) -> Result<u64, Error> {
+        c.sql().cached_execute(q, params).await
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deadpool_postgres::{GenericClient, Transaction};
+use super::conn::{AsSql, Tx};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 
@@ -122,10 +122,11 @@ impl PgStore {
 }
 
 /// Every webhook, deleted ones included, in id order.
-pub(super) async fn all_webhooks<C: GenericClient>(
+pub(super) async fn all_webhooks<C: AsSql>(
     c: &C,
     cipher: &Cipher,
 ) -> Result<Vec<Webhook>, StoreError> {
+    let c = c.sql();
     let rows = c
         .query(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"), &[])
         .await
@@ -134,11 +135,12 @@ pub(super) async fn all_webhooks<C: GenericClient>(
 }
 
 /// The webhooks among `ids` that exist, as stored, in id order.
-pub(super) async fn webhooks_by_id<C: GenericClient>(
+pub(super) async fn webhooks_by_id<C: AsSql>(
     c: &C,
     cipher: &Cipher,
     ids: &[&str],
 ) -> Result<Vec<Webhook>, StoreError> {
+    let c = c.sql();
     let rows = c
         .query(
             &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ANY($1) ORDER BY id"),
@@ -152,7 +154,7 @@ pub(super) async fn webhooks_by_id<C: GenericClient>(
 /// Marks a webhook deleted inside `tx` (tenant deletion). Returns it as now stored,
 /// `None` when there is no such row.
 pub(super) async fn soft_delete_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     cipher: &Cipher,
     id: &str,
     now: UnixMs,
@@ -171,11 +173,7 @@ pub(super) async fn soft_delete_in(
 }
 
 /// Reads a webhook row and locks it until `tx` ends.
-async fn locked(
-    tx: &Transaction<'_>,
-    cipher: &Cipher,
-    id: &str,
-) -> Result<Option<Webhook>, StoreError> {
+async fn locked(tx: &Tx<'_>, cipher: &Cipher, id: &str) -> Result<Option<Webhook>, StoreError> {
     let row = tx
         .query_opt(
             &format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1 FOR UPDATE"),
@@ -194,11 +192,12 @@ pub(super) enum Insert {
 
 /// Inserts a webhook row as given (version included), sealing its secrets; used by
 /// `create_webhook` and by `store copy`, so both seal the same way.
-pub(super) async fn insert<C: GenericClient>(
+pub(super) async fn insert<C: AsSql>(
     client: &C,
     cipher: &Cipher,
     w: &Webhook,
 ) -> Result<(), Insert> {
+    let client = client.sql();
     let v = Columns::of(cipher, w).map_err(Insert::Store)?;
     client
         .execute(
@@ -222,7 +221,7 @@ pub(super) async fn insert<C: GenericClient>(
 
 /// Writes every column of an existing row, cancelling its unfinished deliveries
 /// when it can no longer be delivered to.
-async fn save(tx: &Transaction<'_>, cipher: &Cipher, w: &Webhook) -> Result<(), StoreError> {
+async fn save(tx: &Tx<'_>, cipher: &Cipher, w: &Webhook) -> Result<(), StoreError> {
     let v = Columns::of(cipher, w)?;
     tx.execute(
         "UPDATE webhooks SET tenant = $2, url = $3, event_types = $4, channels = $5, \

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use crate::store::pg::conn::Tx;
 
 use super::bucket::Bucket;
 use super::{Claimed, Left};
@@ -31,7 +31,7 @@ pub(super) struct Candidate {
 /// `limit`). Returns the candidates (the index's first, oldest due first, then the
 /// others) and whether webhooks may have been left unseen.
 pub(super) async fn scan_first(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: UnixMs,
     full: &[&str],
     scan: i64,
@@ -85,7 +85,7 @@ pub(super) async fn scan_first(
 /// tenants; at most `limit` webhooks, oldest due first. Its cost follows the number
 /// of webhooks with unfinished rows, not the due backlog of saturated ones.
 pub(super) async fn scan_webhooks(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: UnixMs,
     considered: &[String],
     full: &[&str],
@@ -126,10 +126,7 @@ fn candidates(rows: &[tokio_postgres::Row]) -> Vec<Candidate> {
 }
 
 /// The earliest due time after `now` of any unfinished delivery (the loop's timer).
-pub(super) async fn next_due_after(
-    tx: &Transaction<'_>,
-    now: UnixMs,
-) -> Result<Option<UnixMs>, StoreError> {
+pub(super) async fn next_due_after(tx: &Tx<'_>, now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
     let row = crate::store::pg::cached::query_one(
         tx,
         "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
@@ -149,7 +146,7 @@ pub(super) struct Locked {
 
 /// Locks the candidate webhooks that no other transaction holds.
 pub(super) async fn lock_webhooks(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ids: &[String],
 ) -> Result<HashMap<String, Locked>, StoreError> {
     let rows = crate::store::pg::cached::query(
@@ -195,7 +192,7 @@ pub(super) struct Info {
 /// which must run after `lock_webhooks` (its own snapshot then sees every claim
 /// committed before the locks were taken). The caller uses it for locked rows only.
 pub(super) async fn info(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ids: &[String],
     node: &str,
     now: UnixMs,
@@ -244,11 +241,7 @@ pub(super) async fn info(
 
 /// Cancels the unleased unfinished rows of webhooks that can take no delivery,
 /// locking them in id order.
-pub(super) async fn cancel_due(
-    tx: &Transaction<'_>,
-    ids: &[String],
-    now: UnixMs,
-) -> Result<(), StoreError> {
+pub(super) async fn cancel_due(tx: &Tx<'_>, ids: &[String], now: UnixMs) -> Result<(), StoreError> {
     crate::store::pg::cached::execute(
         tx,
         "WITH l AS (SELECT id FROM deliveries \
@@ -266,7 +259,7 @@ pub(super) async fn cancel_due(
 }
 
 pub(super) async fn save_buckets(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     buckets: &[(String, Bucket)],
 ) -> Result<(), StoreError> {
     if buckets.is_empty() {
@@ -294,7 +287,7 @@ pub(super) async fn save_buckets(
 /// never waited for (noted in `left.locked`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn claim_rows(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     node: &str,
     now: UnixMs,
     until: UnixMs,
