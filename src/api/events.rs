@@ -306,11 +306,8 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let (d, attempts) = call
-        .state
-        .store
-        .get_delivery(id.to_owned())
-        .await?
+    let found = call.state.store.get_delivery(id.to_owned()).await?;
+    let (d, attempts) = found
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
     ok(&dto::DeliveryDetail::new(&d, &attempts))
@@ -318,11 +315,8 @@ pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let (d, event) = call
-        .state
-        .store
-        .delivery_with_event(id.to_owned())
-        .await?
+    let found = call.state.store.delivery_with_event(id.to_owned()).await?;
+    let (d, event) = found
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
     let webhook = owned(call, &tenant, &d.webhook_id)?;
