@@ -297,10 +297,8 @@ impl<'a> EventType<'a> {
     }
 }
 
-/// The fields every event answer has, in one place. Each answer repeats them
-/// rather than flattening [`Event`]: the schemas are closed
-/// (`additionalProperties: false`), and a closed schema cannot be extended through
-/// `allOf`.
+/// The fields every event answer has, in one place (why they are repeated rather
+/// than flattened: [`EventDetail`]).
 macro_rules! event_type {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* }) => {
         $(#[$doc])*

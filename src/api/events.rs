@@ -1,6 +1,8 @@
 //! Event and delivery handlers: durable ingest (single and batch) with the fast
 //! path into the engine, event reads, the delivery log, recover and manual retry.
 
+use std::iter::once;
+
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 
@@ -105,47 +107,59 @@ fn idempotency_header(call: &Call<'_>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// A committed outcome as the batch answer shows it, a new event handed to the
+/// engine; `None` for a conflict or nothing stored.
+fn settled(call: &Call<'_>, outcome: IngestOutcome, item: IngestItem) -> Option<dto::BatchItem> {
+    let (id, deliveries, replayed) = match outcome {
+        IngestOutcome::Created {
+            event_id,
+            deliveries,
+        } => {
+            accepted(call, item);
+            (event_id, deliveries, false)
+        }
+        IngestOutcome::Replay {
+            event_id,
+            deliveries,
+        } => (event_id, deliveries, true),
+        IngestOutcome::Conflict { .. } | IngestOutcome::NotStored => return None,
+    };
+    Some(dto::BatchItem {
+        id,
+        deliveries,
+        replayed,
+    })
+}
+
 pub async fn ingest(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     call.require_json_type()?;
     let header_key = idempotency_header(call)?;
     let spec =
         validate::event_create(&call.req.body, header_key.as_deref()).map_err(ApiError::invalid)?;
-    known_types(
-        call,
-        &tenant,
-        false,
-        std::iter::once(spec.event_type.as_str()),
-    )?;
+    known_types(call, &tenant, false, once(spec.event_type.as_str()))?;
     let item = prepare(call, &tenant, spec, now_ms());
     let key = caller_key(call);
-    match call.state.store.ingest_as(vec![item], key).await?.pop() {
-        Some((
-            IngestOutcome::Created {
-                event_id: id,
-                deliveries,
-            },
-            item,
-        )) => {
-            accepted(call, item);
-            reply(
-                StatusCode::ACCEPTED,
-                &dto::IngestAccepted { id, deliveries },
-            )
-        }
-        Some((
-            IngestOutcome::Replay {
-                event_id: id,
-                deliveries,
-            },
-            _,
-        )) => ok(&dto::IngestAccepted { id, deliveries }),
-        Some((IngestOutcome::Conflict { event_id }, _)) => Err(ApiError::conflict(format!(
+    let answered = call.state.store.ingest_as(vec![item], key).await?.pop();
+    if let Some((IngestOutcome::Conflict { event_id }, _)) = &answered {
+        return Err(ApiError::conflict(format!(
             "idempotency key already used for event {event_id} with a different body"
-        ))),
-        Some((IngestOutcome::NotStored, _)) | None => {
-            Err(ApiError::unavailable("the store returned no outcome"))
+        )));
+    }
+    match answered.and_then(|(outcome, item)| settled(call, outcome, item)) {
+        Some(dto::BatchItem {
+            id,
+            deliveries,
+            replayed,
+        }) => {
+            let status = if replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            reply(status, &dto::IngestAccepted { id, deliveries })
         }
+        None => Err(ApiError::unavailable("the store returned no outcome")),
     }
 }
 
@@ -153,12 +167,8 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     call.require_json_type()?;
     let specs = validate::event_batch(&call.req.body).map_err(ApiError::invalid)?;
-    known_types(
-        call,
-        &tenant,
-        true,
-        specs.iter().map(|s| s.event_type.as_str()),
-    )?;
+    let types = specs.iter().map(|s| s.event_type.as_str());
+    known_types(call, &tenant, true, types)?;
     let now = now_ms();
     let items: Vec<IngestItem> = specs
         .into_iter()
@@ -179,28 +189,10 @@ pub async fn ingest_batch(call: &Call<'_>) -> Reply {
         let e = ApiError::conflict("idempotency conflict; nothing was stored");
         return Err(e.with_reasons(conflicts));
     }
-    let mut data = Vec::with_capacity(answered.len());
-    for (outcome, item) in answered {
-        let (id, deliveries, replayed) = match outcome {
-            IngestOutcome::Created {
-                event_id,
-                deliveries,
-            } => {
-                accepted(call, item);
-                (event_id, deliveries, false)
-            }
-            IngestOutcome::Replay {
-                event_id,
-                deliveries,
-            } => (event_id, deliveries, true),
-            IngestOutcome::Conflict { .. } | IngestOutcome::NotStored => continue,
-        };
-        data.push(dto::BatchItem {
-            id,
-            deliveries,
-            replayed,
-        });
-    }
+    let data = answered
+        .into_iter()
+        .filter_map(|(outcome, item)| settled(call, outcome, item))
+        .collect();
     reply(StatusCode::ACCEPTED, &dto::BatchAccepted { data })
 }
 
@@ -292,45 +284,30 @@ pub async fn recover(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
     let webhook = owned(call, &tenant, id)?;
     let (since, dry_run) = validate::recover_spec(&call.json()?).map_err(ApiError::invalid)?;
-    if dry_run {
-        let n = call
-            .state
-            .store
-            .count_recoverable(webhook.id.clone(), since)
-            .await?;
-        return ok(&dto::Recovered {
-            requeued: n,
-            dry_run: true,
-        });
-    }
-    if !webhook.enabled {
+    let store = &call.state.store;
+    let (status, requeued) = if dry_run {
+        let n = store.count_recoverable(webhook.id.clone(), since).await?;
+        (StatusCode::OK, n)
+    } else if !webhook.enabled {
         return Err(ApiError::conflict(
             "the webhook is disabled; enable it (PATCH enabled=true) before recovering",
         ));
-    }
-    let now = now_ms();
-    let n = call
-        .state
-        .store
-        .recover(webhook.id.clone(), RecoverScope { since, now })
-        .await?;
-    call.state.engine.recovered(&webhook.id);
-    reply(
-        StatusCode::ACCEPTED,
-        &dto::Recovered {
-            requeued: n,
-            dry_run: false,
-        },
-    )
+    } else {
+        let scope = RecoverScope {
+            since,
+            now: now_ms(),
+        };
+        let n = store.recover(webhook.id.clone(), scope).await?;
+        call.state.engine.recovered(&webhook.id);
+        (StatusCode::ACCEPTED, n)
+    };
+    reply(status, &dto::Recovered { requeued, dry_run })
 }
 
 pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let (d, attempts) = call
-        .state
-        .store
-        .get_delivery(id.to_owned())
-        .await?
+    let found = call.state.store.get_delivery(id.to_owned()).await?;
+    let (d, attempts) = found
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
     ok(&dto::DeliveryDetail::new(&d, &attempts))
@@ -338,11 +315,8 @@ pub async fn delivery(call: &Call<'_>, id: &str) -> Reply {
 
 pub async fn retry(call: &Call<'_>, id: &str) -> Reply {
     let tenant = call.tenant()?;
-    let (d, event) = call
-        .state
-        .store
-        .delivery_with_event(id.to_owned())
-        .await?
+    let found = call.state.store.delivery_with_event(id.to_owned()).await?;
+    let (d, event) = found
         .filter(|(d, _)| d.tenant == tenant)
         .ok_or_else(|| ApiError::not_found(format!("delivery {id}")))?;
     let webhook = owned(call, &tenant, &d.webhook_id)?;

@@ -30,17 +30,11 @@ pub fn readyz(call: &Call<'_>) -> Reply {
     } else {
         None
     };
-    let (status, word) = match reason {
+    let (code, status) = match reason {
         None => (StatusCode::OK, "ready"),
         Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unready"),
     };
-    reply(
-        status,
-        &dto::Ready {
-            status: word,
-            reason,
-        },
-    )
+    reply(code, &dto::Ready { status, reason })
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -130,20 +130,17 @@ pub(super) async fn insert(
     generate: fn(&mut rand::rngs::ThreadRng) -> String,
 ) -> Result<Arc<Webhook>, ApiError> {
     let now = now_ms();
-    let mut secrets: Vec<SigningSecret> = spec
-        .secrets
+    let mut secrets = spec.secrets;
+    if secrets.is_empty() {
+        secrets.push(Secret::new(generate(&mut rand::rng())));
+    }
+    let secrets = secrets
         .into_iter()
         .map(|secret| SigningSecret {
             secret,
             expires_at: None,
         })
         .collect();
-    if secrets.is_empty() {
-        secrets.push(SigningSecret {
-            secret: Secret::new(generate(&mut rand::rng())),
-            expires_at: None,
-        });
-    }
     let webhook = Webhook {
         id: new_id("wh"),
         tenant,

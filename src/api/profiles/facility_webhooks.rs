@@ -123,7 +123,7 @@ impl<'a> FacilityWebhook<'a> {
             facilities: &w.channels,
             secrets: w
                 .active_secrets(model::now_ms())
-                .map(|s| if reveal { s.expose() } else { dto::MASK })
+                .map(|s| dto::shown(s, reveal))
                 .collect(),
         }
     }
@@ -143,12 +143,13 @@ pub struct FacilityWebhookList<'a> {
     pub data: Vec<FacilityWebhook<'a>>,
 }
 
-/// Checks `secrets` (absent or null: none), pushing every reason. A value that
-/// starts with `whsec_` is refused: in hookbox that prefix marks a base64
+/// Seed 004's own rule: takes `secrets` (absent or null: none) out of the body,
+/// so `/v1`'s checks never see it, and checks it, pushing every reason. A value
+/// that starts with `whsec_` is refused: in hookbox that prefix marks a base64
 /// Standard Webhooks secret, so the platform's receivers (which use the UTF-8
 /// bytes) would not verify what hookbox signs with it.
-fn check_plain_secrets(v: Option<&Value>, r: &mut Vec<String>) -> Vec<Secret> {
-    let items = match v {
+fn take_plain_secrets(body: &mut Value, r: &mut Vec<String>) -> Vec<Secret> {
+    let items = match body.as_object_mut().and_then(|map| map.remove("secrets")) {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(_) => {
@@ -204,19 +205,12 @@ async fn create(call: &Call<'_>) -> Reply {
     let mut own = Vec::new();
     let mut body = seed_fields(call.json()?, CREATE_FIELDS, &mut own);
     // The plain secrets are this profile's own rule; the rest is `/v1`'s.
-    let secrets = match body.as_object_mut() {
-        Some(map) => check_plain_secrets(map.remove("secrets").as_ref(), &mut own),
-        None => Vec::new(),
-    };
+    let secrets = take_plain_secrets(&mut body, &mut own);
     let mut spec = merge(own, webhooks::check_create(call, &tenant, &body, false))?;
     spec.secrets = secrets;
     let w = webhooks::insert(call, tenant, spec, signer::generate_plain_secret).await?;
-    reply(
-        StatusCode::CREATED,
-        &FacilityWebhookData {
-            data: FacilityWebhook::new(&w, true),
-        },
-    )
+    let data = FacilityWebhook::new(&w, true);
+    reply(StatusCode::CREATED, &FacilityWebhookData { data })
 }
 
 fn list(call: &Call<'_>) -> Reply {
@@ -229,9 +223,8 @@ fn list(call: &Call<'_>) -> Reply {
 fn get(call: &Call<'_>) -> Reply {
     let tenant = call.tenant()?;
     let w = webhooks::owned(call, &tenant, call.id())?;
-    ok(&FacilityWebhookData {
-        data: FacilityWebhook::new(&w, false),
-    })
+    let data = FacilityWebhook::new(&w, false);
+    ok(&FacilityWebhookData { data })
 }
 
 async fn delete(call: &Call<'_>) -> Reply {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 fn check(v: Value) -> (Vec<String>, Vec<String>) {
     let mut r = Vec::new();
-    let out = check_plain_secrets(Some(&v), &mut r);
+    let out = take_plain_secrets(&mut json!({ "secrets": v }), &mut r);
     (out.iter().map(|s| s.expose().to_owned()).collect(), r)
 }
 

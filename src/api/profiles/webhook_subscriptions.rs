@@ -88,16 +88,13 @@ pub struct SubscriptionEnvelope<'a> {
 
 impl<'a> SubscriptionEnvelope<'a> {
     fn new(w: &'a model::Webhook, reveal: bool) -> Self {
-        let secret = match w.active_secrets(model::now_ms()).next() {
-            Some(s) if reveal => s.expose(),
-            _ => dto::MASK,
-        };
+        let secret = w.active_secrets(model::now_ms()).next();
         SubscriptionEnvelope {
             data: Subscription {
                 id: &w.id,
                 events: &w.event_types,
                 url: &w.url,
-                secret,
+                secret: secret.map_or(dto::MASK, |s| dto::shown(s, reveal)),
                 created_at: model::rfc3339(w.created_at),
                 updated_at: model::rfc3339(w.updated_at),
                 deleted_at: w.deleted_at.map(model::rfc3339),
