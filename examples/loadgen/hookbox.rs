@@ -77,6 +77,13 @@ pub fn config(dir: &std::path::Path, pg: Option<&Pg>) -> Config {
     if let Some(pg) = pg {
         c.store.backend = Backend::Postgres;
         c.store.postgres_url = Some(Secret::new(pg.url.clone()));
+        // `HOOKBOX_LOADGEN_STATEMENTS=unnamed` measures the mode for poolers.
+        if let Some(mode) = std::env::var("HOOKBOX_LOADGEN_STATEMENTS")
+            .ok()
+            .and_then(|m| hookbox::store::pg::Statements::parse(&m))
+        {
+            c.store.postgres_statements = mode;
+        }
         c.master_key = Some(Secret::new(MASTER_KEY.to_owned()));
         c.admin_token = Some(Secret::new(ADMIN.to_owned()));
     }

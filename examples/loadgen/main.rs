@@ -16,6 +16,8 @@
 //!
 //! - `HOOKBOX_LOADGEN_POSTGRES=postgres://...` runs every hookbox phase on
 //!   PostgreSQL, a fresh database per phase (PostgreSQL's CPU is then counted too).
+//!   `HOOKBOX_LOADGEN_STATEMENTS=unnamed` runs them with `postgres_statements =
+//!   "unnamed"` (the mode for poolers in transaction mode).
 //! - `--nodes N` (N > 1, PostgreSQL only) adds to the full run the throughput (1 and
 //!   10 subscriptions) and 50 ev/s latency phases with N nodes on one database; the
 //!   generator's 64 clients are spread over the nodes.

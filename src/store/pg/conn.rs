@@ -143,7 +143,7 @@ impl Sql<'_> {
 /// The server converts where the statement wants another type it can convert to,
 /// as it does for a cast. A type none of them fits is sent as `unknown`, which
 /// tokio-postgres refuses with an error naming the Rust type.
-const CANDIDATES: [Type; 18] = [
+const CANDIDATES: [Type; 20] = [
     Type::TEXT,
     Type::INT8,
     Type::INT4,
@@ -162,6 +162,8 @@ const CANDIDATES: [Type; 18] = [
     Type::INT2_ARRAY,
     Type::BOOL_ARRAY,
     Type::BYTEA_ARRAY,
+    Type::JSONB_ARRAY,
+    Type::FLOAT8_ARRAY,
 ];
 
 /// Each parameter with the type it is sent as (see [`CANDIDATES`]).
@@ -317,8 +319,9 @@ mod tests {
         let names = vec![String::from("x")];
         let refs: &[&String] = &[&text];
         let json = serde_json::json!({"a": 1});
-        let params: [&(dyn ToSql + Sync); 11] = [
-            &text, &id, &count, &flag, &bytes, &none, &some, &ids, &names, &refs, &json,
+        let jsons = vec![json.clone()];
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &text, &id, &count, &flag, &bytes, &none, &some, &ids, &names, &refs, &json, &jsons,
         ];
         let types: Vec<Type> = typed(&params).into_iter().map(|(_, t)| t).collect();
         assert_eq!(
@@ -335,6 +338,7 @@ mod tests {
                 Type::TEXT_ARRAY,
                 Type::TEXT_ARRAY,
                 Type::JSONB,
+                Type::JSONB_ARRAY,
             ]
         );
     }
