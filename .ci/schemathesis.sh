@@ -121,9 +121,9 @@ EOF
 # negative cases, SCHEMATHESIS_EXAMPLES per operation). The coverage phase's cost
 # is Python case generation in the client; it stays in seconds because the alias
 # rule ("send one spelling") is stated as `dependentSchemas`, which its templates
-# can satisfy, rather than as a `not` they could only filter against. Client CPU
-# (single-threaded Python), measured: coverage 14 s tenant + 4 s admin, fuzzing at
-# 50 examples 35 s + 7 s; 100 examples would cost about 86 s of fuzzing alone.
+# can satisfy, rather than as a `not` they could only filter against. Measured on
+# 2 shared cores (wall): coverage 12 s tenant + 4 s admin, fuzzing at 50 examples
+# 31 s + 10 s; at 100 examples fuzzing alone took 86 s of client CPU.
 run() {
     "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
         --url "$base" \
