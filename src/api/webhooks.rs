@@ -65,8 +65,9 @@ pub(super) fn owned(call: &Call<'_>, tenant: &str, id: &str) -> Result<Arc<Webho
 
 /// A conditional read-modify-write of webhook `id` of `tenant` inside the writer
 /// job, against the stored record: 404 unless it is the tenant's live webhook (now
-/// and at the write), then 412 (with the current `ETag`) unless `If-Match`, when
-/// given, matches its version; then `change`.
+/// and at the write), then `change` on a copy (its error, e.g. a 400 listing every
+/// reason, wins over a stale `If-Match`), then 412 (with the current `ETag`) unless
+/// `If-Match`, when given, matches its version; only then is the copy kept.
 async fn write<R: Send + 'static>(
     call: &Call<'_>,
     tenant: &str,
@@ -80,6 +81,8 @@ async fn write<R: Send + 'static>(
         if w.tenant != tenant || w.deleted_at.is_some() {
             return Err(ApiError::not_found(format!("webhook {}", w.id)));
         }
+        let mut changed = w.clone();
+        let r = change(&mut changed)?;
         if if_match.is_some_and(|cond| !cond.matches(w.version)) {
             let etag = dto::etag(w.version);
             let message =
@@ -88,7 +91,8 @@ async fn write<R: Send + 'static>(
             e.headers.push((http::header::ETAG, etag));
             return Err(e);
         }
-        change(w)
+        *w = changed;
+        Ok(r)
     });
     written.await?
 }

@@ -209,6 +209,25 @@ async fn etags_and_if_match_make_webhook_writes_conditional() {
     assert_eq!(now["description"], "v2");
     assert_eq!(etag(&app, &t, &id).await, second);
 
+    // An invalid body is a 400 listing every reason, stale If-Match or not (a 412
+    // would hide them; Schemathesis found it), and changes nothing either.
+    let (s, _, body) = call_h(
+        &app,
+        &t,
+        Method::PATCH,
+        &path,
+        &[("if-match", first.as_str())],
+        Some(json!({"description": 5, "ordering": "lifo"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let reasons = body["error"]["reasons"].to_string();
+    assert!(
+        reasons.contains("description") && reasons.contains("ordering"),
+        "{body}"
+    );
+    assert_eq!(etag(&app, &t, &id).await, second);
+
     // Weak tags never match; `*` matches any existing webhook.
     let weak = format!("W/{second}");
     let (s, _, _) = call_h(
