@@ -27,7 +27,7 @@ use super::validate::{
     MAX_IDEMPOTENCY_KEY_LEN, MAX_METADATA, MAX_NAME_LEN, MAX_SECRETS, MAX_TEXT_LEN, MAX_URL_LEN,
 };
 
-const URL_PATTERN: &str = "^https?://([A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*|\\[[0-9A-Fa-f:.]+\\])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~/-]*)?(\\?[A-Za-z0-9._~=&-]*)?$";
+const URL_PATTERN: &str = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~/-]*)?(\\?[A-Za-z0-9._~=&-]*)?$";
 
 /// `whsec_` + standard base64 (padded) of 24..=64 bytes: 32..=88 characters.
 const SECRET_PATTERN: &str = concat!(

@@ -11,21 +11,6 @@ use super::*;
 use crate::api::dto::MASK;
 use crate::model::Secret;
 
-/// Whether `host` can name a receiver: an IPv6 address inside brackets, or dot
-/// separated labels of ASCII letters, digits, `-` and `_` (which an IPv4 address
-/// also is); what the document's URL pattern says.
-fn host_shape_ok(host: &str, bracketed: bool) -> bool {
-    if bracketed {
-        return host.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    host.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
-}
-
 /// required, no userinfo or fragment, at most 2048 bytes, host not blocked.
 pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> Option<String> {
     let before = r.len();
@@ -76,11 +61,6 @@ pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> 
                 .unwrap_or(host);
             if bare.is_empty() {
                 r.push(format!("{name} must have a host"));
-            } else if !host_shape_ok(bare, bare.len() != host.len()) {
-                r.push(format!(
-                    "{name} host {bare} is not a host name (letters, digits, \"-\" and \"_\" \
-                     between dots) or an IP address"
-                ));
             } else if let Some(why) = (ctx.host_blocked)(bare) {
                 r.push(format!("{name} host {bare} is not allowed: {why}"));
             }

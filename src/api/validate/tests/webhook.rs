@@ -202,25 +202,6 @@ fn urls() {
         ),
         ("https://example.com:/h", None),
         ("https://héllo.example/", Some("url is not a valid URL")),
-        ("https://my_service.internal/h", None),
-        (
-            "http://0*",
-            Some(
-                "url host 0* is not a host name (letters, digits, \"-\" and \"_\" between dots) or an IP address",
-            ),
-        ),
-        (
-            "https://example..com/",
-            Some(
-                "url host example..com is not a host name (letters, digits, \"-\" and \"_\" between dots) or an IP address",
-            ),
-        ),
-        (
-            "https://[not:an:ip]/",
-            Some(
-                "url host not:an:ip is not a host name (letters, digits, \"-\" and \"_\" between dots) or an IP address",
-            ),
-        ),
         (&long, Some("url must be at most 2048 characters")),
     ];
     for (url, want) in cases {
