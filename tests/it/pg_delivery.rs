@@ -199,6 +199,75 @@ async fn the_per_webhook_bound_holds_across_two_nodes_claiming_at_once() {
     assert!(left.claimed.is_empty());
 }
 
+/// A claim counts a webhook's leases only after it holds the webhook's lock (CI
+/// once saw the first claims of two nodes take 3 each under a bound of 3: the two
+/// statements were pipelined in whichever order they were ready). The lock waits
+/// on a table lock while "another node" leases 3 rows and commits; a count taken
+/// before the lock misses them. The claiming node has claimed before, so its
+/// statements are prepared and only the lock itself can wait.
+#[tokio::test]
+async fn a_claim_counts_leases_after_taking_the_webhooks_lock() {
+    let url = pg_cluster::shared().database().await;
+    let b = with_webhook(&url, webhook("wh_lw", "acme", Ordering::None, None)).await;
+    b.create_webhook(webhook("wh_warm", "acme", Ordering::None, None))
+        .await
+        .unwrap();
+    deliveries(&b, "wh_warm", 1, 1_000).await;
+    assert_eq!(
+        claim(&b, 10_000, limits(10, 3, 60_000)).await.claimed.len(),
+        1
+    );
+    deliveries(&b, "wh_lw", 8, 1_000).await;
+    let other = sql(&url).await;
+    // Reads go on; row locks (`FOR UPDATE`) wait for this transaction.
+    other
+        .batch_execute("BEGIN; LOCK TABLE webhooks IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let claiming = tokio::spawn(async move { claim(&b, 10_000, limits(10, 3, 60_000)).await });
+    let watch = sql(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the claim never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another node's claim of 3, committed while this one waits.
+    let leased = other
+        .execute(
+            "UPDATE deliveries SET lease_id = '00000000-0000-4000-8000-000000000001', \
+                 lease_until = 70000 \
+             WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = 'wh_lw' \
+                 ORDER BY id LIMIT 3)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(leased, 3);
+    other.batch_execute("COMMIT").await.unwrap();
+    let c = claiming.await.unwrap();
+    assert!(
+        c.claimed.is_empty(),
+        "{} more leased beside 3 with a bound of 3",
+        c.claimed.len()
+    );
+    assert!(c.left.bound, "the claim says the bound held it back");
+}
+
 #[tokio::test]
 async fn fifo_claims_only_the_first_unfinished_delivery_and_a_retry_keeps_its_place() {
     let url = pg_cluster::shared().database().await;

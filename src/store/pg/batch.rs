@@ -144,13 +144,15 @@ impl PgStore {
         // again. So its commit does not wait for the WAL flush. The setting, the
         // next due time and the first scan go in one round trip (pipelined). The
         // statements are cached (prepared once per connection) but planned for each
-        // call's own values (`CLAIM_SETTINGS`).
+        // call's own values (`CLAIM_SETTINGS`). `biased`: the settings are sent
+        // first, so the scan is planned under them.
         let scan = round.scan();
         let full = round.full();
         if !full.is_empty() {
             out.left.room = true;
         }
         let (_, next_due, (first, mut more)) = tokio::try_join!(
+            biased;
             async {
                 tx.batch_execute(CLAIM_SCAN_SETTINGS)
                     .await
@@ -245,9 +247,8 @@ impl<'a> Round<'a> {
         let ids: Vec<String> = candidates.iter().map(|c| c.webhook.clone()).collect();
         self.considered.extend(ids.iter().cloned());
         // The locks first, then what they protect, read by a statement that starts
-        // after them (pipelined: one round trip, run in order by the server).
-        let (locked, info) =
-            tokio::try_join!(sql::lock_webhooks(tx, &ids), sql::info(tx, &ids, node, now))?;
+        // after them.
+        let (locked, info) = sql::lock_and_read(tx, &ids, node, now).await?;
         // Candidates without a row at all (never created, or purged) are cancelled
         // with the disabled and deleted ones; those another transaction holds are
         // skipped for now.

@@ -8,9 +8,42 @@
 
 use tokio_postgres::types::ToSql;
 
+use super::conn::AsSql;
 use super::{PgStore, sql};
 use crate::model::{Attempt, Delivery, DeliveryState, UnixMs};
 use crate::store::{AttemptWrite, DueEntry, Next, StoreError};
+
+/// Locks a completion's rows still leased by this node, in id order (the one lock
+/// order of every multi-row delivery write; a webhook's cancel takes them the
+/// same way).
+const LOCK_ROWS: &str = "SELECT id FROM deliveries WHERE id = ANY($2) AND lease_id = $1::text::uuid \
+    ORDER BY id FOR UPDATE";
+
+/// Records the attempts and the rows' new states, fenced by the node's lease.
+const COMPLETE: &str = "WITH w AS ( \
+            SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
+                $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
+                $9::bigint[], $10::text[]) \
+            AS w(id, state, next_at, status, error, at, trigger, latency, body)), \
+        done AS ( \
+            UPDATE deliveries d SET state = w.state, attempts = d.attempts + 1, \
+                schedule_step = d.schedule_step + 1, next_attempt_at = w.next_at, \
+                last_status = w.status, last_error = w.error, updated_at = w.at, \
+                lease_id = NULL, lease_until = NULL \
+            FROM w WHERE d.id = w.id AND d.lease_id = $1::text::uuid \
+              AND d.next_attempt_at IS NOT NULL \
+            RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, \
+                d.state, d.attempts, d.schedule_step, d.next_attempt_at, \
+                d.last_status, d.last_error, d.created_at, d.updated_at, \
+                w.at AS attempt_at, w.trigger, w.latency, w.body), \
+        ins AS ( \
+            INSERT INTO attempts (delivery_id, number, at, trigger, status, error, \
+                latency_ms, response_body) \
+            SELECT id, attempts, attempt_at, trigger, last_status, last_error, \
+                latency, body FROM done) \
+        SELECT id, tenant, event_id, webhook_id, event_type, state, attempts, \
+            schedule_step, next_attempt_at, last_status, last_error, created_at, \
+            updated_at FROM done";
 
 impl PgStore {
     /// A delivery's attempts, in order.
@@ -98,41 +131,11 @@ impl PgStore {
         let write_params: [&(dyn ToSql + Sync); 10] = [
             &node, &ids, &states, &next_at, &statuses, &errors, &at, &triggers, &latencies, &bodies,
         ];
-        let lock = super::cached::query(
-            &tx,
-            "SELECT id FROM deliveries WHERE id = ANY($2) AND lease_id = $1::text::uuid \
-             ORDER BY id FOR UPDATE",
-            &lock_params,
-        );
-        let write = super::cached::query(
-            &tx,
-            "WITH w AS ( \
-                     SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
-                         $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
-                         $9::bigint[], $10::text[]) \
-                     AS w(id, state, next_at, status, error, at, trigger, latency, body)), \
-                 done AS ( \
-                     UPDATE deliveries d SET state = w.state, attempts = d.attempts + 1, \
-                         schedule_step = d.schedule_step + 1, next_attempt_at = w.next_at, \
-                         last_status = w.status, last_error = w.error, updated_at = w.at, \
-                         lease_id = NULL, lease_until = NULL \
-                     FROM w WHERE d.id = w.id AND d.lease_id = $1::text::uuid \
-                       AND d.next_attempt_at IS NOT NULL \
-                     RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, \
-                         d.state, d.attempts, d.schedule_step, d.next_attempt_at, \
-                         d.last_status, d.last_error, d.created_at, d.updated_at, \
-                         w.at AS attempt_at, w.trigger, w.latency, w.body), \
-                 ins AS ( \
-                     INSERT INTO attempts (delivery_id, number, at, trigger, status, error, \
-                         latency_ms, response_body) \
-                     SELECT id, attempts, attempt_at, trigger, last_status, last_error, \
-                         latency, body FROM done) \
-                 SELECT id, tenant, event_id, webhook_id, event_type, state, attempts, \
-                     schedule_step, next_attempt_at, last_status, last_error, created_at, \
-                     updated_at FROM done",
-            &write_params,
-        );
-        let (_, rows) = tokio::try_join!(lock, write).map_err(sql)?;
+        let (_, rows) = tx
+            .sql()
+            .cached_query_in_order((LOCK_ROWS, &lock_params), (COMPLETE, &write_params))
+            .await
+            .map_err(sql)?;
         let mut written = std::collections::HashMap::with_capacity(rows.len());
         for r in &rows {
             let d = super::ingest::delivery(r)?;

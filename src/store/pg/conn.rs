@@ -135,6 +135,38 @@ impl Sql<'_> {
             Statements::Unnamed => self.execute(q, params).await,
         }
     }
+
+    /// The rows of two hot-path statements, pipelined (one round trip) and run by
+    /// the server in the order given: the second sees what the first did, such as
+    /// the locks it took. Statements not yet prepared on this connection are
+    /// prepared first, one by one, since a statement waiting for its prepare would
+    /// otherwise be sent behind one given after it.
+    pub(crate) async fn cached_query_in_order(
+        self,
+        first: (&str, Params<'_>),
+        then: (&str, Params<'_>),
+    ) -> Result<(Vec<Row>, Vec<Row>), Error> {
+        match self.mode {
+            Statements::Cached => {
+                let a = self.cache.prepare(self.client, first.0).await?;
+                let b = self.cache.prepare(self.client, then.0).await?;
+                // `biased`: polled in the order written, so sent in that order.
+                tokio::try_join!(
+                    biased;
+                    self.client.query(&a, first.1),
+                    self.client.query(&b, then.1)
+                )
+            }
+            Statements::Unnamed => {
+                let (a, b) = (typed(first.1), typed(then.1));
+                tokio::try_join!(
+                    biased;
+                    self.client.query_typed(first.0, &a),
+                    self.client.query_typed(then.0, &b)
+                )
+            }
+        }
+    }
 }
 
 /// The PostgreSQL types a parameter may be sent as, most specific first: each

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::pg::conn::Tx;
+use crate::store::pg::conn::{AsSql, Tx};
 
 use super::bucket::Bucket;
 use super::{Claimed, Left};
@@ -144,35 +144,6 @@ pub(super) struct Locked {
     pub(super) rate: Option<i32>,
 }
 
-/// Locks the candidate webhooks that no other transaction holds.
-pub(super) async fn lock_webhooks(
-    tx: &Tx<'_>,
-    ids: &[String],
-) -> Result<HashMap<String, Locked>, StoreError> {
-    let rows = crate::store::pg::cached::query(
-        tx,
-        "SELECT id, enabled AND deleted_at IS NULL, ordering, rate_limit_per_second \
-             FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
-        &[&ids],
-    )
-    .await
-    .map_err(sql)?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let ordering: i16 = r.get(2);
-            (
-                r.get(0),
-                Locked {
-                    live: r.get(1),
-                    fifo: ordering == 1,
-                    rate: r.get(3),
-                },
-            )
-        })
-        .collect())
-}
-
 /// What the decision needs to know of one candidate, read after its lock.
 #[derive(Default)]
 pub(super) struct Info {
@@ -187,36 +158,60 @@ pub(super) struct Info {
     pub(super) bucket: Option<Bucket>,
 }
 
-/// Reads, for every candidate, whether its webhook row exists, its live leases
-/// (all nodes, and this node's), its FIFO head and its token bucket: one statement,
-/// which must run after `lock_webhooks` (its own snapshot then sees every claim
-/// committed before the locks were taken). The caller uses it for locked rows only.
-pub(super) async fn info(
+/// Locks the candidate webhooks that no other transaction holds, then reads what
+/// the decision needs of each (`Info`), in one round trip. The read is a statement
+/// of its own that runs after the locks are taken: its snapshot then sees every
+/// claim committed before them, so leases of other nodes are never missed. The
+/// caller uses the read for locked rows only.
+pub(super) async fn lock_and_read(
     tx: &Tx<'_>,
     ids: &[String],
     node: &str,
     now: UnixMs,
-) -> Result<HashMap<String, Info>, StoreError> {
-    let rows = crate::store::pg::cached::query(
-        tx,
-        "SELECT c.id, w.id IS NOT NULL, l.held, l.mine, h.id, h.next_attempt_at, \
-                 b.tokens, b.updated_at \
-             FROM unnest($1::text[]) AS c(id) \
-             LEFT JOIN webhooks w ON w.id = c.id \
-             LEFT JOIN rate_buckets b \
-                 ON b.webhook_id = c.id AND w.rate_limit_per_second IS NOT NULL \
-             CROSS JOIN LATERAL (SELECT count(*) AS held, \
-                     count(*) FILTER (WHERE lease_id = $2::text::uuid) AS mine \
-                 FROM deliveries WHERE webhook_id = c.id AND lease_id IS NOT NULL \
-                   AND lease_until > $3) l \
-             LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
-                 WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL AND w.ordering = 1 \
-                 ORDER BY line_seq NULLS FIRST, id LIMIT 1) h ON true",
-        &[&ids, &node, &now],
-    )
-    .await
-    .map_err(sql)?;
-    Ok(rows
+) -> Result<(HashMap<String, Locked>, HashMap<String, Info>), StoreError> {
+    let (locked, info) = tx
+        .sql()
+        .cached_query_in_order(
+            (
+                "SELECT id, enabled AND deleted_at IS NULL, ordering, rate_limit_per_second \
+                     FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+                &[&ids],
+            ),
+            (
+                "SELECT c.id, w.id IS NOT NULL, l.held, l.mine, h.id, h.next_attempt_at, \
+                         b.tokens, b.updated_at \
+                     FROM unnest($1::text[]) AS c(id) \
+                     LEFT JOIN webhooks w ON w.id = c.id \
+                     LEFT JOIN rate_buckets b \
+                         ON b.webhook_id = c.id AND w.rate_limit_per_second IS NOT NULL \
+                     CROSS JOIN LATERAL (SELECT count(*) AS held, \
+                             count(*) FILTER (WHERE lease_id = $2::text::uuid) AS mine \
+                         FROM deliveries WHERE webhook_id = c.id AND lease_id IS NOT NULL \
+                           AND lease_until > $3) l \
+                     LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
+                         WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL \
+                           AND w.ordering = 1 \
+                         ORDER BY line_seq NULLS FIRST, id LIMIT 1) h ON true",
+                &[&ids, &node, &now],
+            ),
+        )
+        .await
+        .map_err(sql)?;
+    let locked = locked
+        .iter()
+        .map(|r| {
+            let ordering: i16 = r.get(2);
+            (
+                r.get(0),
+                Locked {
+                    live: r.get(1),
+                    fifo: ordering == 1,
+                    rate: r.get(3),
+                },
+            )
+        })
+        .collect();
+    let info = info
         .iter()
         .map(|r| {
             let count = |i: usize| u32::try_from(r.get::<_, i64>(i)).unwrap_or(u32::MAX);
@@ -236,7 +231,8 @@ pub(super) async fn info(
                 },
             )
         })
-        .collect())
+        .collect();
+    Ok((locked, info))
 }
 
 /// Cancels the unleased unfinished rows of webhooks that can take no delivery,
