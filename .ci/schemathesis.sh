@@ -93,20 +93,32 @@ webhook=$(curl -fsS -X POST "$base/v1/webhooks" -H "authorization: Bearer $key" 
 # Per-operation expectations, from the document itself: the operations it marks
 # as refusing schema-valid input for a semantic reason may answer 400. The
 # operations on one webhook use the real one, except DELETE (which would leave the
-# rest nothing but 404s).
+# rest nothing but 404s), and the tenant header names the key's tenant.
 curl -fsS "$base/openapi.json" > "$work/openapi.json"
 python3 - "$work/openapi.json" "$webhook" > "$work/schemathesis.toml" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 semantic = [op["operationId"] for item in doc["paths"].values() for op in item.values()
             if op.get("x-semantic-400")]
-on_webhook = [op["operationId"] for path, item in doc["paths"].items()
-              for method, op in item.items()
-              if path.startswith("/v1/webhooks/{id}") and method != "delete"]
-print('[[operations]]')
-print('include-operation-id = %s' % json.dumps(on_webhook))
-print('parameters = { "path.id" = %s }' % json.dumps(sys.argv[2]))
-print()
+# Fixed parameters per operation, in disjoint blocks: the tenant header names the
+# key's own tenant (a random one is only ever a 403), and the operations on one
+# webhook use the real one.
+fixed = {}
+for path, item in doc["paths"].items():
+    for method, op in item.items():
+        params = {}
+        if any(p["name"] == "X-Tenant-Id" for p in op.get("parameters", [])):
+            params["header.X-Tenant-Id"] = "st"
+        if path.startswith("/v1/webhooks/{id}") and method != "delete":
+            params["path.id"] = sys.argv[2]
+        if params:
+            fixed.setdefault(json.dumps(params, sort_keys=True), []).append(op["operationId"])
+for params, ops in fixed.items():
+    print('[[operations]]')
+    print('include-operation-id = %s' % json.dumps(ops))
+    print('parameters = { %s }' % ", ".join(
+        '%s = %s' % (json.dumps(k), json.dumps(v)) for k, v in json.loads(params).items()))
+    print()
 print('[checks.positive_data_acceptance]')
 print('expected-statuses = ["2xx", "401", "403", "404", "409", "412"]')
 print()

@@ -27,7 +27,18 @@ use super::validate::{
     MAX_IDEMPOTENCY_KEY_LEN, MAX_METADATA, MAX_NAME_LEN, MAX_SECRETS, MAX_TEXT_LEN, MAX_URL_LEN,
 };
 
-const URL_PATTERN: &str = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~/-]*)?(\\?[A-Za-z0-9._~=&-]*)?$";
+/// What `validate::fields::check_url` accepts in shape (the blocked networks and
+/// `require_https` aside): scheme in any case; a host name of letters, digits, `-`
+/// and `_` between dots with at most one trailing dot, or a bracketed IPv6
+/// address; a port of 1..=65535 (leading zeros allowed) or empty; RFC 3986 path
+/// and query characters with `%XX` escapes. A unit test holds the two together.
+pub(crate) const URL_PATTERN: &str = concat!(
+    "^[Hh][Tt][Tt][Pp][Ss]?://",
+    "([A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.?|\\[[0-9A-Fa-f:.]+\\])",
+    "(:(0*(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?)?",
+    "(/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?",
+    "(\\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
+);
 
 /// `whsec_` + standard base64 (padded) of 24..=64 bytes: 32..=88 characters.
 const SECRET_PATTERN: &str = concat!(

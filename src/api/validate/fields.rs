@@ -11,6 +11,56 @@ use super::*;
 use crate::api::dto::MASK;
 use crate::model::Secret;
 
+/// Whether `host` can name a receiver: an IPv6 address inside brackets, or dot
+/// separated labels of ASCII letters, digits, `-` and `_` (which an IPv4 address
+/// also is), with at most one trailing dot (a fully qualified name); what the
+/// document's URL pattern says.
+fn host_shape_ok(host: &str, bracketed: bool) -> bool {
+    if bracketed {
+        return host.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Whether a URL's path and query use only what RFC 3986 allows there: unreserved
+/// characters, sub-delimiters, `:`, `@`, `/`, `?` (in the query) and `%` followed
+/// by two hex digits; what the document's URL pattern says. (`http::Uri` lets more
+/// through, such as `{`, `|` or a bare `%`.)
+fn path_query_ok(pq: &str) -> bool {
+    let (path, query) = pq.split_once('?').unwrap_or((pq, ""));
+    escaped_ok(path, b"") && escaped_ok(query, b"?")
+}
+
+/// Whether `part` holds only RFC 3986 path characters, `extra`, and `%XX` escapes.
+fn escaped_ok(part: &str, extra: &[u8]) -> bool {
+    let b = part.as_bytes();
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else if c.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=:@/".contains(&c)
+            || extra.contains(&c)
+        {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
 /// required, no userinfo or fragment, at most 2048 bytes, host not blocked.
 pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> Option<String> {
     let before = r.len();
@@ -38,6 +88,15 @@ pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> 
     if s.contains('#') {
         r.push(format!("{name} must not contain a fragment"));
     }
+    if uri
+        .path_and_query()
+        .is_some_and(|pq| !path_query_ok(pq.as_str()))
+    {
+        r.push(format!(
+            "{name} path and query may hold only letters, digits, \"-._~!$&'()*+,;=:@/?\" \
+             and %XX escapes"
+        ));
+    }
     match uri.scheme_str() {
         Some(scheme) if scheme.eq_ignore_ascii_case("https") => {}
         Some(scheme) if scheme.eq_ignore_ascii_case("http") => {
@@ -61,6 +120,11 @@ pub(super) fn check_url(name: &str, s: &str, ctx: &Ctx, r: &mut Vec<String>) -> 
                 .unwrap_or(host);
             if bare.is_empty() {
                 r.push(format!("{name} must have a host"));
+            } else if !host_shape_ok(bare, bare.len() != host.len()) {
+                r.push(format!(
+                    "{name} host {bare} is not a host name (letters, digits, \"-\" and \"_\" \
+                     between dots) or an IP address"
+                ));
             } else if let Some(why) = (ctx.host_blocked)(bare) {
                 r.push(format!("{name} host {bare} is not allowed: {why}"));
             }
@@ -192,7 +256,19 @@ pub(super) fn check_channel_list<'s>(
 
 pub(super) fn check_channels(f: &Field, r: &mut Vec<String>) -> Option<Vec<String>> {
     let items = f.strings(false, usize::MAX, r)?;
-    check_channel_list(&f.name, items.iter().map(Value::as_str), r)
+    let out = check_channel_list(&f.name, items.iter().map(Value::as_str), r);
+    // A subscription's channel is a name to match: only whitespace names nothing
+    // (an event's channel list is taken as sent).
+    let before = r.len();
+    for (i, item) in items.iter().enumerate() {
+        if item
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.trim().is_empty())
+        {
+            r.push(format!("{}[{i}] must not be blank", f.name));
+        }
+    }
+    out.filter(|_| r.len() == before)
 }
 
 /// Which custom header names a map refuses (beyond the framing headers, which

@@ -202,6 +202,33 @@ fn urls() {
         ),
         ("https://example.com:/h", None),
         ("https://héllo.example/", Some("url is not a valid URL")),
+        ("https://my_service.internal/h", None),
+        ("https://example.com./h", None),
+        (
+            "http://0*",
+            Some(
+                "url host 0* is not a host name (letters, digits, \"-\" and \"_\" between dots) or an IP address",
+            ),
+        ),
+        (
+            "https://example..com/",
+            Some(
+                "url host example..com is not a host name (letters, digits, \"-\" and \"_\" between dots) or an IP address",
+            ),
+        ),
+        (
+            "https://[not:an:ip]/",
+            Some(
+                "url host not:an:ip is not a host name (letters, digits, \"-\" and \"_\" between dots) or an IP address",
+            ),
+        ),
+        ("https://example.com/a%20b?q=%C3%A9&x=(1)", None),
+        (
+            "https://example.com/a%2",
+            Some(
+                "url path and query may hold only letters, digits, \"-._~!$&'()*+,;=:@/?\" and %XX escapes",
+            ),
+        ),
         (&long, Some("url must be at most 2048 characters")),
     ];
     for (url, want) in cases {
@@ -476,15 +503,93 @@ fn other_create_fields_and_limits() {
             "rate_limit_per_second must be an integer between 1 and 100000",
         ]
     );
-    let body = json!({"url": "https://e.com", "event_types": ["*"], "channels": ["", "x".repeat(129)],
-        "metadata": {"k": 1}});
+    let body = json!({"url": "https://e.com", "event_types": ["*"],
+        "channels": ["", "x".repeat(129), "\u{c} "], "metadata": {"k": 1}});
     let r = reasons(webhook_create(&body, &ctx(true)));
     assert_eq!(
         r,
         [
             "channels[0] must not be empty",
             "channels[1] must be at most 128 characters",
+            "channels[2] must not be blank",
             "metadata[\"k\"] must be a string",
         ]
     );
+}
+
+/// The document's URL pattern and the server accept the same URLs in shape (the
+/// blocked networks and `require_https` aside), so a generated client's check and
+/// the server's never disagree; only inside brackets is the pattern looser.
+#[test]
+fn the_url_pattern_and_the_server_agree() {
+    let pattern = jsonschema::validator_for(
+        &json!({"type": "string", "pattern": crate::api::requests::URL_PATTERN}),
+    )
+    .expect("the pattern compiles");
+    let open = Ctx {
+        require_https: false,
+        known_event_type: &known,
+        host_blocked: &|_| None,
+    };
+    let urls = [
+        "https://example.com/hook?x=1",
+        "HTTPS://Example.COM:8443/",
+        "Http://a",
+        "http://a:",
+        "http://a:080/",
+        "http://a:0",
+        "http://a:65535",
+        "http://a:65536",
+        "http://a:99999/",
+        "http://127.0.0.1./",
+        "http://localhost../",
+        "http://LOCALHOST./x",
+        "http://.example.com/",
+        "http://0*",
+        "http://a*b/",
+        "http://a!b/",
+        "http://my_host-1.internal/",
+        "http://[::1]:8080/h",
+        "http://[fe80::1]/",
+        "http://[not:an:ip]/",
+        "http://[1.2.3.4]/",
+        "http://a/%41%6a",
+        "http://a/%4",
+        "http://a/%zz",
+        "http://a/%",
+        "http://a/b c",
+        "http://a/{x}",
+        "http://a/x|y",
+        "http://a/x^y",
+        "http://a/\"q\"",
+        "http://a/!$&'()*+,;=:@-._~",
+        "http://a?x=1&y=/?z",
+        "http://a/?",
+        "http://a/p?%",
+        "http://a/p?q=%7B",
+        "http://a/p?q={",
+        "http://a/#f",
+        "http://u@a/",
+        "http://a@/",
+        "ftp://a/",
+        "http:/a",
+        "http://",
+        "http://héllo/",
+        "a/b",
+    ];
+    for url in urls {
+        let mut r = Vec::new();
+        let server = super::super::fields::check_url("url", url, &open, &mut r).is_some();
+        let document = pattern.is_valid(&json!(url));
+        if url.contains("://[") {
+            // The pattern checks a bracketed address's characters, the server its
+            // form: what the server takes, the pattern takes.
+            assert!(document || !server, "{url}: server takes it, pattern not");
+        } else {
+            assert_eq!(
+                document, server,
+                "{url}: pattern {document}, server {server} {r:?}"
+            );
+        }
+    }
 }
