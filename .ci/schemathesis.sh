@@ -84,25 +84,37 @@ api POST /v1/tenants '{"id": "st", "name": "Schemathesis"}' > /dev/null
 key=$(api POST /v1/api-keys \
     '{"tenant": "st", "name": "st", "scopes": ["webhooks:read", "webhooks:write", "events:write", "events:read"]}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+# For the admin operations on one tenant or key: a tenant to delete and a spare key.
+api POST /v1/tenants '{"id": "st2", "name": "Schemathesis spare"}' > /dev/null
+spare=$(api POST /v1/api-keys '{"tenant": "st", "name": "spare", "scopes": ["webhooks:read"]}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 # A real webhook, so that the operations on one reach their checks instead of a 404.
 webhook=$(curl -fsS -X POST "$base/v1/webhooks" -H "authorization: Bearer $key" \
     -H 'content-type: application/json' \
     -d '{"url": "http://127.0.0.1:9/hook", "event_types": ["order.created"]}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+# A delivery of an event to it (its receiver refuses the connection, so the
+# delivery fails and can be retried), for the operations on one delivery.
+curl -fsS -X POST "$base/v1/events" -H "authorization: Bearer $key" \
+    -H 'content-type: application/json' \
+    -d '{"type": "order.created", "data": {"order": 1}}' > /dev/null
+delivery=$(curl -fsS "$base/v1/webhooks/$webhook/deliveries" -H "authorization: Bearer $key" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')
 
 # Per-operation expectations, from the document itself: the operations it marks
 # as refusing schema-valid input for a semantic reason may answer 400. The
 # operations on one webhook use the real one, except DELETE (which would leave the
 # rest nothing but 404s), and the tenant header names the key's tenant.
 curl -fsS "$base/openapi.json" > "$work/openapi.json"
-python3 - "$work/openapi.json" "$webhook" > "$work/schemathesis.toml" <<'EOF'
+python3 - "$work/openapi.json" "$webhook" "$delivery" "$spare" > "$work/schemathesis.toml" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 semantic = [op["operationId"] for item in doc["paths"].values() for op in item.values()
             if op.get("x-semantic-400")]
 # Fixed parameters per operation, in disjoint blocks: the tenant header names the
-# key's own tenant (a random one is only ever a 403), and the operations on one
-# webhook use the real one.
+# key's own tenant (a random one is only ever a 403), the operations on one
+# webhook or delivery use the real one, an asset is one the portal serves, and
+# the admin ones read tenant st, delete the spare tenant st2 and use a spare key.
 fixed = {}
 for path, item in doc["paths"].items():
     for method, op in item.items():
@@ -111,6 +123,14 @@ for path, item in doc["paths"].items():
             params["header.X-Tenant-Id"] = "st"
         if path.startswith("/v1/webhooks/{id}") and method != "delete":
             params["path.id"] = sys.argv[2]
+        if path.startswith("/v1/deliveries/{id}"):
+            params["path.id"] = sys.argv[3]
+        if path == "/portal/assets/{name}":
+            params["path.name"] = "app.js"
+        if path == "/v1/tenants/{id}":
+            params["path.id"] = "st2" if method == "delete" else "st"
+        if path == "/v1/api-keys/{id}":
+            params["path.id"] = sys.argv[4]
         if params:
             fixed.setdefault(json.dumps(params, sort_keys=True), []).append(op["operationId"])
 for params, ops in fixed.items():
