@@ -12,12 +12,13 @@ use hookbox::model::{
     ApiKey, Delivery, DeliveryState, Event, EventType, Scope, Secret, Tenant, Webhook,
 };
 use hookbox::registry::Registry;
-use hookbox::store::pg::PgStore;
+use hookbox::store::pg::{Options, PgStore, Statements};
 use hookbox::store::{Change, IngestItem, StoreError, Subscriber};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::pg_bouncer;
 use crate::pg_cluster::{self, sql};
 
 /// What "in force on every node" must take at most (DESIGN.md section 7).
@@ -71,7 +72,11 @@ impl Node {
     /// Opens a store on `url`, subscribes a registry and starts the listener; returns
     /// once the listener is connected and has done its first refresh.
     async fn start(url: &str) -> Node {
-        let store = pg_cluster::open(url).await;
+        Node::with(pg_cluster::open(url).await).await
+    }
+
+    /// [`Node::start`] on a store already open.
+    async fn with(store: PgStore) -> Node {
         let tap = Arc::new(Tap::default());
         store.subscribe(tap.clone());
         let stop = CancellationToken::new();
@@ -291,6 +296,68 @@ async fn a_webhook_created_and_patched_on_one_node_is_in_force_on_the_other_with
         "create and PATCH, once each"
     );
     assert_eq!(b.tap.webhook_changes("wh_2"), 1);
+
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same promise with both nodes behind PgBouncer in transaction mode: their
+/// statements go unnamed through the bouncer and their listeners connect to
+/// PostgreSQL directly (`postgres_listen_url`).
+#[tokio::test]
+async fn behind_pgbouncer_a_change_on_one_node_is_in_force_on_the_other_within_a_second() {
+    let (url, direct) = pg_bouncer::shared().database().await;
+    let bounced = || async {
+        let options = Options {
+            ca_file: None,
+            pool_size: 4,
+            statements: Statements::Unnamed,
+            listen_url: Some(&direct),
+        };
+        PgStore::connect(&url, &options, pg_cluster::cipher())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "open through pgbouncer: {e}\n{}",
+                    pg_bouncer::shared().log()
+                )
+            })
+    };
+    let a = Node::with(bounced().await).await;
+    let b = Node::with(bounced().await).await;
+
+    a.store
+        .create_tenant(tenant("acme"), vec![event_type("acme", "invoice.paid")])
+        .await
+        .unwrap();
+    a.store
+        .create_webhook(webhook("wh_1", "acme", &["invoice.paid"]))
+        .await
+        .unwrap();
+    within(ONE_SECOND, "new webhook matching on B", || {
+        b.registry().matching("acme", "invoice.paid", &[]).len() == 1
+    })
+    .await;
+    a.store
+        .update_webhook("wh_1".into(), |w| {
+            w.event_types = vec!["invoice.voided".into()];
+            Ok::<_, ()>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    within(ONE_SECOND, "the PATCH in force on B", || {
+        b.registry().webhook("wh_1").is_some_and(|w| w.version == 2)
+            && b.registry()
+                .matching("acme", "invoice.paid", &[])
+                .is_empty()
+    })
+    .await;
+    b.store.delete_tenant("acme".into(), 50).await.unwrap();
+    within(ONE_SECOND, "the tenant deleted on B gone from A", || {
+        a.registry().tenant("acme").is_none()
+    })
+    .await;
 
     a.stop().await;
     b.stop().await;
