@@ -49,15 +49,7 @@ extern "C" fn stop_shared() {
 fn program() -> PathBuf {
     let path = Path::new("/usr/sbin/pgbouncer");
     if !path.is_file() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres.sh");
-        let status = Command::new("bash")
-            .arg(&script)
-            .status()
-            .expect("run .ci/postgres.sh");
-        assert!(
-            status.success(),
-            ".ci/postgres.sh could not install pgbouncer"
-        );
+        crate::pg_cluster::install();
     }
     assert!(
         path.is_file(),

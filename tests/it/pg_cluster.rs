@@ -230,6 +230,13 @@ fn bin_dir() -> PathBuf {
     if let Some(dir) = find_bin_dir() {
         return dir;
     }
+    install();
+    find_bin_dir().expect("PostgreSQL installed, but no initdb under /usr/lib/postgresql")
+}
+
+/// Installs what the PostgreSQL tests need (the server and pgbouncer) with
+/// `.ci/postgres.sh`, which does nothing for what is already there.
+pub fn install() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres.sh");
     let status = Command::new("bash")
         .arg(&script)
@@ -239,7 +246,6 @@ fn bin_dir() -> PathBuf {
         status.success(),
         ".ci/postgres.sh could not install PostgreSQL"
     );
-    find_bin_dir().expect("PostgreSQL installed, but no initdb under /usr/lib/postgresql")
 }
 
 fn find_bin_dir() -> Option<PathBuf> {
