@@ -144,14 +144,14 @@ impl PgStore {
         if written.len() < n {
             // Rows still held but finished meanwhile (a manual retry delivered them)
             // give their lease back now rather than when it expires.
-            super::cached::execute(
-                &tx,
-                "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
+            tx.sql()
+                .cached_execute(
+                    "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
                  WHERE id = ANY($2) AND lease_id = $1::text::uuid",
-                &[&self.node_id(), &ids],
-            )
-            .await
-            .map_err(sql)?;
+                    &[&self.node_id(), &ids],
+                )
+                .await
+                .map_err(sql)?;
         }
         tx.commit().await.map_err(sql)?;
         Ok(writes
@@ -174,16 +174,17 @@ impl PgStore {
     /// delivery alone that another node holds under a live lease.
     pub async fn cancel_delivery(&self, entry: DueEntry, now: UnixMs) -> Result<(), StoreError> {
         let client = self.client().await?;
-        super::cached::execute(
-            &client,
-            "UPDATE deliveries SET state = 4, next_attempt_at = NULL, updated_at = $3, \
+        client
+            .sql()
+            .cached_execute(
+                "UPDATE deliveries SET state = 4, next_attempt_at = NULL, updated_at = $3, \
                      lease_id = NULL, lease_until = NULL \
                  WHERE id = $1 AND next_attempt_at IS NOT NULL \
                    AND (lease_id IS NULL OR lease_id = $2::text::uuid OR lease_until <= $3)",
-            &[&entry.delivery_id, &self.node_id(), &now],
-        )
-        .await
-        .map_err(sql)?;
+                &[&entry.delivery_id, &self.node_id(), &now],
+            )
+            .await
+            .map_err(sql)?;
         Ok(())
     }
 
@@ -205,32 +206,34 @@ impl PgStore {
             return Ok(0);
         }
         let client = self.client().await?;
-        super::cached::execute(
-            &client,
-            "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+        client
+            .sql()
+            .cached_execute(
+                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
                      WHERE lease_id = $1::text::uuid AND id = ANY($3) ORDER BY id FOR UPDATE) \
                  UPDATE deliveries d SET lease_until = $2 FROM l \
                  WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
-            &[&self.node_id(), &now.saturating_add(lease_ms), &held],
-        )
-        .await
-        .map_err(sql)
+                &[&self.node_id(), &now.saturating_add(lease_ms), &held],
+            )
+            .await
+            .map_err(sql)
     }
 
     /// Gives back this node's leases of `ids` (claimed, never attempted), so any
     /// node may claim them at once. Returns how many it still held.
     pub async fn release_leases(&self, ids: &[String]) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        super::cached::execute(
-            &client,
-            "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
+        client
+            .sql()
+            .cached_execute(
+                "WITH l AS MATERIALIZED (SELECT id FROM deliveries \
                      WHERE lease_id = $1::text::uuid AND id = ANY($2) ORDER BY id FOR UPDATE) \
                  UPDATE deliveries d SET lease_id = NULL, lease_until = NULL FROM l \
                  WHERE d.id = l.id AND d.lease_id = $1::text::uuid",
-            &[&self.node_id(), &ids],
-        )
-        .await
-        .map_err(sql)
+                &[&self.node_id(), &ids],
+            )
+            .await
+            .map_err(sql)
     }
 }
 

@@ -102,8 +102,12 @@ impl Sql<'_> {
         self.client.batch_execute(q).await
     }
 
-    /// [`Sql::query`] of a hot-path statement: through the statement cache when
-    /// statements are cached.
+    /// [`Sql::query`] of a hot-path statement (claim, completion, renewal, release,
+    /// ingest): when statements are cached, prepared once per pooled connection and
+    /// kept in deadpool's statement cache, so a call is one exchange (bind and
+    /// execute), not two. The schema is migrated before the pool serves anything,
+    /// so a cached statement never outlives the tables it was planned against.
+    /// Unnamed, it goes as every other statement does.
     pub(crate) async fn cached_query(self, q: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
         match self.mode {
             Statements::Cached => {

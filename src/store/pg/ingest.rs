@@ -6,6 +6,7 @@
 //! stores deliveries announces new work to every node (one `NOTIFY` in it) and wakes
 //! this node's delivery loop after its commit.
 
+use crate::store::pg::conn::AsSql;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -187,13 +188,14 @@ async fn live_keys(tx: &Tx<'_>, calls: &[Call]) -> Result<HashSet<String>, Store
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = super::cached::query(
-        tx,
-        "SELECT id FROM api_keys WHERE id = ANY($1) FOR KEY SHARE",
-        &[&ids],
-    )
-    .await
-    .map_err(sql)?;
+    let rows = tx
+        .sql()
+        .cached_query(
+            "SELECT id FROM api_keys WHERE id = ANY($1) FOR KEY SHARE",
+            &[&ids],
+        )
+        .await
+        .map_err(sql)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -213,33 +215,35 @@ async fn claim_keys(
         };
         // Waits for a concurrent claim of the same key on another node to commit or
         // roll back, then either claims it or reads the winner's answer.
-        let claimed = super::cached::execute(
-            tx,
-            "INSERT INTO idempotency (tenant, key, body_hash, event_id, deliveries, \
+        let claimed = tx
+            .sql()
+            .cached_execute(
+                "INSERT INTO idempotency (tenant, key, body_hash, event_id, deliveries, \
                  created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            &[
-                &event.tenant,
-                key,
-                &item.body_hash.as_slice(),
-                &event.id,
-                &(item.deliveries.len() as i32),
-                &event.created_at,
-            ],
-        )
-        .await
-        .map_err(sql)?;
+                &[
+                    &event.tenant,
+                    key,
+                    &item.body_hash.as_slice(),
+                    &event.id,
+                    &(item.deliveries.len() as i32),
+                    &event.created_at,
+                ],
+            )
+            .await
+            .map_err(sql)?;
         if claimed == 1 {
             out.push(None);
             continue;
         }
-        let seen = super::cached::query_one(
-            tx,
-            "SELECT body_hash, event_id, deliveries FROM idempotency \
+        let seen = tx
+            .sql()
+            .cached_query_one(
+                "SELECT body_hash, event_id, deliveries FROM idempotency \
                  WHERE tenant = $1 AND key = $2",
-            &[&event.tenant, key],
-        )
-        .await
-        .map_err(sql)?;
+                &[&event.tenant, key],
+            )
+            .await
+            .map_err(sql)?;
         let hash: Vec<u8> = seen.get(0);
         let event_id: String = seen.get(1);
         let deliveries: i32 = seen.get(2);
@@ -263,13 +267,13 @@ async fn release_keys(
 ) -> Result<(), StoreError> {
     for (item, seen) in items.iter().zip(outcomes) {
         if let (None, Some(key)) = (seen, &item.event.idempotency_key) {
-            super::cached::execute(
-                tx,
-                "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND event_id = $3",
-                &[&item.event.tenant, key, &item.event.id],
-            )
-            .await
-            .map_err(sql)?;
+            tx.sql()
+                .cached_execute(
+                    "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND event_id = $3",
+                    &[&item.event.tenant, key, &item.event.id],
+                )
+                .await
+                .map_err(sql)?;
         }
     }
     Ok(())
@@ -294,15 +298,15 @@ async fn insert_events(tx: &Tx<'_>, items: &[&IngestItem]) -> Result<(), StoreEr
         .map(|e| e.idempotency_key.as_deref())
         .collect();
     let created: Vec<i64> = events.iter().map(|e| e.created_at).collect();
-    super::cached::execute(
-        tx,
-        INSERT_EVENTS,
-        &[
-            &ids, &tenants, &types, &payloads, &channels, &keys, &created,
-        ],
-    )
-    .await
-    .map_err(sql)?;
+    tx.sql()
+        .cached_execute(
+            INSERT_EVENTS,
+            &[
+                &ids, &tenants, &types, &payloads, &channels, &keys, &created,
+            ],
+        )
+        .await
+        .map_err(sql)?;
 
     let deliveries: Vec<_> = items.iter().flat_map(|i| &i.deliveries).collect();
     if deliveries.is_empty() {
@@ -318,18 +322,18 @@ async fn insert_events(tx: &Tx<'_>, items: &[&IngestItem]) -> Result<(), StoreEr
         .map(|d| d.next_attempt_at.unwrap_or(d.created_at))
         .collect();
     let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
-    super::cached::execute(
-        tx,
-        "INSERT INTO deliveries (id, tenant, event_id, webhook_id, event_type, state, \
+    tx.sql()
+        .cached_execute(
+            "INSERT INTO deliveries (id, tenant, event_id, webhook_id, event_type, state, \
          attempts, schedule_step, next_attempt_at, created_at, updated_at) \
          SELECT id, tenant, event_id, webhook_id, event_type, 0, 0, 0, due, created, created \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                      $6::bigint[], $7::bigint[]) \
               AS u(id, tenant, event_id, webhook_id, event_type, due, created)",
-        &[&ids, &tenants, &events, &webhooks, &types, &due, &created],
-    )
-    .await
-    .map_err(sql)?;
+            &[&ids, &tenants, &events, &webhooks, &types, &due, &created],
+        )
+        .await
+        .map_err(sql)?;
     Ok(())
 }
 

@@ -423,39 +423,3 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 /// third more CPU per event. Planning stays cheap next to a round trip.
 pub(crate) const CLAIM_SETTINGS: &str =
     "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan";
-
-/// The hot paths' statements (claim, completion, renewal, release, ingest), each
-/// prepared once per pooled connection and kept in deadpool's statement cache when
-/// statements are cached (`conn.rs`): a call is then one exchange (bind and
-/// execute), not two (parse and describe, then bind and execute). The schema is
-/// migrated before the pool serves anything, so a cached statement never outlives
-/// the tables it was planned against. With `postgres_statements = "unnamed"` they
-/// go as every other statement does, unnamed.
-pub(crate) mod cached {
-    use tokio_postgres::{Error, Row};
-
-    use super::conn::{AsSql, Params};
-
-    /// `query` through the statement cache.
-    pub(crate) async fn query(
-        c: &impl AsSql,
-        q: &str,
-        params: Params<'_>,
-    ) -> Result<Vec<Row>, Error> {
-        c.sql().cached_query(q, params).await
-    }
-
-    /// `query_one` through the statement cache.
-    pub(crate) async fn query_one(
-        c: &impl AsSql,
-        q: &str,
-        params: Params<'_>,
-    ) -> Result<Row, Error> {
-        c.sql().cached_query_one(q, params).await
-    }
-
-    /// `execute` through the statement cache.
-    pub(crate) async fn execute(c: &impl AsSql, q: &str, params: Params<'_>) -> Result<u64, Error> {
-        c.sql().cached_execute(q, params).await
-    }
-}

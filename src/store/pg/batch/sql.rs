@@ -37,9 +37,10 @@ pub(super) async fn scan_first(
     scan: i64,
     limit: i64,
 ) -> Result<(Vec<Candidate>, bool), StoreError> {
-    let rows = crate::store::pg::cached::query(
-        tx,
-        "WITH RECURSIVE x AS ( \
+    let rows = tx
+        .sql()
+        .cached_query(
+            "WITH RECURSIVE x AS ( \
                  SELECT webhook_id, tenant, next_attempt_at, id FROM deliveries \
                  WHERE next_attempt_at <= $1 \
                    AND (lease_until IS NULL OR lease_until <= $1) \
@@ -71,10 +72,10 @@ pub(super) async fn scan_first(
              SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
              UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r \
              ORDER BY pass, at, first",
-        &[&now, &full, &scan, &limit],
-    )
-    .await
-    .map_err(sql)?;
+            &[&now, &full, &scan, &limit],
+        )
+        .await
+        .map_err(sql)?;
     let others = rows.iter().filter(|r| r.get::<_, i32>(3) == 1).count() as i64;
     Ok((candidates(&rows), others >= limit))
 }
@@ -91,9 +92,10 @@ pub(super) async fn scan_webhooks(
     full: &[&str],
     limit: i64,
 ) -> Result<Vec<Candidate>, StoreError> {
-    let rows = crate::store::pg::cached::query(
-        tx,
-        "WITH RECURSIVE w(id) AS ( \
+    let rows = tx
+        .sql()
+        .cached_query(
+            "WITH RECURSIVE w(id) AS ( \
                  (SELECT webhook_id FROM deliveries WHERE next_attempt_at IS NOT NULL \
                   ORDER BY webhook_id LIMIT 1) \
                  UNION ALL \
@@ -108,10 +110,10 @@ pub(super) async fn scan_webhooks(
                       ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
              WHERE w.id IS NOT NULL AND w.id <> ALL($2) AND f.tenant <> ALL($3) \
              ORDER BY f.next_attempt_at, f.id LIMIT $4",
-        &[&now, &considered, &full, &limit],
-    )
-    .await
-    .map_err(sql)?;
+            &[&now, &considered, &full, &limit],
+        )
+        .await
+        .map_err(sql)?;
     Ok(candidates(&rows))
 }
 
@@ -127,13 +129,14 @@ fn candidates(rows: &[tokio_postgres::Row]) -> Vec<Candidate> {
 
 /// The earliest due time after `now` of any unfinished delivery (the loop's timer).
 pub(super) async fn next_due_after(tx: &Tx<'_>, now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
-    let row = crate::store::pg::cached::query_one(
-        tx,
-        "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
-        &[&now],
-    )
-    .await
-    .map_err(sql)?;
+    let row = tx
+        .sql()
+        .cached_query_one(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
+            &[&now],
+        )
+        .await
+        .map_err(sql)?;
     Ok(row.get(0))
 }
 
@@ -238,19 +241,19 @@ pub(super) async fn lock_and_read(
 /// Cancels the unleased unfinished rows of webhooks that can take no delivery,
 /// locking them in id order.
 pub(super) async fn cancel_due(tx: &Tx<'_>, ids: &[String], now: UnixMs) -> Result<(), StoreError> {
-    crate::store::pg::cached::execute(
-        tx,
-        "WITH l AS (SELECT id FROM deliveries \
+    tx.sql()
+        .cached_execute(
+            "WITH l AS (SELECT id FROM deliveries \
              WHERE webhook_id = ANY($1) AND next_attempt_at IS NOT NULL \
                AND (lease_until IS NULL OR lease_until <= $2) \
              ORDER BY id FOR UPDATE) \
          UPDATE deliveries d SET state = 4, next_attempt_at = NULL, updated_at = $2, \
              lease_id = NULL, lease_until = NULL \
          FROM l WHERE d.id = l.id",
-        &[&ids, &now],
-    )
-    .await
-    .map_err(sql)?;
+            &[&ids, &now],
+        )
+        .await
+        .map_err(sql)?;
     Ok(())
 }
 
@@ -264,16 +267,16 @@ pub(super) async fn save_buckets(
     let ids: Vec<&str> = buckets.iter().map(|(id, _)| id.as_str()).collect();
     let tokens: Vec<f64> = buckets.iter().map(|(_, b)| b.tokens).collect();
     let at: Vec<i64> = buckets.iter().map(|(_, b)| b.updated_at).collect();
-    crate::store::pg::cached::execute(
-        tx,
-        "INSERT INTO rate_buckets (webhook_id, tokens, updated_at) \
+    tx.sql()
+        .cached_execute(
+            "INSERT INTO rate_buckets (webhook_id, tokens, updated_at) \
          SELECT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) \
          ON CONFLICT (webhook_id) DO UPDATE \
              SET tokens = EXCLUDED.tokens, updated_at = EXCLUDED.updated_at",
-        &[&ids, &tokens, &at],
-    )
-    .await
-    .map_err(sql)?;
+            &[&ids, &tokens, &at],
+        )
+        .await
+        .map_err(sql)?;
     Ok(())
 }
 
@@ -293,9 +296,10 @@ pub(super) async fn claim_rows(
 ) -> Result<Vec<Claimed>, StoreError> {
     // Two statements, so each is planned with its real sizes: the picks (locked,
     // never waited for), then the claim by primary key joined with the events.
-    let picked = crate::store::pg::cached::query(
-        tx,
-        "WITH heads AS ( \
+    let picked = tx
+        .sql()
+        .cached_query(
+            "WITH heads AS ( \
                  SELECT id FROM deliveries WHERE id = ANY($2::text[]) \
                  FOR UPDATE SKIP LOCKED) \
              SELECT p.id FROM unnest($3::text[], $4::int[]) AS x(wh, n), \
@@ -305,17 +309,18 @@ pub(super) async fn claim_rows(
                       ORDER BY webhook_id, next_attempt_at, id LIMIT x.n \
                       FOR UPDATE SKIP LOCKED) p \
              UNION ALL SELECT id FROM heads",
-        &[&now, &heads, &webhooks, &counts],
-    )
-    .await
-    .map_err(sql)?;
+            &[&now, &heads, &webhooks, &counts],
+        )
+        .await
+        .map_err(sql)?;
     let ids: Vec<String> = picked.iter().map(|r| r.get(0)).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = crate::store::pg::cached::query(
-        tx,
-        "WITH c AS ( \
+    let rows = tx
+        .sql()
+        .cached_query(
+            "WITH c AS ( \
                  UPDATE deliveries d SET lease_id = $2::text::uuid, lease_until = $4 \
                  WHERE d.id = ANY($3::text[]) AND d.next_attempt_at <= $1 \
                    AND (d.lease_until IS NULL OR d.lease_until <= $1) \
@@ -326,10 +331,10 @@ pub(super) async fn claim_rows(
                  e.idempotency_key, e.created_at \
              FROM c JOIN events e ON e.id = c.event_id \
              ORDER BY c.webhook_id, c.next_attempt_at, c.id",
-        &[&now, &node, &ids, &until],
-    )
-    .await
-    .map_err(sql)?;
+            &[&now, &node, &ids, &until],
+        )
+        .await
+        .map_err(sql)?;
     rows.iter()
         .map(|r| {
             Ok(Claimed {
