@@ -23,8 +23,8 @@ pub fn healthz() -> Reply {
 /// has begun.
 pub fn readyz(call: &Call<'_>) -> Reply {
     let state = &call.state;
-    let reason = if !state.store.is_healthy() {
-        Some("the store cannot write (disk full or read-only?)")
+    let reason = if let Some(why) = state.store.unready_reason() {
+        Some(why)
     } else if state.engine.is_stopping() {
         Some("shutting down")
     } else {

@@ -85,9 +85,16 @@ impl Db {
 
     /// Whether the store can write now (redb: the disk; PostgreSQL: reachable).
     pub fn is_healthy(&self) -> bool {
+        self.unready_reason().is_none()
+    }
+
+    /// Why the store cannot serve, if it cannot: `/readyz`'s reason.
+    pub fn unready_reason(&self) -> Option<&'static str> {
         match self {
-            Db::Redb(s) => s.is_healthy(),
-            Db::Postgres(p) => p.is_healthy(),
+            Db::Redb(s) => {
+                (!s.is_healthy()).then_some("the store cannot write (disk full or read-only?)")
+            }
+            Db::Postgres(p) => p.unready_reason(),
         }
     }
 

@@ -363,6 +363,47 @@ async fn behind_pgbouncer_a_change_on_one_node_is_in_force_on_the_other_within_a
     b.stop().await;
 }
 
+/// A listener that cannot reach its own URL (`postgres_listen_url`) makes the node
+/// unhealthy, so `/readyz` answers 503, although the pool's URL works: the node
+/// would otherwise miss the other nodes' changes without saying so.
+#[tokio::test]
+async fn a_listen_url_that_cannot_be_reached_makes_the_node_unhealthy() {
+    let url = pg_cluster::shared().database().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+        .port();
+    let dead = format!("postgres://postgres@127.0.0.1:{closed}/postgres?sslmode=disable");
+    let options = Options {
+        ca_file: None,
+        pool_size: 4,
+        statements: Statements::Cached,
+        listen_url: Some(&dead),
+    };
+    let store = PgStore::connect(&url, &options, pg_cluster::cipher())
+        .await
+        .expect("the pool's URL works");
+    assert!(store.is_healthy(), "healthy before the listener starts");
+    let stop = CancellationToken::new();
+    let listener = store.start_listener(stop.clone());
+    within(Duration::from_secs(5), "the node unhealthy", || {
+        !store.is_healthy()
+    })
+    .await;
+    // The pool still writes; what is missing is the listener.
+    store.create_tenant(tenant("acme"), vec![]).await.unwrap();
+    assert_eq!(
+        store.unready_reason(),
+        Some("the PostgreSQL change listener is down: other nodes' changes do not arrive"),
+        "unready while the listener is down, and says why"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), listener)
+        .await
+        .expect("the listener stops on shutdown")
+        .expect("the listener task ends cleanly");
+}
+
 #[tokio::test]
 async fn a_revoked_key_and_a_deleted_tenant_are_gone_from_the_other_node() {
     let url = pg_cluster::shared().database().await;

@@ -338,8 +338,18 @@ impl PgStore {
     /// connected, so changes made on other nodes reach this one. False while the
     /// database is unreachable; true again after a successful reconnect.
     pub fn is_healthy(&self) -> bool {
-        !self.health.listener_down.load(Ordering::Relaxed)
-            && !self.health.pool_down.load(Ordering::Relaxed)
+        self.unready_reason().is_none()
+    }
+
+    /// Why this node cannot serve, if it cannot (see [`PgStore::is_healthy`]).
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        if self.health.pool_down.load(Ordering::Relaxed) {
+            Some("PostgreSQL cannot be reached")
+        } else if self.health.listener_down.load(Ordering::Relaxed) {
+            Some("the PostgreSQL change listener is down: other nodes' changes do not arrive")
+        } else {
+            None
+        }
     }
 
     /// A pooled connection; an unreachable database is `Unavailable` (and makes the
