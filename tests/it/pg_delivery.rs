@@ -225,27 +225,7 @@ async fn a_claim_counts_leases_after_taking_the_webhooks_lock() {
         .await
         .unwrap();
     let claiming = tokio::spawn(async move { claim(&b, 10_000, limits(10, 3, 60_000)).await });
-    let watch = sql(&url).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the claim never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::pg_delivery_left::until_waiting(&sql(&url).await, 1).await;
     // Another node's claim of 3, committed while this one waits.
     let leased = other
         .execute(

@@ -326,18 +326,7 @@ async fn behind_pgbouncer_a_change_on_one_node_is_in_force_on_the_other_within_a
     let a = Node::with(bounced().await).await;
     let b = Node::with(bounced().await).await;
 
-    a.store
-        .create_tenant(tenant("acme"), vec![event_type("acme", "invoice.paid")])
-        .await
-        .unwrap();
-    a.store
-        .create_webhook(webhook("wh_1", "acme", &["invoice.paid"]))
-        .await
-        .unwrap();
-    within(ONE_SECOND, "new webhook matching on B", || {
-        b.registry().matching("acme", "invoice.paid", &[]).len() == 1
-    })
-    .await;
+    acme_with_webhook(&a, &b).await;
     a.store
         .update_webhook("wh_1".into(), |w| {
             w.event_types = vec!["invoice.voided".into()];
