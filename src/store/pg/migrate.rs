@@ -17,10 +17,15 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "line_order",
         include_str!("migrations/0004_line_order.sql"),
     ),
+    (
+        5,
+        "fewer_indexes",
+        include_str!("migrations/0005_fewer_indexes.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to (the last entry of [`MIGRATIONS`]).
-pub const SCHEMA: i32 = 4;
+pub const SCHEMA: i32 = 5;
 
 /// The advisory lock key all hookbox nodes take while migrating ("hookbox" in ASCII).
 const LOCK_KEY: i64 = 0x0068_6f6f_6b62_6f78;

@@ -53,11 +53,11 @@ pub(super) async fn scan_first(
              w(id) AS ( \
                  (SELECT webhook_id FROM deliveries \
                   WHERE next_attempt_at IS NOT NULL AND (SELECT cut FROM cut) \
-                  ORDER BY webhook_id LIMIT 1) \
+                  ORDER BY webhook_id, next_attempt_at LIMIT 1) \
                  UNION ALL \
                  SELECT (SELECT d.webhook_id FROM deliveries d \
                          WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
-                         ORDER BY d.webhook_id LIMIT 1) \
+                         ORDER BY d.webhook_id, d.next_attempt_at LIMIT 1) \
                  FROM w WHERE w.id IS NOT NULL), \
              r AS ( \
                  SELECT w.id AS webhook_id, f.tenant, 1::bigint AS n, \
@@ -81,8 +81,10 @@ pub(super) async fn scan_first(
 }
 
 /// Later passes: one look per webhook that has unfinished rows (a loose index scan
-/// over `deliveries_line`, then each webhook's oldest due unleased row through
-/// `deliveries_webhook_due`), skipping webhooks already considered and full
+/// over `deliveries_webhook_due`, ordered by its first two columns so that no other
+/// index of `deliveries` serves it without a sort: ordered by `webhook_id` alone,
+/// the planner walked `deliveries_webhook` over finished rows; then each webhook's
+/// oldest due unleased row through the same index), skipping webhooks already considered and full
 /// tenants; at most `limit` webhooks, oldest due first. Its cost follows the number
 /// of webhooks with unfinished rows, not the due backlog of saturated ones.
 pub(super) async fn scan_webhooks(
@@ -97,11 +99,11 @@ pub(super) async fn scan_webhooks(
         .cached_query(
             "WITH RECURSIVE w(id) AS ( \
                  (SELECT webhook_id FROM deliveries WHERE next_attempt_at IS NOT NULL \
-                  ORDER BY webhook_id LIMIT 1) \
+                  ORDER BY webhook_id, next_attempt_at LIMIT 1) \
                  UNION ALL \
                  SELECT (SELECT d.webhook_id FROM deliveries d \
                          WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
-                         ORDER BY d.webhook_id LIMIT 1) \
+                         ORDER BY d.webhook_id, d.next_attempt_at LIMIT 1) \
                  FROM w WHERE w.id IS NOT NULL) \
              SELECT w.id, f.tenant, 1::bigint FROM w, \
              LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
