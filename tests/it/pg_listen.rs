@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pg_bouncer;
 use crate::pg_cluster::{self, sql};
+use crate::pg_tls;
 
 /// What "in force on every node" must take at most (DESIGN.md section 7).
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -347,6 +348,85 @@ async fn behind_pgbouncer_a_change_on_one_node_is_in_force_on_the_other_within_a
         a.registry().tenant("acme").is_none()
     })
     .await;
+
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `postgres_listen_url` over TLS: two nodes whose pools and listeners both connect
+/// with `sslmode=verify-full` (the listener by a host name, `localhost`, that the
+/// server's certificate must hold; the CA from `[store] postgres_ca_file`, which
+/// serves both URLs) see each other's changes within a second, and each listener's
+/// session is encrypted. A listen URL naming a host the certificate does not hold
+/// leaves its node unready for want of a listener, while its pool works: the
+/// listener's TLS follows its own URL.
+#[tokio::test]
+async fn a_listener_on_its_own_tls_url_is_encrypted_and_carries_changes_within_a_second() {
+    let tls = pg_tls::tls();
+    let (name, url) = tls.database("sslmode=verify-full").await;
+    let listen_at = |host: &str| tls.url(&name, host, "hostaddr=127.0.0.1&sslmode=verify-full");
+    let listen = listen_at("localhost");
+    let open = |listen: String| {
+        let url = url.clone();
+        async move {
+            let options = Options {
+                ca_file: Some(&tls.ca_file),
+                pool_size: 4,
+                statements: Statements::Cached,
+                listen_url: Some(&listen),
+            };
+            PgStore::connect(&url, &options, pg_cluster::cipher())
+                .await
+                .expect("open on TLS PostgreSQL")
+        }
+    };
+    let a = Node::with(open(listen.clone()).await).await;
+    let b = Node::with(open(listen).await).await;
+
+    acme_with_webhook(&a, &b).await;
+    a.store
+        .update_webhook("wh_1".into(), |w| {
+            w.event_types = vec!["invoice.voided".into()];
+            Ok::<_, ()>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    within(ONE_SECOND, "the PATCH in force on B", || {
+        b.registry().webhook("wh_1").is_some_and(|w| w.version == 2)
+    })
+    .await;
+
+    let observer = tls.observer(&name).await;
+    for node in [&a, &b] {
+        let ssl: Vec<bool> = observer
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.datname = $1 AND a.application_name = $2",
+                &[&name, &node.store.listener_name()],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(ssl, [true], "the node's listener session, encrypted");
+    }
+
+    let wrong = open(listen_at("db.wrong.example")).await;
+    wrong.create_tenant(tenant("other"), vec![]).await.unwrap();
+    let stop = CancellationToken::new();
+    let listener = wrong.start_listener(stop.clone());
+    within(Duration::from_secs(5), "the node unready", || {
+        !wrong.is_healthy()
+    })
+    .await;
+    assert_eq!(
+        wrong.unready_reason(),
+        Some("the PostgreSQL change listener is down: other nodes' changes do not arrive"),
+    );
+    stop.cancel();
+    listener.await.expect("the listener task ends cleanly");
 
     a.stop().await;
     b.stop().await;

@@ -24,10 +24,10 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// The TLS cluster the tests of this file share, with its CA and a second CA that
 /// signed nothing the server holds.
-struct Tls {
+pub(crate) struct Tls {
     cluster: Private,
     /// The PEM file of the CA that signed the server's certificate.
-    ca_file: PathBuf,
+    pub(crate) ca_file: PathBuf,
     /// The PEM file of an unrelated CA.
     other_ca_file: PathBuf,
     _dir: tempfile::TempDir,
@@ -35,7 +35,7 @@ struct Tls {
 
 static TLS: OnceLock<Tls> = OnceLock::new();
 
-fn tls() -> &'static Tls {
+pub(crate) fn tls() -> &'static Tls {
     TLS.get_or_init(|| {
         let ca = TestCa::new("hookbox test CA");
         let (cert, key) = ca.server(&["localhost", "127.0.0.1"]);
@@ -63,14 +63,14 @@ extern "C" fn stop_tls() {
 
 impl Tls {
     /// A fresh database: its name, and its TCP URL with `params` (host 127.0.0.1).
-    async fn database(&self, params: &str) -> (String, String) {
+    pub(crate) async fn database(&self, params: &str) -> (String, String) {
         let name = self.cluster.database_name().await;
         let url = self.url(&name, "127.0.0.1", params);
         (name, url)
     }
 
     /// The TCP URL of database `name` at `host` with `params`.
-    fn url(&self, name: &str, host: &str, params: &str) -> String {
+    pub(crate) fn url(&self, name: &str, host: &str, params: &str) -> String {
         let sep = if params.is_empty() { "" } else { "?" };
         format!(
             "postgres://postgres@{host}:{}/{name}{sep}{params}",
@@ -80,7 +80,7 @@ impl Tls {
 
     /// A plain connection to database `name` through the Unix socket, to look at
     /// the server's view of the other connections.
-    async fn observer(&self, name: &str) -> tokio_postgres::Client {
+    pub(crate) async fn observer(&self, name: &str) -> tokio_postgres::Client {
         sql(&self.cluster.plain_url(name)).await
     }
 }
