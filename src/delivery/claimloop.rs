@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::context::Ctx;
-use super::msg::{Msg, Outcome, Work};
+use super::msg::{Msg, Outcome, Settled, Work};
 use super::{followup, recorder, scheduler};
 use crate::model::now_ms;
 use crate::store::DueEntry;
@@ -55,6 +55,15 @@ struct Books {
     /// claimed nothing: the pause before the next look doubles with each, up to
     /// the backstop.
     held_back: u32,
+    /// The last claim left due work behind a bound, a FIFO head, a lock, this
+    /// node's room or an unseen webhook (any `Left` reason): a lease given back
+    /// (`Done`) may release some of it, so it is a reason to claim again. When the
+    /// last claim took everything due, a `Done` is not: new work comes with its
+    /// own wake-up, and a retry's due time is noted in `retry_at`.
+    left_behind: bool,
+    /// The earliest retry committed since the last claim (Unix ms): the loop's
+    /// timer, as the claim's `next_due` would have said had it run after it.
+    retry_at: Option<i64>,
 }
 
 impl Books {
@@ -80,6 +89,8 @@ impl Books {
             unsettled: HashSet::new(),
             starved: false,
             held_back: 0,
+            left_behind: true,
+            retry_at: None,
         }
     }
 
@@ -209,9 +220,28 @@ impl Books {
         Some(Instant::now() + pause.min(BACKSTOP))
     }
 
-    /// An attempt's outcome is committed (or it was skipped).
-    fn done(&mut self, delivery_id: &str) {
+    /// An attempt's outcome is committed (or it was skipped); `true` when that is a
+    /// reason to claim now: the last claim left due work (or was held back by this
+    /// node's own bounds) that the lease given back may release, or nothing was
+    /// written. A retry only moves the loop's timer.
+    fn done(&mut self, delivery_id: &str, settled: Settled) -> bool {
         self.unsettled.remove(delivery_id);
+        match settled {
+            Settled::Unchanged => return true,
+            Settled::RetryAt(at) => {
+                self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+            }
+            Settled::Final => {}
+        }
+        self.left_behind || self.starved
+    }
+
+    /// When the earliest retry noted since the last claim falls due, if any.
+    fn retry_timer(&self) -> Option<Instant> {
+        self.retry_at.map(|at| {
+            let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
+            Instant::now() + Duration::from_millis(wait)
+        })
     }
 }
 
@@ -242,6 +272,10 @@ pub(super) async fn run(
         }
         if claim {
             claim = false;
+            // A wake-up stored by a commit before this point is answered by this
+            // claim, which starts after it: taken now, it does not cost a second,
+            // empty claim. One stored during the claim stays for the next.
+            std::pin::pin!(wakeups.notified()).enable();
             // Without room, the next `Finished` or `Done` is the reason to look again.
             wake = if books.free() > 0 {
                 claim_once(&ctx, &pg, &mut books, lease_ms).await
@@ -250,7 +284,12 @@ pub(super) async fn run(
                 Instant::now() + BACKSTOP
             };
         }
-        let until = wake.min(Instant::now() + BACKSTOP);
+        let until = [Some(wake), books.retry_timer()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(wake)
+            .min(Instant::now() + BACKSTOP);
         tokio::select! {
             () = shutdown.cancelled() => break,
             msg = rx.recv() => match msg {
@@ -296,9 +335,17 @@ fn handle(ctx: &Arc<Ctx>, books: &mut Books, msg: Msg) -> bool {
         }
         // A committed outcome gives its lease back: the webhook's bound (over every
         // node) or its FIFO line may admit more now.
-        Msg::Done { delivery_id, .. } => {
-            books.done(&delivery_id);
-            true
+        // A FIFO line's next delivery waits for this one's outcome: always a reason.
+        Msg::Done {
+            delivery_id,
+            webhook_id,
+            settled,
+        } => {
+            let line = ctx
+                .registry
+                .webhook(&webhook_id)
+                .is_none_or(|w| scheduler::is_fifo(&w));
+            books.done(&delivery_id, settled) || line
         }
         // New work (the ingest fast path: its rows are committed, the claim finds
         // them), a recover or a changed webhook: the database has the truth.
@@ -320,11 +367,14 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
         Err(e) => {
             tracing::error!(error = %e, "cannot claim deliveries");
             books.starved = false;
+            books.left_behind = true;
             return Instant::now() + BACKSTOP;
         }
     };
     let filled = claims.claimed.len() >= limits.slots as usize;
     let claimed_any = !claims.claimed.is_empty();
+    books.left_behind = claims.left != Left::default();
+    books.retry_at = None;
     for c in books.accept(claims.claimed) {
         spawn_attempt(ctx.clone(), c);
     }

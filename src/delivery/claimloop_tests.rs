@@ -116,7 +116,7 @@ fn outcomes_awaiting_their_commit_bound_the_claims() {
     }
     assert_eq!(b.in_flight, 0);
     assert_eq!(b.free(), 0);
-    b.done("d0");
+    b.done("d0", Settled::Final);
     assert_eq!(b.free(), 1);
     // An unknown webhook's `Finished` (not ours) changes nothing.
     b.finished("elsewhere");
@@ -169,4 +169,35 @@ fn the_next_look_follows_why_a_claim_left_work() {
     // A look that claimed something starts the pause over.
     let again = b.look_again(elsewhere, true).unwrap();
     assert!(again - Instant::now() <= BLOCKED_PAUSE * 2);
+}
+
+#[test]
+fn an_outcome_is_a_reason_to_claim_only_when_the_last_claim_left_work() {
+    let mut b = Books::new(4, 10, 4);
+    // Before any claim: every outcome is a reason.
+    assert!(b.done("d0", Settled::Final));
+    // The last claim took everything due: a delivered or exhausted outcome releases
+    // nothing (new work wakes the loop itself), and a retry only sets the timer.
+    b.left_behind = false;
+    assert!(!b.done("d1", Settled::Final));
+    assert_eq!(b.retry_timer(), None);
+    let at = now_ms() + 60_000;
+    assert!(!b.done("d2", Settled::RetryAt(at + 5_000)));
+    assert!(!b.done("d3", Settled::RetryAt(at)));
+    assert_eq!(b.retry_at, Some(at), "the earliest retry");
+    let timer = b.retry_timer().expect("a timer");
+    assert!(
+        timer > Instant::now() + Duration::from_secs(50),
+        "{timer:?}"
+    );
+    // Nothing written: the delivery is still due as before.
+    assert!(b.done("d4", Settled::Unchanged));
+    // Work left behind a bound, a FIFO head or elsewhere: a lease given back may
+    // release it.
+    b.left_behind = true;
+    assert!(b.done("d5", Settled::Final));
+    // Held back by this node's own bounds: the freed outcome slot is a reason.
+    b.left_behind = false;
+    b.starved = true;
+    assert!(b.done("d6", Settled::Final));
 }
