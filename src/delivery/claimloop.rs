@@ -272,12 +272,12 @@ pub(super) async fn run(
         }
         if claim {
             claim = false;
-            // A wake-up stored by a commit before this point is answered by this
-            // claim, which starts after it: taken now, it does not cost a second,
-            // empty claim. One stored during the claim stays for the next.
-            std::pin::pin!(wakeups.notified()).enable();
             // Without room, the next `Finished` or `Done` is the reason to look again.
             wake = if books.free() > 0 {
+                // A wake-up stored by a commit before this point is answered by
+                // this claim, which starts after it: taken now, it does not cost a
+                // second, empty claim. One stored during the claim stays for the next.
+                std::pin::pin!(wakeups.notified()).enable();
                 claim_once(&ctx, &pg, &mut books, lease_ms).await
             } else {
                 books.starved = true;
@@ -334,8 +334,8 @@ fn handle(ctx: &Arc<Ctx>, books: &mut Books, msg: Msg) -> bool {
             books.starved
         }
         // A committed outcome gives its lease back: the webhook's bound (over every
-        // node) or its FIFO line may admit more now.
-        // A FIFO line's next delivery waits for this one's outcome: always a reason.
+        // node) may admit more now if the last claim left work (`Books::done`), and
+        // a FIFO line's next delivery waits for this outcome (always a reason).
         Msg::Done {
             delivery_id,
             webhook_id,

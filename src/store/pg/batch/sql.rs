@@ -84,8 +84,8 @@ pub(super) async fn scan_first(
 /// over `deliveries_webhook_due`, ordered by its first two columns so that no other
 /// index of `deliveries` serves it without a sort: ordered by `webhook_id` alone,
 /// the planner walked `deliveries_webhook` over finished rows; then each webhook's
-/// oldest due unleased row through the same index), skipping webhooks already considered and full
-/// tenants; at most `limit` webhooks, oldest due first. Its cost follows the number
+/// oldest due unleased row through the same index), skipping webhooks already
+/// considered and full tenants; at most `limit` webhooks, oldest due first. Its cost follows the number
 /// of webhooks with unfinished rows, not the due backlog of saturated ones.
 pub(super) async fn scan_webhooks(
     tx: &Tx<'_>,
