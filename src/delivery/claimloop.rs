@@ -238,11 +238,22 @@ impl Books {
 
     /// When the earliest retry noted since the last claim falls due, if any.
     fn retry_timer(&self) -> Option<Instant> {
-        self.retry_at.map(|at| {
-            let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
-            Instant::now() + Duration::from_millis(wait)
-        })
+        self.retry_at.map(|at| instant_at(at, now_ms()))
     }
+
+    /// When the loop looks again with no message: at `wake` (what the last claim
+    /// said), at a retry noted since, and at the latest after the backstop.
+    fn until(&self, wake: Instant) -> Instant {
+        self.retry_timer()
+            .map_or(wake, |retry| retry.min(wake))
+            .min(Instant::now() + BACKSTOP)
+    }
+}
+
+/// The instant at Unix ms `at`, seen from Unix ms `now` (at once if past).
+fn instant_at(at: i64, now: i64) -> Instant {
+    let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+    Instant::now() + Duration::from_millis(wait)
 }
 
 /// Runs the claim loop until `shutdown`, then stops claiming, gives back what
@@ -284,12 +295,7 @@ pub(super) async fn run(
                 Instant::now() + BACKSTOP
             };
         }
-        let until = [Some(wake), books.retry_timer()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(wake)
-            .min(Instant::now() + BACKSTOP);
+        let until = books.until(wake);
         tokio::select! {
             () = shutdown.cancelled() => break,
             msg = rx.recv() => match msg {
@@ -341,11 +347,11 @@ fn handle(ctx: &Arc<Ctx>, books: &mut Books, msg: Msg) -> bool {
             webhook_id,
             settled,
         } => {
-            let line = ctx
-                .registry
-                .webhook(&webhook_id)
-                .is_none_or(|w| scheduler::is_fifo(&w));
-            books.done(&delivery_id, settled) || line
+            books.done(&delivery_id, settled)
+                || ctx
+                    .registry
+                    .webhook(&webhook_id)
+                    .is_none_or(|w| scheduler::is_fifo(&w))
         }
         // New work (the ingest fast path: its rows are committed, the claim finds
         // them), a recover or a changed webhook: the database has the truth.
@@ -386,10 +392,7 @@ async fn claim_once(ctx: &Arc<Ctx>, pg: &PgStore, books: &mut Books, lease_ms: i
         .into_iter()
         .flatten()
         .min()
-        .map(|at| {
-            let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
-            Instant::now() + Duration::from_millis(wait)
-        });
+        .map(|at| instant_at(at, now));
     let pause = books.look_again(claims.left, claimed_any);
     [timer, pause]
         .into_iter()

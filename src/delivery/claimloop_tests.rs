@@ -190,6 +190,18 @@ fn an_outcome_is_a_reason_to_claim_only_when_the_last_claim_left_work() {
         timer > Instant::now() + Duration::from_secs(50),
         "{timer:?}"
     );
+    // The loop's next look is the earliest of the claim's wake, the retry and the
+    // backstop.
+    let soon = Instant::now() + Duration::from_millis(100);
+    assert_eq!(b.until(soon), soon);
+    let later = Instant::now() + Duration::from_secs(3600);
+    assert!(b.until(later) <= Instant::now() + BACKSTOP, "the backstop");
+    b.retry_at = Some(now_ms() + 200);
+    let until = b.until(later);
+    assert!(
+        until <= Instant::now() + Duration::from_millis(200) && until > soon,
+        "the retry: {until:?}"
+    );
     // Nothing written: the delivery is still due as before.
     assert!(b.done("d4", Settled::Unchanged));
     // Work left behind a bound, a FIFO head or elsewhere: a lease given back may

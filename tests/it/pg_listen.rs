@@ -224,6 +224,26 @@ async fn acme_with_webhook(a: &Node, b: &Node) {
     .await;
 }
 
+/// Moves `wh_1` from `invoice.paid` to `invoice.voided` on `a` and waits (at most
+/// one second) until `b` has the new version and no longer matches `invoice.paid`.
+async fn patch_on_a_in_force_on_b(a: &Node, b: &Node) {
+    a.store
+        .update_webhook("wh_1".into(), |w| {
+            w.event_types = vec!["invoice.voided".into()];
+            Ok::<_, ()>(())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    within(ONE_SECOND, "the PATCH in force on B", || {
+        b.registry().webhook("wh_1").is_some_and(|w| w.version == 2)
+            && b.registry()
+                .matching("acme", "invoice.paid", &[])
+                .is_empty()
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_webhook_created_and_patched_on_one_node_is_in_force_on_the_other_within_a_second() {
     let url = pg_cluster::shared().database().await;
@@ -328,21 +348,7 @@ async fn behind_pgbouncer_a_change_on_one_node_is_in_force_on_the_other_within_a
     let b = Node::with(bounced().await).await;
 
     acme_with_webhook(&a, &b).await;
-    a.store
-        .update_webhook("wh_1".into(), |w| {
-            w.event_types = vec!["invoice.voided".into()];
-            Ok::<_, ()>(())
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    within(ONE_SECOND, "the PATCH in force on B", || {
-        b.registry().webhook("wh_1").is_some_and(|w| w.version == 2)
-            && b.registry()
-                .matching("acme", "invoice.paid", &[])
-                .is_empty()
-    })
-    .await;
+    patch_on_a_in_force_on_b(&a, &b).await;
     b.store.delete_tenant("acme".into(), 50).await.unwrap();
     within(ONE_SECOND, "the tenant deleted on B gone from A", || {
         a.registry().tenant("acme").is_none()
@@ -384,18 +390,7 @@ async fn a_listener_on_its_own_tls_url_is_encrypted_and_carries_changes_within_a
     let b = Node::with(open(listen).await).await;
 
     acme_with_webhook(&a, &b).await;
-    a.store
-        .update_webhook("wh_1".into(), |w| {
-            w.event_types = vec!["invoice.voided".into()];
-            Ok::<_, ()>(())
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    within(ONE_SECOND, "the PATCH in force on B", || {
-        b.registry().webhook("wh_1").is_some_and(|w| w.version == 2)
-    })
-    .await;
+    patch_on_a_in_force_on_b(&a, &b).await;
 
     let observer = tls.observer(&name).await;
     for node in [&a, &b] {
