@@ -500,6 +500,43 @@ async fn renewal_keeps_only_the_leases_the_node_knows_it_holds() {
     assert_eq!(a.renew_leases(2_200, 1_000, &[]).await.unwrap(), 0);
 }
 
+/// A busy webhook's backlog fills the claim's first window. A node's first claim
+/// reads the window alone (its last window was not cut) and reaches another
+/// webhook's newer delivery in a later pass; the next claim, after a cut window,
+/// looks beyond the window in its first statement and reaches the next one there.
+#[tokio::test]
+async fn a_window_cut_by_a_busy_backlog_hides_no_other_webhook_on_either_first_look() {
+    let url = pg_cluster::shared().database().await;
+    let a = with_webhook(&url, webhook("wh_busy", "acme", Ordering::None, None)).await;
+    a.create_webhook(webhook("wh_quiet", "acme", Ordering::None, None))
+        .await
+        .unwrap();
+    let busy = deliveries(&a, "wh_busy", 200, 1_000).await;
+    // Round 0 takes the busy webhook's 4 oldest (its bound); round 1 finds it at
+    // its bound and takes none.
+    for (round, want_busy) in [(0, &busy[..4]), (1, &[][..])] {
+        let quiet = deliveries(&a, "wh_quiet", 1, 1_500).await;
+        let got = claim(&a, 2_000, limits(64, 4, 60_000)).await;
+        let ids = |webhook: &str| -> Vec<String> {
+            got.claimed
+                .iter()
+                .filter(|c| c.delivery.webhook_id == webhook)
+                .map(|c| c.delivery.id.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids("wh_quiet"),
+            quiet,
+            "round {round}: hidden by the backlog"
+        );
+        assert_eq!(ids("wh_busy"), want_busy, "round {round}");
+        assert!(
+            got.left.bound,
+            "round {round}: the busy webhook's work was left"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_tenant_without_room_is_skipped_and_a_disabled_webhooks_work_is_cancelled() {
     let url = pg_cluster::shared().database().await;

@@ -11,6 +11,7 @@ mod bucket;
 mod sql;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use super::conn::Tx;
 
@@ -113,7 +114,9 @@ const SCAN_MAX: i64 = 4096;
 /// index scan), in the same statement; later passes (only when that look was cut
 /// too) look at the webhooks not yet considered. So webhooks that cannot take more
 /// (bound, FIFO head in flight, no tokens, tenant full) never hide the others'
-/// work, at a cost per webhook with unfinished rows, not per backlog row.
+/// work, at a cost per webhook with unfinished rows, not per backlog row. A first
+/// pass that read the window alone (the last claim's was not cut) gets one pass
+/// more, so a claim has as many looks beyond the window either way.
 const PASSES: usize = 3;
 
 impl PgStore {
@@ -150,7 +153,12 @@ impl PgStore {
         if !full.is_empty() {
             out.left.room = true;
         }
-        let (_, next_due, (first, mut more)) = tokio::try_join!(
+        // The first look goes beyond the window in the same statement only when the
+        // last claim's window was cut; otherwise it reads the window alone, whose
+        // plan is a quarter of the price, and a cut found there sends the rest to
+        // the later passes.
+        let wide = self.window_cut.load(Ordering::Relaxed);
+        let (_, next_due, (first, mut more, cut)) = tokio::try_join!(
             biased;
             async {
                 tx.batch_execute(CLAIM_SCAN_SETTINGS)
@@ -158,14 +166,22 @@ impl PgStore {
                     .map_err(super::sql)
             },
             sql::next_due_after(&tx, now),
-            sql::scan_first(&tx, now, &full, scan, scan),
+            async {
+                if wide {
+                    sql::scan_first(&tx, now, &full, scan, scan).await
+                } else {
+                    let (found, cut) = sql::scan_window(&tx, now, &full, scan).await?;
+                    Ok((found, cut, cut))
+                }
+            },
         )?;
         drop(full);
+        self.window_cut.store(cut, Ordering::Relaxed);
         out.next_due = next_due;
         round
             .decide(&tx, self.node_id(), now, first, &mut out)
             .await?;
-        for _ in 1..PASSES {
+        for _ in 1..PASSES + usize::from(!wide) {
             if !more || round.slots == 0 {
                 break;
             }

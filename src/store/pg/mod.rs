@@ -244,6 +244,10 @@ pub struct PgStore {
     connector: Connector,
     /// What [`PgStore::is_healthy`] answers from.
     health: Arc<Health>,
+    /// Whether this node's last claim found its first window cut (more due rows
+    /// than it read): its next claim then looks beyond the window in the same
+    /// statement (`batch.rs`).
+    window_cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Whether this node can reach the database and hear the others, as last seen.
@@ -302,6 +306,7 @@ impl PgStore {
             config: Arc::new(listener.config),
             connector: listener.connector,
             health: Arc::new(Health::default()),
+            window_cut: Arc::default(),
             pool,
             cipher,
             feed: Arc::new(Feed::default()),

@@ -22,6 +22,16 @@ pub(super) struct Candidate {
     pub(super) due: u32,
 }
 
+/// The first window (`$1` now, `$3` its bound): the due index read oldest first,
+/// unleased or lease expired rows only.
+macro_rules! window {
+    () => {
+        "SELECT webhook_id, tenant, next_attempt_at, id FROM deliveries \
+         WHERE next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+         ORDER BY next_attempt_at, id LIMIT $3"
+    };
+}
+
 /// The first look, in one statement: the due index read oldest first, at most
 /// `scan` rows, grouped by webhook, full tenants' rows left out after the read (so
 /// they count toward the bound: filtered inside it, a claim for a node whose only
@@ -29,22 +39,22 @@ pub(super) struct Candidate {
 /// 17 ms in the benchmark); and only when that read was cut by its bound,
 /// one look at each other webhook with due work (as [`scan_webhooks`], at most
 /// `limit`). Returns the candidates (the index's first, oldest due first, then the
-/// others) and whether webhooks may have been left unseen.
+/// others), whether webhooks may have been left unseen, and whether the window
+/// looks cut (an empty answer says nothing, and counts as cut).
 pub(super) async fn scan_first(
     tx: &Tx<'_>,
     now: UnixMs,
     full: &[&str],
     scan: i64,
     limit: i64,
-) -> Result<(Vec<Candidate>, bool), StoreError> {
+) -> Result<(Vec<Candidate>, bool, bool), StoreError> {
     let rows = tx
         .sql()
         .cached_query(
-            "WITH RECURSIVE x AS ( \
-                 SELECT webhook_id, tenant, next_attempt_at, id FROM deliveries \
-                 WHERE next_attempt_at <= $1 \
-                   AND (lease_until IS NULL OR lease_until <= $1) \
-                 ORDER BY next_attempt_at, id LIMIT $3), \
+            concat!(
+                "WITH RECURSIVE x AS (",
+                window!(),
+                "), \
              s AS ( \
                  SELECT webhook_id, min(tenant) AS tenant, count(*) AS n, \
                      min(next_attempt_at) AS at, min(id) AS first FROM x \
@@ -71,13 +81,64 @@ pub(super) async fn scan_first(
                  ORDER BY f.next_attempt_at, f.id LIMIT $4) \
              SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
              UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r \
-             ORDER BY pass, at, first",
+             ORDER BY pass, at, first"
+            ),
             &[&now, &full, &scan, &limit],
         )
         .await
         .map_err(sql)?;
     let others = rows.iter().filter(|r| r.get::<_, i32>(3) == 1).count() as i64;
-    Ok((candidates(&rows), others >= limit))
+    // Whether the window was cut, as far as the rows tell (a full tenant's rows
+    // are not among them): only a hint for the next claim's first look.
+    let read: i64 = rows
+        .iter()
+        .filter(|r| r.get::<_, i32>(3) == 0)
+        .map(|r| r.get::<_, i64>(2))
+        .sum();
+    let cut = others > 0 || read >= scan || rows.is_empty();
+    Ok((candidates(&rows), others >= limit, cut))
+}
+
+/// The first look when the last claim's window was not cut (a light load): only
+/// the due index read oldest first, at most `scan` rows, grouped by webhook with
+/// full tenants' rows left out after the read, as in [`scan_first`]. Without the
+/// look beyond the window, its plan costs about a quarter of `scan_first`'s
+/// (0.11 against 0.43 ms), and at a light load every claim is planned for little
+/// else. Returns the candidates, oldest due first, and whether the read was cut
+/// (then a later pass looks at the other webhooks).
+pub(super) async fn scan_window(
+    tx: &Tx<'_>,
+    now: UnixMs,
+    full: &[&str],
+    scan: i64,
+) -> Result<(Vec<Candidate>, bool), StoreError> {
+    // The count comes on a row of its own (webhook NULL), so it is there even when
+    // every row read was a full tenant's.
+    let rows = tx
+        .sql()
+        .cached_query(
+            concat!(
+                "WITH x AS (",
+                window!(),
+                ") \
+             SELECT webhook_id, min(tenant), count(*), min(next_attempt_at) AS at, \
+                 min(id) AS first FROM x WHERE tenant <> ALL($2) GROUP BY webhook_id \
+             UNION ALL SELECT NULL, NULL, count(*), NULL, NULL FROM x \
+             ORDER BY at, first"
+            ),
+            &[&now, &full, &scan],
+        )
+        .await
+        .map_err(sql)?;
+    let mut cut = false;
+    let mut found = Vec::with_capacity(rows.len());
+    for r in &rows {
+        match r.get::<_, Option<&str>>(0) {
+            Some(_) => found.push(candidate(r)),
+            None => cut = r.get::<_, i64>(2) >= scan,
+        }
+    }
+    Ok((found, cut))
 }
 
 /// Later passes: one look per webhook that has unfinished rows (a loose index scan
@@ -120,13 +181,16 @@ pub(super) async fn scan_webhooks(
 }
 
 fn candidates(rows: &[tokio_postgres::Row]) -> Vec<Candidate> {
-    rows.iter()
-        .map(|r| Candidate {
-            webhook: r.get(0),
-            tenant: r.get(1),
-            due: u32::try_from(r.get::<_, i64>(2)).unwrap_or(u32::MAX).max(1),
-        })
-        .collect()
+    rows.iter().map(candidate).collect()
+}
+
+/// A candidate from a row of (webhook, tenant, due rows seen).
+fn candidate(r: &tokio_postgres::Row) -> Candidate {
+    Candidate {
+        webhook: r.get(0),
+        tenant: r.get(1),
+        due: u32::try_from(r.get::<_, i64>(2)).unwrap_or(u32::MAX).max(1),
+    }
 }
 
 /// The earliest due time after `now` of any unfinished delivery (the loop's timer).
