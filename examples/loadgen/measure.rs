@@ -167,3 +167,36 @@ pub fn fsync_probe(dir: &Path, n: usize, data_only: bool) -> (f64, f64) {
     };
     (q(0.5), q(0.99))
 }
+
+/// The pages of each table of a closed redb data file (leaf and branch pages, 4 KiB
+/// each), per `unit` (bytes per pending event, say), largest first. Read-only; the
+/// file's freed pages are in none of them. Empty when the file cannot be read.
+pub fn table_bytes(path: &Path, unit: u64) -> serde_json::Map<String, serde_json::Value> {
+    fn read(path: &Path) -> Result<Vec<(String, u64)>, Box<dyn std::error::Error>> {
+        use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+        let db = redb::ReadOnlyDatabase::open(path)?;
+        let tx = db.begin_read()?;
+        let mut rows = Vec::new();
+        for handle in tx.list_tables()? {
+            let name = handle.name().to_owned();
+            let stats = tx.open_untyped_table(handle)?.stats()?;
+            rows.push((name, (stats.leaf_pages() + stats.branch_pages()) * 4096));
+        }
+        Ok(rows)
+    }
+    let mut rows = match read(path) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("loadgen: cannot read the tables of {}: {e}", path.display());
+            return serde_json::Map::new();
+        }
+    };
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+    rows.into_iter()
+        .filter(|(_, bytes)| *bytes > 4096)
+        .map(|(name, bytes)| {
+            let per = (bytes as f64 / unit.max(1) as f64 * 10.0).round() / 10.0;
+            (name, per.into())
+        })
+        .collect()
+}

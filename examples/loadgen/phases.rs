@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Api, CLIENTS, client, micros, send_event};
 use crate::hookbox::{self as hb, Node, Pg};
-use crate::measure::{Cpu, fsync_probe, rss_kib, threads};
+use crate::measure::{Cpu, fsync_probe, rss_kib, table_bytes, threads};
 use crate::nullgw::{self, NullGateway};
 use crate::receiver::{self, Seen};
 
@@ -307,6 +307,11 @@ pub async fn pending(count: u64) -> Value {
         n.stop().await;
     }
     let shutdown_s = t0.elapsed().as_secs_f64();
+    // Closed now: where the bytes are, per pending event (redb only).
+    let tables = match pg {
+        None => table_bytes(&dir.path().join(::hookbox::app::DATA_FILE), pending),
+        Some(_) => serde_json::Map::new(),
+    };
     let seen = Seen::new(0, 1);
     receiver::start(raddr, seen.clone()).await;
     let t0 = Instant::now();
@@ -327,6 +332,7 @@ pub async fn pending(count: u64) -> Value {
         "threads": threads,
         "data_file_bytes": file,
         "data_file_mib_per_million": file as f64 / 1048576.0 * 1e6 / pending.max(1) as f64,
+        "table_bytes_per_pending": tables,
         "shutdown_s": shutdown_s,
         "restart_build_s": build_s,
         "restart_first_delivery_s": if first { first_s } else { f64::NAN },
