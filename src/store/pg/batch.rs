@@ -158,7 +158,7 @@ impl PgStore {
         // plan is a quarter of the price, and a cut found there sends the rest to
         // the later passes.
         let wide = self.window_cut.load(Ordering::Relaxed);
-        let (_, next_due, (first, mut more, cut)) = tokio::try_join!(
+        let (_, next_due, first) = tokio::try_join!(
             biased;
             async {
                 tx.batch_execute(CLAIM_SCAN_SETTINGS)
@@ -170,16 +170,16 @@ impl PgStore {
                 if wide {
                     sql::scan_first(&tx, now, &full, scan, scan).await
                 } else {
-                    let (found, cut) = sql::scan_window(&tx, now, &full, scan).await?;
-                    Ok((found, cut, cut))
+                    sql::scan_window(&tx, now, &full, scan).await
                 }
             },
         )?;
         drop(full);
-        self.window_cut.store(cut, Ordering::Relaxed);
+        self.window_cut.store(first.cut, Ordering::Relaxed);
+        let mut more = first.unseen;
         out.next_due = next_due;
         round
-            .decide(&tx, self.node_id(), now, first, &mut out)
+            .decide(&tx, self.node_id(), now, first.found, &mut out)
             .await?;
         for _ in 1..PASSES + usize::from(!wide) {
             if !more || round.slots == 0 {

@@ -39,15 +39,14 @@ macro_rules! window {
 /// 17 ms in the benchmark); and only when that read was cut by its bound,
 /// one look at each other webhook with due work (as [`scan_webhooks`], at most
 /// `limit`). Returns the candidates (the index's first, oldest due first, then the
-/// others), whether webhooks may have been left unseen, and whether the window
-/// looks cut (an empty answer says nothing, and counts as cut).
+/// others) as a [`FirstLook`].
 pub(super) async fn scan_first(
     tx: &Tx<'_>,
     now: UnixMs,
     full: &[&str],
     scan: i64,
     limit: i64,
-) -> Result<(Vec<Candidate>, bool, bool), StoreError> {
+) -> Result<FirstLook, StoreError> {
     let rows = tx
         .sql()
         .cached_query(
@@ -81,22 +80,19 @@ pub(super) async fn scan_first(
                  ORDER BY f.next_attempt_at, f.id LIMIT $4) \
              SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
              UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r \
+             UNION ALL SELECT NULL, NULL, count(*), 2, NULL, NULL FROM x \
              ORDER BY pass, at, first"
             ),
             &[&now, &full, &scan, &limit],
         )
         .await
         .map_err(sql)?;
-    let others = rows.iter().filter(|r| r.get::<_, i32>(3) == 1).count() as i64;
-    // Whether the window was cut, as far as the rows tell (a full tenant's rows
-    // are not among them): only a hint for the next claim's first look.
-    let read: i64 = rows
-        .iter()
-        .filter(|r| r.get::<_, i32>(3) == 0)
-        .map(|r| r.get::<_, i64>(2))
-        .sum();
-    let cut = others > 0 || read >= scan || rows.is_empty();
-    Ok((candidates(&rows), others >= limit, cut))
+    let (found, others, cut) = first_look(&rows, scan);
+    Ok(FirstLook {
+        found,
+        unseen: others >= limit,
+        cut,
+    })
 }
 
 /// The first look when the last claim's window was not cut (a light load): only
@@ -104,16 +100,13 @@ pub(super) async fn scan_first(
 /// full tenants' rows left out after the read, as in [`scan_first`]. Without the
 /// look beyond the window, its plan costs about a quarter of `scan_first`'s
 /// (0.11 against 0.43 ms), and at a light load every claim is planned for little
-/// else. Returns the candidates, oldest due first, and whether the read was cut
-/// (then a later pass looks at the other webhooks).
+/// else. Webhooks beyond a cut window are left to the later passes (`unseen`).
 pub(super) async fn scan_window(
     tx: &Tx<'_>,
     now: UnixMs,
     full: &[&str],
     scan: i64,
-) -> Result<(Vec<Candidate>, bool), StoreError> {
-    // The count comes on a row of its own (webhook NULL), so it is there even when
-    // every row read was a full tenant's.
+) -> Result<FirstLook, StoreError> {
     let rows = tx
         .sql()
         .cached_query(
@@ -121,24 +114,54 @@ pub(super) async fn scan_window(
                 "WITH x AS (",
                 window!(),
                 ") \
-             SELECT webhook_id, min(tenant), count(*), min(next_attempt_at) AS at, \
-                 min(id) AS first FROM x WHERE tenant <> ALL($2) GROUP BY webhook_id \
-             UNION ALL SELECT NULL, NULL, count(*), NULL, NULL FROM x \
-             ORDER BY at, first"
+             SELECT webhook_id, min(tenant), count(*), 0 AS pass, \
+                 min(next_attempt_at) AS at, min(id) AS first \
+             FROM x WHERE tenant <> ALL($2) GROUP BY webhook_id \
+             UNION ALL SELECT NULL, NULL, count(*), 2, NULL, NULL FROM x \
+             ORDER BY pass, at, first"
             ),
             &[&now, &full, &scan],
         )
         .await
         .map_err(sql)?;
-    let mut cut = false;
+    let (found, _, cut) = first_look(&rows, scan);
+    Ok(FirstLook {
+        found,
+        unseen: cut,
+        cut,
+    })
+}
+
+/// What a claim's first look found.
+pub(super) struct FirstLook {
+    /// The candidates: the window's webhooks oldest due first, then any found
+    /// beyond it.
+    pub(super) found: Vec<Candidate>,
+    /// Webhooks with due work may have been left unseen: the later passes look.
+    pub(super) unseen: bool,
+    /// The window was cut by its bound (more due rows than it read): the next
+    /// claim's first look goes beyond it in the same statement.
+    pub(super) cut: bool,
+}
+
+/// Reads a first look's rows of (webhook, tenant, rows seen, pass, ...): pass 0
+/// the window's webhooks, pass 1 those beyond it, and one row of pass 2 (webhook
+/// NULL) with how many rows the window read, there even when every one of them
+/// was a full tenant's. Returns the candidates, how many came from beyond the
+/// window, and whether the window was cut.
+fn first_look(rows: &[tokio_postgres::Row], scan: i64) -> (Vec<Candidate>, i64, bool) {
     let mut found = Vec::with_capacity(rows.len());
-    for r in &rows {
-        match r.get::<_, Option<&str>>(0) {
-            Some(_) => found.push(candidate(r)),
-            None => cut = r.get::<_, i64>(2) >= scan,
+    let (mut others, mut cut) = (0, false);
+    for r in rows {
+        match r.get::<_, i32>(3) {
+            2 => cut = r.get::<_, i64>(2) >= scan,
+            pass => {
+                others += i64::from(pass == 1);
+                found.push(candidate(r));
+            }
         }
     }
-    Ok((found, cut))
+    (found, others, cut)
 }
 
 /// Later passes: one look per webhook that has unfinished rows (a loose index scan
