@@ -35,6 +35,19 @@ pub(crate) async fn with_webhook(url: &str, wh: Webhook) -> PgStore {
     store
 }
 
+/// A store with tenant `acme` and plain webhooks `ids` (no order, no rate limit).
+pub(crate) async fn with_plain_webhooks(url: &str, ids: &[&str]) -> PgStore {
+    let (first, rest) = ids.split_first().expect("one webhook at least");
+    let store = with_webhook(url, webhook(first, "acme", Ordering::None, None)).await;
+    for id in rest {
+        store
+            .create_webhook(webhook(id, "acme", Ordering::None, None))
+            .await
+            .unwrap();
+    }
+    store
+}
+
 /// Ingests `n` events with one delivery each to `webhook_id`, due at `due`; returns
 /// the delivery ids in creation order.
 pub(crate) async fn deliveries(
@@ -208,10 +221,7 @@ async fn the_per_webhook_bound_holds_across_two_nodes_claiming_at_once() {
 #[tokio::test]
 async fn a_claim_counts_leases_after_taking_the_webhooks_lock() {
     let url = pg_cluster::shared().database().await;
-    let b = with_webhook(&url, webhook("wh_lw", "acme", Ordering::None, None)).await;
-    b.create_webhook(webhook("wh_warm", "acme", Ordering::None, None))
-        .await
-        .unwrap();
+    let b = with_plain_webhooks(&url, &["wh_lw", "wh_warm"]).await;
     deliveries(&b, "wh_warm", 1, 1_000).await;
     assert_eq!(
         claim(&b, 10_000, limits(10, 3, 60_000)).await.claimed.len(),
@@ -507,10 +517,7 @@ async fn renewal_keeps_only_the_leases_the_node_knows_it_holds() {
 #[tokio::test]
 async fn a_window_cut_by_a_busy_backlog_hides_no_other_webhook_on_either_first_look() {
     let url = pg_cluster::shared().database().await;
-    let a = with_webhook(&url, webhook("wh_busy", "acme", Ordering::None, None)).await;
-    a.create_webhook(webhook("wh_quiet", "acme", Ordering::None, None))
-        .await
-        .unwrap();
+    let a = with_plain_webhooks(&url, &["wh_busy", "wh_quiet"]).await;
     let busy = deliveries(&a, "wh_busy", 200, 1_000).await;
     // Round 0 takes the busy webhook's 4 oldest (its bound); round 1 finds it at
     // its bound and takes none.
@@ -540,10 +547,7 @@ async fn a_window_cut_by_a_busy_backlog_hides_no_other_webhook_on_either_first_l
 #[tokio::test]
 async fn a_tenant_without_room_is_skipped_and_a_disabled_webhooks_work_is_cancelled() {
     let url = pg_cluster::shared().database().await;
-    let a = with_webhook(&url, webhook("wh_busy", "acme", Ordering::None, None)).await;
-    a.create_webhook(webhook("wh_off", "acme", Ordering::None, None))
-        .await
-        .unwrap();
+    let a = with_plain_webhooks(&url, &["wh_busy", "wh_off"]).await;
     let busy = deliveries(&a, "wh_busy", 300, 1_000).await;
     let off = deliveries(&a, "wh_off", 2, 1_000).await;
     // A slow receiver's backlog of 300 due rows, older than anything else: with the

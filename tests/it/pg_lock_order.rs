@@ -12,7 +12,9 @@ use hookbox::model::{DeliveryState, Ordering};
 use hookbox::store::{Next, RecoverScope};
 
 use crate::pg_cluster;
-use crate::pg_delivery::{claim, deliveries, limits, open, sql, webhook, with_webhook, write};
+use crate::pg_delivery::{
+    claim, deliveries, limits, open, sql, webhook, with_plain_webhooks, with_webhook, write,
+};
 use crate::pg_delivery_left::until_waiting;
 
 /// Locks the delivery `id` in a transaction of its own until the returned client's
@@ -31,10 +33,7 @@ async fn a_tenant_delete_and_a_batched_completion_never_deadlock() {
     let url = pg_cluster::shared().database().await;
     // Two webhooks of one tenant; the lower delivery id belongs to the higher
     // webhook id, so cancelling webhook by webhook would lock the higher row first.
-    let a = with_webhook(&url, webhook("wh_a", "acme", Ordering::None, None)).await;
-    a.create_webhook(webhook("wh_b", "acme", Ordering::None, None))
-        .await
-        .unwrap();
+    let a = with_plain_webhooks(&url, &["wh_a", "wh_b"]).await;
     let low = deliveries(&a, "wh_b", 1, 1_000).await.remove(0);
     // Ids are time-ordered to the millisecond: the next one is made a
     // millisecond later.
