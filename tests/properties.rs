@@ -13,7 +13,7 @@ use hookbox::model::{
     Attempt, Delivery, DeliveryState, Event, OAuthConfig, Ordering, Secret, SigningSecret, Trigger,
     Webhook,
 };
-use hookbox::store::records::Record;
+use hookbox::store::records::{Keyed, Record, decode_event, encode_event};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -30,6 +30,33 @@ fn decode_any<T: Record + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
     if let Ok(value) = T::from_bytes(bytes) {
         let again = value.to_bytes().expect("a decoded record encodes");
         assert_eq!(T::from_bytes(&again).expect("decodes"), value);
+    }
+}
+
+/// [`decode_any`] for a record decoded under its key: a success re-encodes to a
+/// record that decodes, under the id it decoded to, to the same value.
+fn decode_keyed<T: Keyed + PartialEq + std::fmt::Debug>(
+    key: T::Key<'_>,
+    bytes: &[u8],
+    key_of: impl for<'a> Fn(&'a T) -> T::Key<'a>,
+) {
+    if let Ok(value) = T::from_bytes(key, bytes) {
+        let again = value.to_bytes().expect("a decoded record encodes");
+        assert_eq!(
+            T::from_bytes(key_of(&value), &again).expect("decodes"),
+            value
+        );
+    }
+}
+
+/// [`decode_any`] for events, whose records also list their deliveries.
+fn decode_any_event(bytes: &[u8]) {
+    if let Ok((event, listed)) = decode_event("evt_1", bytes) {
+        let ids = listed.listed().unwrap_or_default();
+        let again = encode_event(&event, ids.iter().map(String::as_str)).expect("encodes");
+        let (back, relisted) = decode_event(&event.id, &again).expect("decodes");
+        assert_eq!(back, event);
+        assert_eq!(relisted.listed(), Some(ids));
     }
 }
 
@@ -302,29 +329,34 @@ proptest! {
         let mut v2 = vec![2];
         v2.extend_from_slice(&bytes);
         for b in [&bytes, &v1, &v2] {
-            decode_any::<Event>(b);
-            decode_any::<Delivery>(b);
+            decode_any_event(b);
+            decode_keyed::<Delivery>("dlv_1", b, |d| d.id.as_str());
             decode_any::<Webhook>(b);
-            decode_any::<Attempt>(b);
+            decode_keyed::<Attempt>(("dlv_1", 1), b, |a| (a.delivery_id.as_str(), a.number));
         }
     }
 
     #[test]
-    fn codec_round_trips_events(e in event()) {
-        let bytes = e.to_bytes().expect("encodes");
-        prop_assert_eq!(Event::from_bytes(&bytes).expect("decodes"), e);
+    fn codec_round_trips_events(e in event(), ids in proptest::collection::vec(text(), 0..4)) {
+        let bytes = encode_event(&e, ids.iter().map(String::as_str)).expect("encodes");
+        let (back, listed) = decode_event(&e.id, &bytes).expect("decodes");
+        prop_assert_eq!(back, e);
+        prop_assert_eq!(listed.listed(), Some(ids));
     }
 
     #[test]
     fn codec_round_trips_deliveries(d in delivery()) {
         let bytes = d.to_bytes().expect("encodes");
-        prop_assert_eq!(Delivery::from_bytes(&bytes).expect("decodes"), d);
+        prop_assert_eq!(Delivery::from_bytes(&d.id, &bytes).expect("decodes"), d);
     }
 
     #[test]
     fn codec_round_trips_attempts(a in attempt()) {
         let bytes = a.to_bytes().expect("encodes");
-        prop_assert_eq!(Attempt::from_bytes(&bytes).expect("decodes"), a);
+        prop_assert_eq!(
+            Attempt::from_bytes((&a.delivery_id, a.number), &bytes).expect("decodes"),
+            a
+        );
     }
 
     #[test]

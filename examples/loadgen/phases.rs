@@ -180,7 +180,13 @@ pub async fn throughput(load: Load) -> Value {
     });
     merge(&mut out, cpu);
     eprintln!("loadgen: {delivered} delivered; shutting down");
+    let redb = matches!(gateway, Gateway::Hookbox(_)) && pg.is_none();
     gateway.stop().await;
+    // Closed now: where the bytes of a delivered delivery are (redb only).
+    if redb {
+        let path = dirs[0].path().join(::hookbox::app::DATA_FILE);
+        out["table_bytes_per_delivery"] = table_bytes(&path, delivered).into();
+    }
     out
 }
 

@@ -14,7 +14,7 @@ use super::events::IdempotencyRecord;
 use super::offline::{self, OfflineError};
 use super::pg::PgError;
 use super::tables::*;
-use super::{FORMAT_KEY, StoreError, decode, decode_plain};
+use super::{FORMAT_KEY, StoreError, decode, decode_at, decode_event, decode_plain};
 use crate::model::{ApiKey, Attempt, Delivery, Event, EventType, PortalSession, Tenant, Webhook};
 use crate::notify::email::ThrottleState;
 use crate::secrets::Cipher;
@@ -261,8 +261,8 @@ fn read_all(
         Batch::Webhooks,
         |_, v| super::webhooks::unseal(cipher, v),
     )?;
-    each(&txn, EVENTS, &mut out, "events", Batch::Events, |_, v| {
-        decode("events", v)
+    each(&txn, EVENTS, &mut out, "events", Batch::Events, |id, v| {
+        Ok(decode_event(id, v)?.0)
     })?;
     read_deliveries(&txn, &mut out)?;
     each(
@@ -271,7 +271,7 @@ fn read_all(
         &mut out,
         "attempts",
         Batch::Attempts,
-        |_, v| decode("attempts", v),
+        |key, v| decode_at("attempts", key, v),
     )?;
     each(
         &txn,
@@ -365,8 +365,8 @@ fn read_deliveries(txn: &ReadTransaction, out: &mut Out) -> Result<(), StoreErro
         out,
         "deliveries",
         Batch::Deliveries,
-        |_, v| {
-            let mut d: Delivery = decode("deliveries", v)?;
+        |id, v| {
+            let mut d: Delivery = decode_at("deliveries", id, v)?;
             let due = match &pending {
                 Some(p) => p
                     .get((d.webhook_id.as_str(), d.id.as_str()))?

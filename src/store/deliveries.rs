@@ -4,8 +4,9 @@
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use super::records::EventDeliveries;
 use super::tables::*;
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, decode_at, decode_event, delivery_ids, encode_event, encode_keyed};
 use crate::model::{Attempt, Delivery, DeliveryState, Event, UnixMs};
 
 /// One entry of the due index.
@@ -39,6 +40,10 @@ pub struct AttemptWrite {
 
 /// A finished delivery about to be purged: (delivery id, webhook id, attempts).
 type Finished = (String, String, u32);
+
+/// Whether an event's deliveries are in the `event_deliveries` index (an event
+/// stored before format 3) rather than listed in its record.
+type Indexed = bool;
 
 /// What `recover` re-queues.
 #[derive(Debug, Clone, Copy)]
@@ -128,12 +133,12 @@ impl Store {
         let txn = self.read()?;
         let deliveries = txn.open_table(DELIVERIES)?;
         let d: Delivery = match deliveries.get(id)? {
-            Some(v) => decode("deliveries", v.value())?,
+            Some(v) => decode_at("deliveries", id, v.value())?,
             None => return Ok(None),
         };
         let events = txn.open_table(EVENTS)?;
-        let e: Event = match events.get(d.event_id.as_str())? {
-            Some(v) => decode("events", v.value())?,
+        let e = match events.get(d.event_id.as_str())? {
+            Some(v) => decode_event(&d.event_id, v.value())?.0,
             None => return Ok(None),
         };
         Ok(Some((d, e)))
@@ -144,14 +149,14 @@ impl Store {
         let txn = self.read()?;
         let deliveries = txn.open_table(DELIVERIES)?;
         let d: Delivery = match deliveries.get(id)? {
-            Some(v) => decode("deliveries", v.value())?,
+            Some(v) => decode_at("deliveries", id, v.value())?,
             None => return Ok(None),
         };
         let attempts = txn.open_table(ATTEMPTS)?;
         let mut out = Vec::new();
         for row in attempts.range((id, 0u32)..=(id, u32::MAX))? {
-            let (_, v) = row?;
-            out.push(decode("attempts", v.value())?);
+            let (k, v) = row?;
+            out.push(decode_at("attempts", k.value(), v.value())?);
         }
         Ok(Some((d, out)))
     }
@@ -187,10 +192,11 @@ impl Store {
         let mut out: Vec<Delivery> = Vec::new();
         for row in range.rev() {
             let (k, _) = row?;
-            let Some(v) = deliveries.get(k.value().1)? else {
+            let id = k.value().1;
+            let Some(v) = deliveries.get(id)? else {
                 continue;
             };
-            let d: Delivery = decode("deliveries", v.value())?;
+            let d: Delivery = decode_at("deliveries", id, v.value())?;
             if filter.state.is_some_and(|s| s != d.state)
                 || filter
                     .event_type
@@ -224,7 +230,7 @@ impl Store {
             let Some(v) = deliveries.get(id)? else {
                 continue;
             };
-            let d: Delivery = decode("deliveries", v.value())?;
+            let d: Delivery = decode_at("deliveries", id, v.value())?;
             if recoverable(d.state) {
                 n += 1;
             }
@@ -262,13 +268,13 @@ impl Store {
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let id = attempt.delivery_id.clone();
             let mut d: Delivery = match deliveries.get(id.as_str())? {
-                Some(v) => decode("deliveries", v.value())?,
+                Some(v) => decode_at("deliveries", id.as_str(), v.value())?,
                 None => return Err(StoreError::NotFound(format!("delivery {id}"))),
             };
             d.attempts += 1;
             // The stored record carries its number, like scheduled attempts do.
             attempt.number = d.attempts;
-            let bytes = encode("attempts", &attempt)?;
+            let bytes = encode_keyed("attempts", &attempt)?;
             d.last_status = attempt.status;
             d.last_error = attempt.error.clone();
             d.updated_at = attempt.at;
@@ -278,7 +284,7 @@ impl Store {
                 d.next_attempt_at = None;
             }
             let number = d.attempts;
-            let dbytes = encode("deliveries", &d)?;
+            let dbytes = encode_keyed("deliveries", &d)?;
             txn.open_table(ATTEMPTS)?
                 .insert((id.as_str(), number), bytes.as_slice())?;
             deliveries.insert(id.as_str(), dbytes.as_slice())?;
@@ -310,7 +316,7 @@ impl Store {
                     let Some(v) = deliveries.get(id)? else {
                         continue;
                     };
-                    let d: Delivery = decode("deliveries", v.value())?;
+                    let d: Delivery = decode_at("deliveries", id, v.value())?;
                     if recoverable(d.state) {
                         todo.push(d);
                     }
@@ -330,7 +336,7 @@ impl Store {
                 d.schedule_step = 0;
                 d.next_attempt_at = Some(scope.now);
                 d.updated_at = scope.now;
-                let bytes = encode("deliveries", &d)?;
+                let bytes = encode_keyed("deliveries", &d)?;
                 deliveries.insert(d.id.as_str(), bytes.as_slice())?;
                 due.insert((at, d.id.as_str()), d.webhook_id.as_str())?;
                 pending.insert((d.webhook_id.as_str(), d.id.as_str()), at)?;
@@ -346,7 +352,7 @@ impl Store {
     pub async fn purge_before(&self, cutoff: UnixMs, limit: usize) -> Result<usize, StoreError> {
         self.write(false, move |txn| {
             let ceiling = id_floor("evt", cutoff);
-            let mut victims: Vec<(Event, Vec<Finished>)> = Vec::new();
+            let mut victims: Vec<(Event, Indexed, Vec<Finished>)> = Vec::new();
             {
                 let events = txn.open_table(EVENTS)?;
                 let by_event = txn.open_table(EVENT_DELIVERIES)?;
@@ -354,24 +360,20 @@ impl Store {
                 // Ids sort by creation time, so everything old enough sits below the
                 // ceiling id. Events still being delivered are skipped (bounded scan).
                 'events: for row in events.range("evt_"..ceiling.as_str())?.take(limit * 4) {
-                    let (_, v) = row?;
-                    let event: Event = decode("events", v.value())?;
+                    let (k, v) = row?;
+                    let (event, listed) = decode_event(k.value(), v.value())?;
+                    let indexed = listed == EventDeliveries::Indexed;
                     let mut ds = Vec::new();
-                    for drow in by_event.range((event.id.as_str(), "")..)? {
-                        let (dk, _) = drow?;
-                        let (evt, dlv) = dk.value();
-                        if evt != event.id {
-                            break;
-                        }
-                        if let Some(dv) = deliveries.get(dlv)? {
-                            let d: Delivery = decode("deliveries", dv.value())?;
+                    for dlv in delivery_ids(&by_event, &event.id, listed)? {
+                        if let Some(dv) = deliveries.get(dlv.as_str())? {
+                            let d: Delivery = decode_at("deliveries", dlv.as_str(), dv.value())?;
                             if !d.state.is_final() {
                                 continue 'events;
                             }
-                            ds.push((d.id.clone(), d.webhook_id.clone(), d.attempts));
+                            ds.push((dlv, d.webhook_id, d.attempts));
                         }
                     }
-                    victims.push((event, ds));
+                    victims.push((event, indexed, ds));
                     if victims.len() == limit {
                         break;
                     }
@@ -384,14 +386,16 @@ impl Store {
             let mut by_webhook = txn.open_table(WEBHOOK_DELIVERIES)?;
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let mut attempts = txn.open_table(ATTEMPTS)?;
-            for (event, ds) in &victims {
+            for (event, indexed, ds) in &victims {
                 events.remove(event.id.as_str())?;
                 tenant_events.remove((event.tenant.as_str(), event.id.as_str()))?;
                 if let Some(key) = &event.idempotency_key {
                     idem.remove((event.tenant.as_str(), key.as_str()))?;
                 }
                 for (dlv, wh, n) in ds {
-                    by_event.remove((event.id.as_str(), dlv.as_str()))?;
+                    if *indexed {
+                        by_event.remove((event.id.as_str(), dlv.as_str()))?;
+                    }
                     by_webhook.remove((wh.as_str(), dlv.as_str()))?;
                     deliveries.remove(dlv.as_str())?;
                     for i in 1..=*n {
@@ -427,7 +431,7 @@ impl<'t> AttemptTables<'t> {
 fn record_one(t: &mut AttemptTables, w: &AttemptWrite) -> Result<Option<Delivery>, StoreError> {
     let id = w.entry.delivery_id.as_str();
     let mut d: Delivery = match t.deliveries.get(id)? {
-        Some(v) => decode("deliveries", v.value())?,
+        Some(v) => decode_at("deliveries", id, v.value())?,
         None => return Ok(None),
     };
     // The due entry is the attempt's lease: if it is gone or moved (the webhook was
@@ -443,7 +447,7 @@ fn record_one(t: &mut AttemptTables, w: &AttemptWrite) -> Result<Option<Delivery
     d.updated_at = w.attempt.at;
     let mut attempt = w.attempt.clone();
     attempt.number = d.attempts;
-    let abytes = encode("attempts", &attempt)?;
+    let abytes = encode_keyed("attempts", &attempt)?;
     if leased {
         d.schedule_step += 1;
         t.due.remove((w.entry.due, id))?;
@@ -472,7 +476,7 @@ fn record_one(t: &mut AttemptTables, w: &AttemptWrite) -> Result<Option<Delivery
         unschedule_with(&mut t.due, &mut t.pending, &d)?;
         d.next_attempt_at = None;
     }
-    let dbytes = encode("deliveries", &d)?;
+    let dbytes = encode_keyed("deliveries", &d)?;
     t.attempts.insert((id, attempt.number), abytes.as_slice())?;
     t.deliveries.insert(id, dbytes.as_slice())?;
     Ok(Some(d))
@@ -533,14 +537,15 @@ impl Store {
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let updated = match deliveries.get(entry.delivery_id.as_str())? {
                 Some(v) => {
-                    let mut d: Delivery = decode("deliveries", v.value())?;
+                    let mut d: Delivery =
+                        decode_at("deliveries", entry.delivery_id.as_str(), v.value())?;
                     if d.state.is_final() {
                         None
                     } else {
                         d.state = DeliveryState::Cancelled;
                         d.next_attempt_at = None;
                         d.updated_at = now;
-                        Some(encode("deliveries", &d)?)
+                        Some(encode_keyed("deliveries", &d)?)
                     }
                 }
                 None => None,
@@ -568,9 +573,9 @@ impl Store {
         attempt: Attempt,
     ) -> Result<(), StoreError> {
         self.write(true, move |txn| {
-            let e = encode("events", &event)?;
-            let d = encode("deliveries", &delivery)?;
-            let a = encode("attempts", &attempt)?;
+            let e = encode_event(&event, [delivery.id.as_str()])?;
+            let d = encode_keyed("deliveries", &delivery)?;
+            let a = encode_keyed("attempts", &attempt)?;
             txn.open_table(EVENTS)?
                 .insert(event.id.as_str(), e.as_slice())?;
             txn.open_table(TENANT_EVENTS)?
@@ -579,8 +584,6 @@ impl Store {
                 .insert(delivery.id.as_str(), d.as_slice())?;
             txn.open_table(WEBHOOK_DELIVERIES)?
                 .insert((delivery.webhook_id.as_str(), delivery.id.as_str()), ())?;
-            txn.open_table(EVENT_DELIVERIES)?
-                .insert((event.id.as_str(), delivery.id.as_str()), ())?;
             txn.open_table(ATTEMPTS)?
                 .insert((delivery.id.as_str(), attempt.number), a.as_slice())?;
             Ok(())

@@ -5,7 +5,10 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::tables::*;
-use super::{Store, StoreError, decode, decode_plain, encode, encode_plain};
+use super::{
+    Store, StoreError, decode_at, decode_event, decode_plain, delivery_ids, encode_event,
+    encode_keyed, encode_plain,
+};
 use crate::model::{Delivery, Event, UnixMs};
 
 /// One event to ingest with the deliveries it fans out to.
@@ -150,21 +153,16 @@ impl Store {
     pub fn get_event(&self, id: &str) -> Result<Option<(Event, Vec<Delivery>)>, StoreError> {
         let txn = self.read()?;
         let events = txn.open_table(EVENTS)?;
-        let event: Event = match events.get(id)? {
-            Some(v) => decode("events", v.value())?,
+        let (event, listed) = match events.get(id)? {
+            Some(v) => decode_event(id, v.value())?,
             None => return Ok(None),
         };
-        let index = txn.open_table(EVENT_DELIVERIES)?;
+        let ids = delivery_ids(&txn.open_table(EVENT_DELIVERIES)?, id, listed)?;
         let deliveries = txn.open_table(DELIVERIES)?;
-        let mut out = Vec::new();
-        for row in index.range((id, "")..)? {
-            let (k, _) = row?;
-            let (evt, dlv) = k.value();
-            if evt != id {
-                break;
-            }
-            if let Some(v) = deliveries.get(dlv)? {
-                out.push(decode("deliveries", v.value())?);
+        let mut out = Vec::with_capacity(ids.len());
+        for dlv in &ids {
+            if let Some(v) = deliveries.get(dlv.as_str())? {
+                out.push(decode_at("deliveries", dlv.as_str(), v.value())?);
             }
         }
         Ok(Some((event, out)))
@@ -197,7 +195,7 @@ impl Store {
                 continue;
             }
             let Some(v) = events.get(id)? else { continue };
-            let event: Event = decode("events", v.value())?;
+            let (event, _) = decode_event(id, v.value())?;
             if event_type.is_some_and(|ty| ty != event.event_type) {
                 continue;
             }
@@ -218,7 +216,6 @@ struct IngestTables<'t> {
     tenant_events: redb::Table<'t, (&'static str, &'static str), ()>,
     deliveries: redb::Table<'t, &'static str, &'static [u8]>,
     by_webhook: redb::Table<'t, (&'static str, &'static str), ()>,
-    by_event: redb::Table<'t, (&'static str, &'static str), ()>,
     due: redb::Table<'t, (u64, &'static str), &'static str>,
     pending: redb::Table<'t, (&'static str, &'static str), u64>,
     api_keys: redb::Table<'t, &'static str, &'static [u8]>,
@@ -232,7 +229,6 @@ impl<'t> IngestTables<'t> {
             tenant_events: txn.open_table(TENANT_EVENTS)?,
             deliveries: txn.open_table(DELIVERIES)?,
             by_webhook: txn.open_table(WEBHOOK_DELIVERIES)?,
-            by_event: txn.open_table(EVENT_DELIVERIES)?,
             due: txn.open_table(DUE)?,
             pending: txn.open_table(PENDING)?,
             api_keys: txn.open_table(API_KEYS)?,
@@ -325,14 +321,15 @@ fn idempotent_answer(
     }))
 }
 
-/// Writes one new event, its deliveries and their index entries.
+/// Writes one new event (listing its deliveries), its deliveries and their index
+/// entries.
 fn insert(t: &mut IngestTables, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
     let event = &item.event;
     let count = item.deliveries.len() as u32;
-    let event_bytes = encode("events", event)?;
+    let event_bytes = encode_event(event, item.deliveries.iter().map(|d| d.id.as_str()))?;
     let mut encoded = Vec::with_capacity(item.deliveries.len());
     for d in &item.deliveries {
-        encoded.push(encode("deliveries", d)?);
+        encoded.push(encode_keyed("deliveries", d)?);
     }
     if let Some(key) = &event.idempotency_key {
         let bytes = encode_plain(
@@ -355,7 +352,6 @@ fn insert(t: &mut IngestTables, item: &IngestItem) -> Result<IngestOutcome, Stor
         t.deliveries.insert(d.id.as_str(), bytes.as_slice())?;
         t.by_webhook
             .insert((d.webhook_id.as_str(), d.id.as_str()), ())?;
-        t.by_event.insert((event.id.as_str(), d.id.as_str()), ())?;
         t.due.insert((at, d.id.as_str()), d.webhook_id.as_str())?;
         t.pending
             .insert((d.webhook_id.as_str(), d.id.as_str()), at)?;

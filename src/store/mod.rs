@@ -10,6 +10,8 @@ pub mod copy;
 mod db;
 mod deliveries;
 mod events;
+#[cfg(test)]
+mod layout_tests;
 mod notify;
 pub mod offline;
 pub mod pg;
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::secrets::Cipher;
-use records::Record;
+use records::{EventDeliveries, Keyed, Record};
 
 pub use changes::{Change, Subscriber};
 pub use db::{Db, RetentionPass};
@@ -75,8 +77,10 @@ pub enum StoreError {
 
 /// The store-wide format this build writes (the META record `format`). Format 1 is
 /// the 0.1.0 file (which had no such record); format 2 adds webhook records of
-/// version 2 and 3. A build refuses a file whose format is newer than this.
-pub const FORMAT: u32 = 2;
+/// version 2 and 3; format 3 adds event, delivery and attempt records of version 2
+/// (`records/event.rs`), whose events list their deliveries instead of
+/// `event_deliveries`. A build refuses a file whose format is newer than this.
+pub const FORMAT: u32 = 3;
 
 /// The META key of the store format: a little-endian u32, outside the record codec
 /// so that every build can read it whatever the codec becomes.
@@ -349,6 +353,66 @@ fn encode<T: Record>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreErr
     value
         .to_bytes()
         .map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Decodes a [`Keyed`] record stored under `key`.
+fn decode_at<T: Keyed>(
+    table: &'static str,
+    key: T::Key<'_>,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    T::from_bytes(key, bytes).map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Encodes a [`Keyed`] record in its newest layout.
+fn encode_keyed<T: Keyed>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    value
+        .to_bytes()
+        .map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Decodes the event stored under `id`, with where its deliveries are listed.
+fn decode_event(
+    id: &str,
+    bytes: &[u8],
+) -> Result<(crate::model::Event, EventDeliveries), StoreError> {
+    records::decode_event(id, bytes).map_err(|source| StoreError::Corrupt {
+        table: "events",
+        source,
+    })
+}
+
+/// Encodes an event with the ids of all its deliveries.
+fn encode_event<'a>(
+    event: &'a crate::model::Event,
+    deliveries: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<u8>, StoreError> {
+    records::encode_event(event, deliveries).map_err(|source| StoreError::Corrupt {
+        table: "events",
+        source,
+    })
+}
+
+/// The ids of event `id`'s deliveries: `listed` in its record, or, for an event
+/// stored before format 3, in the `event_deliveries` index.
+fn delivery_ids(
+    index: &impl ReadableTable<(&'static str, &'static str), ()>,
+    id: &str,
+    listed: EventDeliveries,
+) -> Result<Vec<String>, StoreError> {
+    if let Some(ids) = listed.listed() {
+        return Ok(ids);
+    }
+    let mut out = Vec::new();
+    for row in index.range((id, "")..)? {
+        let (k, _) = row?;
+        let (evt, dlv) = k.value();
+        if evt != id {
+            break;
+        }
+        out.push(dlv.to_owned());
+    }
+    Ok(out)
 }
 
 /// Decodes one of the store's own single-layout records (META values, idempotency).

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::records::EventDeliveries;
 use super::tables::*;
-use super::{Store, StoreError, decode};
-use crate::model::{Delivery, Event};
+use super::{Store, StoreError, decode_at, decode_event, delivery_ids};
+use crate::model::Delivery;
 
 /// Rows (events, deliveries, attempts, index rows) one purge transaction removes at
 /// most, give or take one event's fan-out; the same order as retention's 500 events.
@@ -196,27 +197,27 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
             if t != tenant || rows >= max_rows {
                 break;
             }
-            let key = match event_table.get(evt)? {
-                Some(v) => decode::<Event>("events", v.value())?.idempotency_key,
-                None => None,
+            let (key, listed) = match event_table.get(evt)? {
+                Some(v) => {
+                    let (event, listed) = decode_event(evt, v.value())?;
+                    (event.idempotency_key, listed)
+                }
+                None => (None, EventDeliveries::Indexed),
             };
             let mut ds = Vec::new();
-            for drow in by_event.range((evt, "")..)? {
-                let (dk, _) = drow?;
-                let (e, dlv) = dk.value();
-                if e != evt {
-                    break;
-                }
-                let webhook = match deliveries.get(dlv)? {
-                    Some(v) => decode::<Delivery>("deliveries", v.value())?.webhook_id,
+            for dlv in delivery_ids(&by_event, evt, listed)? {
+                let webhook = match deliveries.get(dlv.as_str())? {
+                    Some(v) => {
+                        decode_at::<Delivery>("deliveries", dlv.as_str(), v.value())?.webhook_id
+                    }
                     None => String::new(),
                 };
                 let mut numbers = Vec::new();
-                for arow in attempts.range((dlv, 0u32)..=(dlv, u32::MAX))? {
+                for arow in attempts.range((dlv.as_str(), 0u32)..=(dlv.as_str(), u32::MAX))? {
                     numbers.push(arow?.0.value().1);
                 }
                 rows += 2 + numbers.len();
-                ds.push((dlv.to_owned(), webhook, numbers));
+                ds.push((dlv, webhook, numbers));
             }
             rows += 1;
             events.push((evt.to_owned(), key, ds));
@@ -301,7 +302,7 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Tenant;
+    use crate::model::{Event, Tenant};
     use crate::secrets::Cipher;
     use crate::store::IngestItem;
 

@@ -4,7 +4,7 @@
 //! and never changes the record format.
 
 use super::tables::*;
-use super::{DueEntry, Store, StoreError, decode};
+use super::{DueEntry, Store, StoreError, decode_at, decode_event};
 use crate::model::{Delivery, Event, UnixMs};
 
 /// One refilled entry with its records, when they were read.
@@ -53,9 +53,9 @@ impl Store {
             if left > 0
                 && let Some(dv) = deliveries.get(id)?
             {
-                let d: Delivery = decode("deliveries", dv.value())?;
+                let d: Delivery = decode_at("deliveries", id, dv.value())?;
                 if let Some(ev) = events.get(d.event_id.as_str())? {
-                    let e: Event = decode("events", ev.value())?;
+                    let (e, _) = decode_event(&d.event_id, ev.value())?;
                     let weight = e.payload.len() + overhead;
                     if weight <= left {
                         left -= weight;

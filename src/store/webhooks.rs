@@ -10,7 +10,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::changes::Change;
 use super::tables::*;
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, decode, decode_at, encode, encode_keyed};
 use crate::model::{Delivery, DeliveryState, UnixMs, Webhook};
 use crate::secrets::Cipher;
 
@@ -177,11 +177,11 @@ pub(super) fn cancel_pending(
         due_index.remove((*due, dlv.as_str()))?;
         let updated = match deliveries.get(dlv.as_str())? {
             Some(v) => {
-                let mut d: Delivery = decode("deliveries", v.value())?;
+                let mut d: Delivery = decode_at("deliveries", dlv.as_str(), v.value())?;
                 d.state = DeliveryState::Cancelled;
                 d.next_attempt_at = None;
                 d.updated_at = now;
-                Some(encode("deliveries", &d)?)
+                Some(encode_keyed("deliveries", &d)?)
             }
             None => None,
         };

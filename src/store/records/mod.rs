@@ -10,12 +10,16 @@
 //! - 2: `WebhookV2` = `WebhookV1` + `version: u64` (the ETag). Webhooks only.
 //! - 3: `WebhookV3` = `WebhookV2` + `ordering: u8` (0 none, 1 fifo) + `filter:
 //!   Option<String>` (canonical JSON text). Webhooks only.
+//! - 2 also for events, deliveries and attempts (store format 3, `event.rs`):
+//!   `EventV2`, `DeliveryV2`, `AttemptV2` leave out what their table key holds,
+//!   pack generated ids into 16 bytes, and an event lists its deliveries. These
+//!   are [`Keyed`] records: decoding one needs its key.
 //! - `PortalSessionV1` (version byte 1) is the first layout of the portal-session
 //!   table, which 0.1.0 did not have (`portal.rs`).
 //!
-//! The hot records (events and deliveries) are encoded from borrowed views
-//! (`EventRef`, `DeliveryRef`) with the same layout as their V1 structs, so ingest
-//! encodes without cloning.
+//! The hot records (events, deliveries, attempts) are encoded from borrowed views
+//! (`EventRef`, `DeliveryRef`, `AttemptRef`) with the same layout as their newest
+//! structs, so ingest encodes without cloning.
 
 mod event;
 mod portal;
@@ -27,6 +31,10 @@ use super::codec::{self, CodecError};
 use crate::model::{ApiKey, EventType, Scope, Tenant};
 use crate::notify::email::ThrottleState;
 
+pub use event::{
+    AttemptV1, AttemptV2, DeliveryStateV1, DeliveryV1, DeliveryV2, EventDeliveries, EventV1,
+    EventV2, PackedId, TriggerV1, decode_event, encode_event,
+};
 pub use portal::PortalSessionV1;
 pub use webhook::{OAuthV1, SigningSecretV1, WebhookV1, WebhookV2, WebhookV3};
 
@@ -37,6 +45,18 @@ pub trait Record: Sized {
     /// Decodes any layout this build knows into the domain value. Fails, never
     /// panics, on corrupt bytes or an unknown version.
     fn from_bytes(bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+/// A domain value whose table key holds part of it (its id): its newer layouts
+/// leave that part out, so decoding takes the key the record was stored under.
+pub trait Keyed: Sized {
+    /// What the key holds.
+    type Key<'k>;
+    /// Encodes the value in the newest layout, version byte first.
+    fn to_bytes(&self) -> Result<Vec<u8>, CodecError>;
+    /// Decodes any layout this build knows, stored under `key`. Fails, never
+    /// panics, on corrupt bytes or an unknown version.
+    fn from_bytes(key: Self::Key<'_>, bytes: &[u8]) -> Result<Self, CodecError>;
 }
 
 /// Implements [`Record`] for a domain type whose only layout is version 1, through
