@@ -15,7 +15,7 @@ pub(crate) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// `(tenant, webhook id)`: a tenant's webhooks in creation order, for pagination.
 pub(crate) const TENANT_WEBHOOKS: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("tenant_webhooks");
-/// `event id -> Event`.
+/// `event id -> Event` (format 3: the record also lists the event's delivery ids).
 pub(crate) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 /// `(tenant, event id)`: a tenant's events in time order.
 pub(crate) const TENANT_EVENTS: TableDefinition<(&str, &str), ()> =
@@ -28,7 +28,8 @@ pub(crate) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new
 /// `(webhook id, delivery id)`: a webhook's delivery log in time order.
 pub(crate) const WEBHOOK_DELIVERIES: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("webhook_deliveries");
-/// `(event id, delivery id)`: an event's deliveries.
+/// `(event id, delivery id)`: the deliveries of an event stored before format 3
+/// (a version-1 event record). Read and purged, no longer written.
 pub(crate) const EVENT_DELIVERIES: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("event_deliveries");
 /// `(due unix ms, delivery id) -> webhook id`: every unfinished delivery, by due time.
