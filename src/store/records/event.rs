@@ -490,6 +490,41 @@ mod tests {
         }
     }
 
+    /// A delivery's bytes as 0.1.0 wrote them (version 1).
+    fn as_0_1_0(d: &Delivery) -> Vec<u8> {
+        codec::encode(&DeliveryV1 {
+            id: d.id.clone(),
+            tenant: d.tenant.clone(),
+            event_id: d.event_id.clone(),
+            webhook_id: d.webhook_id.clone(),
+            event_type: d.event_type.clone(),
+            state: d.state.into(),
+            attempts: d.attempts,
+            schedule_step: d.schedule_step,
+            next_attempt_at: d.next_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error.clone(),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        })
+        .unwrap()
+    }
+
+    /// An attempt's bytes as 0.1.0 wrote them (version 1).
+    fn attempt_as_0_1_0(a: &Attempt) -> Vec<u8> {
+        codec::encode(&AttemptV1 {
+            delivery_id: a.delivery_id.clone(),
+            number: a.number,
+            at: a.at,
+            trigger: a.trigger.into(),
+            status: a.status,
+            error: a.error.clone(),
+            latency_ms: a.latency_ms,
+            response_body: a.response_body.clone(),
+        })
+        .unwrap()
+    }
+
     /// Records written by 0.1.0 (version 1, every id in the record) still decode,
     /// whatever key they are read under.
     #[test]
@@ -511,36 +546,11 @@ mod tests {
         );
 
         let d = delivery("dlv_1", "evt_1", "wh_1");
-        let v1 = codec::encode(&DeliveryV1 {
-            id: d.id.clone(),
-            tenant: d.tenant.clone(),
-            event_id: d.event_id.clone(),
-            webhook_id: d.webhook_id.clone(),
-            event_type: d.event_type.clone(),
-            state: d.state.into(),
-            attempts: d.attempts,
-            schedule_step: d.schedule_step,
-            next_attempt_at: d.next_attempt_at,
-            last_status: d.last_status,
-            last_error: d.last_error.clone(),
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-        })
-        .unwrap();
+        let v1 = as_0_1_0(&d);
         assert_eq!(Delivery::from_bytes("dlv_1", &v1).unwrap(), d);
 
         let a = attempt("dlv_1");
-        let v1 = codec::encode(&AttemptV1 {
-            delivery_id: a.delivery_id.clone(),
-            number: a.number,
-            at: a.at,
-            trigger: TriggerV1::Manual,
-            status: a.status,
-            error: a.error.clone(),
-            latency_ms: a.latency_ms,
-            response_body: a.response_body.clone(),
-        })
-        .unwrap();
+        let v1 = attempt_as_0_1_0(&a);
         assert_eq!(Attempt::from_bytes(("dlv_1", 2), &v1).unwrap(), a);
     }
 
@@ -616,35 +626,10 @@ mod tests {
     #[test]
     fn version_2_records_leave_out_what_the_key_holds() {
         let d = delivery(&new_id("dlv"), &new_id("evt"), &new_id("wh"));
-        let v1 = codec::encode(&DeliveryV1 {
-            id: d.id.clone(),
-            tenant: d.tenant.clone(),
-            event_id: d.event_id.clone(),
-            webhook_id: d.webhook_id.clone(),
-            event_type: d.event_type.clone(),
-            state: d.state.into(),
-            attempts: d.attempts,
-            schedule_step: d.schedule_step,
-            next_attempt_at: d.next_attempt_at,
-            last_status: d.last_status,
-            last_error: d.last_error.clone(),
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-        })
-        .unwrap();
+        let v1 = as_0_1_0(&d);
         assert_eq!(v1.len() - d.to_bytes().unwrap().len(), 31 + 14 + 13);
         let a = attempt(&d.id);
-        let v1 = codec::encode(&AttemptV1 {
-            delivery_id: a.delivery_id.clone(),
-            number: a.number,
-            at: a.at,
-            trigger: a.trigger.into(),
-            status: a.status,
-            error: a.error.clone(),
-            latency_ms: a.latency_ms,
-            response_body: a.response_body.clone(),
-        })
-        .unwrap();
+        let v1 = attempt_as_0_1_0(&a);
         assert_eq!(v1.len() - a.to_bytes().unwrap().len(), 31 + 1);
     }
 
