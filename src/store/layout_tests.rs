@@ -1,7 +1,7 @@
 //! Format 3's records beside the records an older hookbox wrote, in one file: an
 //! event stored by 0.1.0 finds its deliveries in the `event_deliveries` index, a
-//! new one in its own record, and reading, listing and the retention purge treat
-//! both alike.
+//! new one in its own record, and reading, listing, retention and a deleted
+//! tenant's purge treat both alike.
 
 use redb::ReadableTableMetadata;
 
@@ -78,8 +78,19 @@ async fn write_as_0_1_0(store: &Store, event: &str, deliveries: &[&str], webhook
         .expect("write the 0.1.0 records");
 }
 
-#[tokio::test]
-async fn events_of_both_layouts_read_list_and_purge_alike() {
+/// A store holding one event written as 0.1.0 wrote it (two finished deliveries)
+/// and one stored by this build (two deliveries still pending), same webhook.
+struct Mixed {
+    _dir: tempfile::TempDir,
+    store: Store,
+    webhook: String,
+    old: String,
+    old_dlv: Vec<String>,
+    new: String,
+    new_dlv: Vec<String>,
+}
+
+async fn mixed() -> Mixed {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
         Store::open(&dir.path().join("t.redb"), Cipher::new(&[5; 32]), 1 << 20).expect("open");
@@ -94,11 +105,10 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
         .expect("tenant");
     let webhook = new_id("wh");
     let old = new_id("evt");
-    let old_dlv = [new_id("dlv"), new_id("dlv")];
+    let old_dlv = vec![new_id("dlv"), new_id("dlv")];
     write_as_0_1_0(&store, &old, &[&old_dlv[0], &old_dlv[1]], &webhook).await;
 
-    // A new event with two deliveries, through the ingest commit; then both
-    // finish through the attempt commit.
+    // A new event with two deliveries, through the ingest commit.
     let event = Event {
         id: new_id("evt"),
         tenant: "acme".into(),
@@ -135,6 +145,73 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
         }])
         .await
         .expect("ingest");
+    Mixed {
+        _dir: dir,
+        store,
+        webhook,
+        old,
+        old_dlv,
+        new,
+        new_dlv,
+    }
+}
+
+/// Every table an event's rows live in, and how many rows each holds.
+fn rows(store: &Store) -> Vec<(&'static str, u64)> {
+    let txn = store.read().expect("read");
+    let mut out = Vec::new();
+    for (name, table) in [
+        ("tenant_events", TENANT_EVENTS),
+        ("event_deliveries", EVENT_DELIVERIES),
+        ("webhook_deliveries", WEBHOOK_DELIVERIES),
+    ] {
+        out.push((name, txn.open_table(table).unwrap().len().unwrap()));
+    }
+    out.push((
+        "idempotency",
+        txn.open_table(IDEMPOTENCY).unwrap().len().unwrap(),
+    ));
+    out.push(("events", txn.open_table(EVENTS).unwrap().len().unwrap()));
+    out.push((
+        "deliveries",
+        txn.open_table(DELIVERIES).unwrap().len().unwrap(),
+    ));
+    out.push(("attempts", txn.open_table(ATTEMPTS).unwrap().len().unwrap()));
+    out.push(("due", txn.open_table(DUE).unwrap().len().unwrap()));
+    out.push(("pending", txn.open_table(PENDING).unwrap().len().unwrap()));
+    out
+}
+
+/// What [`rows`] says of a store with no event left.
+fn empty() -> Vec<(&'static str, u64)> {
+    [
+        "tenant_events",
+        "event_deliveries",
+        "webhook_deliveries",
+        "idempotency",
+        "events",
+        "deliveries",
+        "attempts",
+        "due",
+        "pending",
+    ]
+    .into_iter()
+    .map(|name| (name, 0))
+    .collect()
+}
+
+#[tokio::test]
+async fn events_of_both_layouts_read_list_and_purge_alike() {
+    let Mixed {
+        _dir,
+        store,
+        webhook,
+        old,
+        old_dlv,
+        new,
+        new_dlv,
+    } = mixed().await;
+    // Both new deliveries finish through the attempt commit.
     let due = store.due_entries(i64::MAX / 2, None, 10).expect("due");
     assert_eq!(due.len(), 2);
     let writes = due
@@ -167,7 +244,7 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
     }
 
     // Both events list their deliveries, and each delivery its attempt.
-    for (evt, ids) in [(&old, old_dlv.to_vec()), (&new, new_dlv.clone())] {
+    for (evt, ids) in [(&old, old_dlv.clone()), (&new, new_dlv.clone())] {
         let (e, ds) = store.get_event(evt).expect("read").expect("found");
         assert_eq!(&e.id, evt);
         let mut got: Vec<String> = ds.iter().map(|d| d.id.clone()).collect();
@@ -202,17 +279,44 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
     );
     assert!(store.get_event(&old).expect("read").is_none());
     assert!(store.get_event(&new).expect("read").is_none());
-    let txn = store.read().expect("read");
-    assert_eq!(txn.open_table(EVENTS).unwrap().len().unwrap(), 0);
-    assert_eq!(txn.open_table(TENANT_EVENTS).unwrap().len().unwrap(), 0);
-    assert_eq!(txn.open_table(DELIVERIES).unwrap().len().unwrap(), 0);
-    assert_eq!(txn.open_table(EVENT_DELIVERIES).unwrap().len().unwrap(), 0);
-    assert_eq!(
-        txn.open_table(WEBHOOK_DELIVERIES).unwrap().len().unwrap(),
-        0
-    );
-    assert_eq!(txn.open_table(ATTEMPTS).unwrap().len().unwrap(), 0);
-    assert_eq!(txn.open_table(IDEMPOTENCY).unwrap().len().unwrap(), 0);
-    drop(txn);
+    assert_eq!(rows(&store), empty());
     store.close();
+}
+
+/// A deleted tenant's purge, in chunks of a few rows, removes the rows of both
+/// layouts, the new event's pending deliveries with their due entries included.
+#[tokio::test]
+async fn a_deleted_tenants_events_of_both_layouts_are_purged() {
+    let mixed = mixed().await;
+    let store = &mixed.store;
+    assert_eq!(
+        store
+            .due_entries(i64::MAX / 2, None, 10)
+            .expect("due")
+            .len(),
+        2
+    );
+    assert_ne!(rows(store), empty());
+    store.delete_tenant("acme".into(), 5).await.expect("delete");
+    let mut chunks = 0;
+    while !store
+        .purge_tenant_chunk("acme".into(), 3)
+        .await
+        .expect("purge chunk")
+    {
+        chunks += 1;
+        assert!(chunks < 20, "the purge makes progress");
+    }
+    assert!(
+        chunks >= 2,
+        "{chunks} chunks: the purge was cut into pieces"
+    );
+    assert_eq!(rows(store), empty());
+    for id in mixed.old_dlv.iter().chain(&mixed.new_dlv) {
+        assert!(store.get_delivery(id).expect("read").is_none());
+    }
+    assert!(store.get_event(&mixed.old).expect("read").is_none());
+    assert!(store.get_event(&mixed.new).expect("read").is_none());
+    assert!(store.tenants_being_purged().expect("read").is_empty());
+    mixed.store.close();
 }

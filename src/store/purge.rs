@@ -183,7 +183,8 @@ fn distinct_tenants<V: redb::Value + 'static>(
 /// them), then leftover idempotency records, then webhook rows and the marker.
 fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<bool, StoreError> {
     // Read everything first: a job that fails must not have written.
-    let mut events: Vec<(String, Option<String>, Vec<DeliveryRows>)> = Vec::new();
+    // (event id, idempotency key, its rows in `event_deliveries`?, its deliveries)
+    let mut events: Vec<(String, Option<String>, bool, Vec<DeliveryRows>)> = Vec::new();
     let mut rows = 0usize;
     {
         let tenant_events = txn.open_table(TENANT_EVENTS)?;
@@ -204,6 +205,7 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
                 }
                 None => (None, EventDeliveries::Indexed),
             };
+            let indexed = listed == EventDeliveries::Indexed;
             let mut ds = Vec::new();
             for dlv in delivery_ids(&by_event, evt, listed)? {
                 let webhook = match deliveries.get(dlv.as_str())? {
@@ -220,7 +222,7 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
                 ds.push((dlv, webhook, numbers));
             }
             rows += 1;
-            events.push((evt.to_owned(), key, ds));
+            events.push((evt.to_owned(), key, indexed, ds));
         }
     }
     if !events.is_empty() {
@@ -233,7 +235,7 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
         let mut attempts = txn.open_table(ATTEMPTS)?;
         let mut pending = txn.open_table(PENDING)?;
         let mut due = txn.open_table(DUE)?;
-        for (evt, key, ds) in &events {
+        for (evt, key, indexed, ds) in &events {
             for (dlv, webhook, numbers) in ds {
                 for n in numbers {
                     attempts.remove((dlv.as_str(), *n))?;
@@ -242,7 +244,9 @@ fn purge_chunk(txn: &WriteTransaction, tenant: &str, max_rows: usize) -> Result<
                     due.remove((at.value(), dlv.as_str()))?;
                 }
                 by_webhook.remove((webhook.as_str(), dlv.as_str()))?;
-                by_event.remove((evt.as_str(), dlv.as_str()))?;
+                if *indexed {
+                    by_event.remove((evt.as_str(), dlv.as_str()))?;
+                }
                 deliveries.remove(dlv.as_str())?;
             }
             if let Some(key) = key {
