@@ -562,3 +562,78 @@ async fn a_data_dir_in_use_or_a_wrong_master_key_is_refused_before_anything_is_w
         .await
         .expect("copy with the right key");
 }
+
+/// A data dir written by 0.1.0 (`tests/fixtures/v0.1.0`: version-1 records, its
+/// events' deliveries listed only in the `event_deliveries` index) copies with every
+/// event, delivery and attempt exactly as the redb store reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_written_by_0_1_0_copies_every_event_delivery_and_attempt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0");
+    for name in ["hookbox.redb", "master.key"] {
+        std::fs::copy(fixture.join(name), dir.path().join(name)).expect("copy the fixture");
+    }
+    let key = hookbox::secrets::load_master_key(None, dir.path()).expect("master key");
+    let store = Store::open(&data_file(dir.path()), key.clone(), 1 << 20).expect("open");
+    let mut events = Vec::new();
+    for tenant in store.list_tenants().expect("tenants") {
+        let (page, _) = store
+            .list_events(&tenant.id, None, None, None, 1000)
+            .expect("events");
+        for e in page {
+            let (event, deliveries) = store.get_event(&e.id).expect("read").expect("event");
+            let attempts: Vec<Vec<Attempt>> = deliveries
+                .iter()
+                .map(|d| {
+                    store
+                        .get_delivery(&d.id)
+                        .expect("read")
+                        .expect("delivery")
+                        .1
+                })
+                .collect();
+            events.push((event, deliveries, attempts));
+        }
+    }
+    let deliveries: usize = events.iter().map(|(_, ds, _)| ds.len()).sum();
+    let attempts: usize = events.iter().flat_map(|(_, _, a)| a).map(Vec::len).sum();
+    assert!(
+        events.len() >= 3 && deliveries >= 3 && attempts >= 2,
+        "the fixture's events, deliveries and attempts are read: {} / {deliveries} / {attempts}",
+        events.len()
+    );
+    store.close();
+    drop(store);
+
+    let url = pg_cluster::shared().database().await;
+    let copied = copy_to_postgres(
+        &data_file(dir.path()),
+        key.clone(),
+        &url,
+        CopyOptions::default(),
+    )
+    .await
+    .expect("copy");
+    assert_eq!(copied.rows.get("events"), events.len() as u64, "{copied:?}");
+    assert_eq!(
+        copied.rows.get("deliveries"),
+        deliveries as u64,
+        "{copied:?}"
+    );
+    assert_eq!(copied.rows.get("attempts"), attempts as u64, "{copied:?}");
+    let pg = hookbox::store::pg::PgStore::open(&url, 4, key)
+        .await
+        .expect("open the copy");
+    for (event, deliveries, attempts) in &events {
+        let (e, ds) = pg
+            .get_event(&event.id)
+            .await
+            .expect("read")
+            .expect("copied");
+        assert_eq!(&e, event);
+        assert_eq!(&ds, deliveries, "event {}", event.id);
+        for (d, expected) in deliveries.iter().zip(attempts) {
+            assert_eq!(&pg.attempts(&d.id).await.expect("attempts"), expected);
+        }
+    }
+}
