@@ -3,7 +3,7 @@
 //! new one in its own record, and reading, listing, retention and a deleted
 //! tenant's purge treat both alike.
 
-use redb::ReadableTableMetadata;
+use redb::{ReadableTableMetadata, TableHandle};
 
 use super::codec;
 use super::records::{AttemptV1, DeliveryStateV1, DeliveryV1, EventV1, TriggerV1};
@@ -156,61 +156,41 @@ async fn mixed() -> Mixed {
     }
 }
 
-/// Every table an event's rows live in, and how many rows each holds.
-fn rows(store: &Store) -> Vec<(&'static str, u64)> {
-    let txn = store.read().expect("read");
-    let mut out = Vec::new();
-    for (name, table) in [
-        ("tenant_events", TENANT_EVENTS),
-        ("event_deliveries", EVENT_DELIVERIES),
-        ("webhook_deliveries", WEBHOOK_DELIVERIES),
-    ] {
-        out.push((name, txn.open_table(table).unwrap().len().unwrap()));
+/// The rows of every table an event's rows live in, by table.
+fn rows(store: &Store) -> Vec<(String, u64)> {
+    fn len<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &redb::ReadTransaction,
+        table: redb::TableDefinition<K, V>,
+    ) -> (String, u64) {
+        let name = table.name().to_owned();
+        (
+            name,
+            txn.open_table(table).expect("table").len().expect("len"),
+        )
     }
-    out.push((
-        "idempotency",
-        txn.open_table(IDEMPOTENCY).unwrap().len().unwrap(),
-    ));
-    out.push(("events", txn.open_table(EVENTS).unwrap().len().unwrap()));
-    out.push((
-        "deliveries",
-        txn.open_table(DELIVERIES).unwrap().len().unwrap(),
-    ));
-    out.push(("attempts", txn.open_table(ATTEMPTS).unwrap().len().unwrap()));
-    out.push(("due", txn.open_table(DUE).unwrap().len().unwrap()));
-    out.push(("pending", txn.open_table(PENDING).unwrap().len().unwrap()));
-    out
+    let txn = store.read().expect("read");
+    vec![
+        len(&txn, EVENTS),
+        len(&txn, TENANT_EVENTS),
+        len(&txn, IDEMPOTENCY),
+        len(&txn, DELIVERIES),
+        len(&txn, EVENT_DELIVERIES),
+        len(&txn, WEBHOOK_DELIVERIES),
+        len(&txn, ATTEMPTS),
+        len(&txn, DUE),
+        len(&txn, PENDING),
+    ]
 }
 
-/// What [`rows`] says of a store with no event left.
-fn empty() -> Vec<(&'static str, u64)> {
-    [
-        "tenant_events",
-        "event_deliveries",
-        "webhook_deliveries",
-        "idempotency",
-        "events",
-        "deliveries",
-        "attempts",
-        "due",
-        "pending",
-    ]
-    .into_iter()
-    .map(|name| (name, 0))
-    .collect()
+/// The tables of [`rows`] that still hold rows.
+fn left(store: &Store) -> Vec<(String, u64)> {
+    rows(store).into_iter().filter(|(_, n)| *n > 0).collect()
 }
 
 #[tokio::test]
 async fn events_of_both_layouts_read_list_and_purge_alike() {
-    let Mixed {
-        _dir,
-        store,
-        webhook,
-        old,
-        old_dlv,
-        new,
-        new_dlv,
-    } = mixed().await;
+    let m = mixed().await;
+    let (store, webhook, old, new) = (&m.store, &m.webhook, &m.old, &m.new);
     // Both new deliveries finish through the attempt commit.
     let due = store.due_entries(i64::MAX / 2, None, 10).expect("due");
     assert_eq!(due.len(), 2);
@@ -244,7 +224,7 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
     }
 
     // Both events list their deliveries, and each delivery its attempt.
-    for (evt, ids) in [(&old, old_dlv.clone()), (&new, new_dlv.clone())] {
+    for (evt, ids) in [(old, m.old_dlv.clone()), (new, m.new_dlv.clone())] {
         let (e, ds) = store.get_event(evt).expect("read").expect("found");
         assert_eq!(&e.id, evt);
         let mut got: Vec<String> = ds.iter().map(|d| d.id.clone()).collect();
@@ -252,7 +232,7 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
         assert_eq!(got, ids);
         for d in &ds {
             assert_eq!(d.event_id, *evt);
-            assert_eq!(d.webhook_id, webhook);
+            assert_eq!(&d.webhook_id, webhook);
             assert_eq!(d.state, DeliveryState::Succeeded);
             let (_, attempts) = store.get_delivery(&d.id).expect("read").expect("found");
             assert_eq!(attempts.len(), 1);
@@ -261,25 +241,22 @@ async fn events_of_both_layouts_read_list_and_purge_alike() {
         }
     }
     let (log, _) = store
-        .list_webhook_deliveries(&webhook, &Default::default(), None, 10)
+        .list_webhook_deliveries(webhook, &Default::default(), None, 10)
         .expect("log");
     assert_eq!(log.len(), 4);
     let (events, _) = store
         .list_events("acme", None, None, None, 10)
         .expect("events");
-    assert_eq!(
-        events.iter().map(|e| &e.id).collect::<Vec<_>>(),
-        [&new, &old]
-    );
+    assert_eq!(events.iter().map(|e| &e.id).collect::<Vec<_>>(), [new, old]);
 
     // Retention removes both events and everything hanging off them.
     assert_eq!(
         store.purge_before(i64::MAX / 2, 10).await.expect("purge"),
         2
     );
-    assert!(store.get_event(&old).expect("read").is_none());
-    assert!(store.get_event(&new).expect("read").is_none());
-    assert_eq!(rows(&store), empty());
+    assert!(store.get_event(old).expect("read").is_none());
+    assert!(store.get_event(new).expect("read").is_none());
+    assert_eq!(left(store), [], "tables still holding rows");
     store.close();
 }
 
@@ -296,7 +273,11 @@ async fn a_deleted_tenants_events_of_both_layouts_are_purged() {
             .len(),
         2
     );
-    assert_ne!(rows(store), empty());
+    assert_eq!(
+        left(store),
+        rows(store),
+        "every table holds rows before the purge"
+    );
     store.delete_tenant("acme".into(), 5).await.expect("delete");
     let mut chunks = 0;
     while !store
@@ -311,7 +292,7 @@ async fn a_deleted_tenants_events_of_both_layouts_are_purged() {
         chunks >= 2,
         "{chunks} chunks: the purge was cut into pieces"
     );
-    assert_eq!(rows(store), empty());
+    assert_eq!(left(store), [], "tables still holding rows");
     for id in mixed.old_dlv.iter().chain(&mixed.new_dlv) {
         assert!(store.get_delivery(id).expect("read").is_none());
     }
