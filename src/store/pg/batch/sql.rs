@@ -32,6 +32,25 @@ macro_rules! window {
     };
 }
 
+/// The window's webhooks (`s`), full tenants' rows (`$2`) left out after the read,
+/// and the row of pass 2 with how many rows the window read (`first_look`).
+macro_rules! window_groups {
+    () => {
+        "s AS ( \
+             SELECT webhook_id, min(tenant) AS tenant, count(*) AS n, \
+                 min(next_attempt_at) AS at, min(id) AS first FROM x \
+             WHERE tenant <> ALL($2) GROUP BY webhook_id)"
+    };
+}
+
+/// The count row `first_look` reads the window's cut from.
+macro_rules! window_count {
+    () => {
+        "UNION ALL SELECT NULL, NULL, count(*), 2, NULL, NULL FROM x \
+         ORDER BY pass, at, first"
+    };
+}
+
 /// The first look, in one statement: the due index read oldest first, at most
 /// `scan` rows, grouped by webhook, full tenants' rows left out after the read (so
 /// they count toward the bound: filtered inside it, a claim for a node whose only
@@ -53,11 +72,9 @@ pub(super) async fn scan_first(
             concat!(
                 "WITH RECURSIVE x AS (",
                 window!(),
-                "), \
-             s AS ( \
-                 SELECT webhook_id, min(tenant) AS tenant, count(*) AS n, \
-                     min(next_attempt_at) AS at, min(id) AS first FROM x \
-                 WHERE tenant <> ALL($2) GROUP BY webhook_id), \
+                "), ",
+                window_groups!(),
+                ", \
              cut AS (SELECT count(*) >= $3 AS cut FROM x), \
              w(id) AS ( \
                  (SELECT webhook_id FROM deliveries \
@@ -79,9 +96,8 @@ pub(super) async fn scan_first(
                    AND NOT EXISTS (SELECT 1 FROM s WHERE s.webhook_id = w.id) \
                  ORDER BY f.next_attempt_at, f.id LIMIT $4) \
              SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
-             UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r \
-             UNION ALL SELECT NULL, NULL, count(*), 2, NULL, NULL FROM x \
-             ORDER BY pass, at, first"
+             UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r ",
+                window_count!()
             ),
             &[&now, &full, &scan, &limit],
         )
@@ -113,12 +129,10 @@ pub(super) async fn scan_window(
             concat!(
                 "WITH x AS (",
                 window!(),
-                ") \
-             SELECT webhook_id, min(tenant), count(*), 0 AS pass, \
-                 min(next_attempt_at) AS at, min(id) AS first \
-             FROM x WHERE tenant <> ALL($2) GROUP BY webhook_id \
-             UNION ALL SELECT NULL, NULL, count(*), 2, NULL, NULL FROM x \
-             ORDER BY pass, at, first"
+                "), ",
+                window_groups!(),
+                " SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s ",
+                window_count!()
             ),
             &[&now, &full, &scan],
         )
