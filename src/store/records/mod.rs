@@ -12,7 +12,7 @@
 //!   Option<String>` (canonical JSON text). Webhooks only.
 //! - 2 also for events, deliveries and attempts (store format 3, `event.rs`):
 //!   `EventV2`, `DeliveryV2`, `AttemptV2` leave out what their table key holds,
-//!   pack generated ids into 16 bytes, and an event lists its deliveries. These
+//!   pack generated ids into one `u128`, and an event lists its deliveries. These
 //!   are [`Keyed`] records: decoding one needs its key.
 //! - `PortalSessionV1` (version byte 1) is the first layout of the portal-session
 //!   table, which 0.1.0 did not have (`portal.rs`).
