@@ -40,6 +40,7 @@ mod pg_line_order;
 mod pg_listen;
 mod pg_lock_order;
 mod pg_lost_lease;
+mod pg_plans;
 mod pg_pooled;
 mod pg_schema;
 mod pg_store;

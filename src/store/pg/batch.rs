@@ -10,6 +10,8 @@
 mod bucket;
 mod sql;
 
+pub(super) use sql::{FIRST_LOOK, LOCK_WEBHOOKS, NEXT_DUE, WEBHOOK_INFO, WINDOW_LOOK};
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -18,6 +20,7 @@ use super::conn::Tx;
 use self::bucket::Bucket;
 use self::sql::{Candidate, Info};
 use super::PgStore;
+use super::plans::LAZY_GENERIC;
 use crate::model::{Delivery, Event, UnixMs};
 use crate::store::StoreError;
 
@@ -91,21 +94,6 @@ pub struct Claims {
     pub left: Left,
 }
 
-/// The claim transaction's settings: `CLAIM_SETTINGS`, and neither bitmap nor
-/// sequential scans (every claim statement is built on an index walk).
-/// - The live-lease count reads `deliveries_leased_webhook`, whose entries for
-///   leases since completed stay until vacuum (the lease and the completion are not
-///   HOT updates). A bitmap scan visits every one of them on each claim (about 480
-///   per webhook, 2,500 buffers per claim in the 10-subscription benchmark); a
-///   plain index scan marks the dead ones once and skips them from then on.
-/// - Under a deep backlog the planner, misjudging how many rows are due, read the
-///   first pass's window as a sequential scan of `deliveries` and a sort (3.3 ms with
-///   20,000 due rows, growing with the backlog) instead of the first rows of
-///   `deliveries_due`.
-const CLAIM_SCAN_SETTINGS: &str = "SET LOCAL synchronous_commit = off; \
-     SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_bitmapscan = off; \
-     SET LOCAL enable_seqscan = off";
-
 /// Bounds of a pass's read (`Round::scan`).
 const SCAN_MIN: i64 = 64;
 const SCAN_MAX: i64 = 4096;
@@ -143,11 +131,23 @@ impl PgStore {
             return Ok(out);
         }
         // A claim lost in a crash is only a lease that never was: the rows are due
-        // again. So its commit does not wait for the WAL flush. The setting, the
-        // next due time and the first scan go in one round trip (pipelined). The
-        // statements are cached (prepared once per connection) but planned for each
-        // call's own values (`CLAIM_SETTINGS`). `biased`: the settings are sent
-        // first, so the scan is planned under them.
+        // again. So its commit does not wait for the WAL flush (`LAZY_GENERIC`).
+        // The settings, the next due time and the first look go in one round trip,
+        // sent in the order written (`biased`), both planned once per connection
+        // (`plans.rs`).
+        //
+        // Neither bitmap nor sequential scans, in the whole transaction: every
+        // claim statement is built on an index walk.
+        // - The live-lease count reads `deliveries_leased_webhook`, whose entries
+        //   for leases since completed stay until vacuum (the lease and the
+        //   completion are not HOT updates). A bitmap scan visits every one of them
+        //   on each claim (about 480 per webhook, 2,500 buffers per claim in the
+        //   10-subscription benchmark); a plain index scan marks the dead ones once
+        //   and skips them from then on.
+        // - Under a deep backlog the planner, misjudging how many rows are due, read
+        //   the first pass's window as a sequential scan of `deliveries` and a sort
+        //   (3.3 ms with 20,000 due rows, growing with the backlog) instead of the
+        //   first rows of `deliveries_due`.
         let scan = round.scan();
         let full = round.full();
         if !full.is_empty() {
@@ -160,11 +160,7 @@ impl PgStore {
         let wide = self.window_cut.load(Ordering::Relaxed);
         let (_, next_due, first) = tokio::try_join!(
             biased;
-            async {
-                tx.batch_execute(CLAIM_SCAN_SETTINGS)
-                    .await
-                    .map_err(super::sql)
-            },
+            async { tx.batch_execute(LAZY_GENERIC).await.map_err(super::sql) },
             sql::next_due_after(&tx, now),
             async {
                 if wide {

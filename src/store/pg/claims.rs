@@ -16,11 +16,11 @@ use crate::store::{AttemptWrite, DueEntry, Next, StoreError};
 /// Locks a completion's rows still leased by this node, in id order (the one lock
 /// order of every multi-row delivery write; a webhook's cancel takes them the
 /// same way).
-const LOCK_ROWS: &str = "SELECT id FROM deliveries WHERE id = ANY($2) AND lease_id = $1::text::uuid \
+pub(super) const LOCK_ROWS: &str = "SELECT id FROM deliveries WHERE id = ANY($2) AND lease_id = $1::text::uuid \
     ORDER BY id FOR UPDATE";
 
 /// Records the attempts and the rows' new states, fenced by the node's lease.
-const COMPLETE: &str = "WITH w AS ( \
+pub(super) const COMPLETE: &str = "WITH w AS ( \
             SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
                 $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
                 $9::bigint[], $10::text[]) \
@@ -44,6 +44,10 @@ const COMPLETE: &str = "WITH w AS ( \
         SELECT id, tenant, event_id, webhook_id, event_type, state, attempts, \
             schedule_step, next_attempt_at, last_status, last_error, created_at, \
             updated_at FROM done";
+
+/// Gives back the leases of a completion's rows that were finished meanwhile.
+const GIVE_BACK: &str = "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
+     WHERE id = ANY($2) AND lease_id = $1::text::uuid";
 
 impl PgStore {
     /// A delivery's attempts, in order.
@@ -122,20 +126,27 @@ impl PgStore {
         let tx = client.transaction().await.map_err(sql)?;
         // Lazily durable, as on redb: an outcome lost in a crash only means the
         // attempt is made again (the row is still due under an expired lease).
-        tx.batch_execute(super::CLAIM_SETTINGS).await.map_err(sql)?;
-        // The rows in id order first, the one lock order of every multi-row
-        // delivery write (a webhook's cancel takes them the same way), pipelined
-        // with the write itself (one round trip; the server runs them in order).
+        // Then the rows in id order, the one lock order of every multi-row
+        // delivery write (a webhook's cancel takes them the same way), planned once
+        // per connection; and the write itself, planned for its values: its generic
+        // plan, built on an empty table, found the rows through
+        // `deliveries_line_order` (`plans.rs`). One round trip, which the server
+        // runs in the order sent (`biased`).
         let node = self.node_id();
         let lock_params: [&(dyn ToSql + Sync); 2] = [&node, &ids];
         let write_params: [&(dyn ToSql + Sync); 10] = [
             &node, &ids, &states, &next_at, &statuses, &errors, &at, &triggers, &latencies, &bodies,
         ];
-        let (_, rows) = tx
-            .sql()
-            .cached_query_in_order((LOCK_ROWS, &lock_params), (COMPLETE, &write_params))
-            .await
-            .map_err(sql)?;
+        let (_, (_, rows)) = tokio::try_join!(
+            biased;
+            tx.batch_execute(super::plans::LAZY_GENERIC),
+            tx.sql().cached_query_in_order(
+                (LOCK_ROWS, &lock_params),
+                Some(super::plans::CUSTOM_PLANS),
+                (COMPLETE, &write_params)
+            ),
+        )
+        .map_err(sql)?;
         let mut written = std::collections::HashMap::with_capacity(rows.len());
         for r in &rows {
             let d = super::ingest::delivery(r)?;
@@ -145,11 +156,7 @@ impl PgStore {
             // Rows still held but finished meanwhile (a manual retry delivered them)
             // give their lease back now rather than when it expires.
             tx.sql()
-                .cached_execute(
-                    "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
-                 WHERE id = ANY($2) AND lease_id = $1::text::uuid",
-                    &[&self.node_id(), &ids],
-                )
+                .cached_execute(GIVE_BACK, &[&self.node_id(), &ids])
                 .await
                 .map_err(sql)?;
         }

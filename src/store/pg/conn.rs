@@ -10,8 +10,8 @@
 //! - [`Statements::Unnamed`]: every statement is sent as the unnamed statement with
 //!   its parameters' types, parse, bind and execute in one exchange, so nothing
 //!   outlives it on the server connection and any pooler in transaction mode works.
-//!   Each call is planned again (as the claim's statements are in any mode, see
-//!   `CLAIM_SETTINGS`).
+//!   Each call is planned again (cached, the hot paths' statements are planned as
+//!   `plans.rs` says).
 //!
 //! A [`Conn`] is a pooled connection and a [`Tx`] a transaction on one, each with
 //! the mode; their `query`, `query_one`, `query_opt` and `execute` are those of
@@ -142,34 +142,45 @@ impl Sql<'_> {
 
     /// The rows of two hot-path statements, pipelined (one round trip) and run by
     /// the server in the order given: the second sees what the first did, such as
-    /// the locks it took. Statements not yet prepared on this connection are
-    /// prepared first, one by one, since a statement waiting for its prepare would
-    /// otherwise be sent behind one given after it.
+    /// the locks it took. `between`, settings sent between them (simple protocol),
+    /// governs the second (`plans.rs`). Statements not yet prepared on this
+    /// connection are prepared first, one by one, since a statement waiting for its
+    /// prepare would otherwise be sent behind one given after it.
     pub(crate) async fn cached_query_in_order(
         self,
         first: (&str, Params<'_>),
+        between: Option<&str>,
         then: (&str, Params<'_>),
     ) -> Result<(Vec<Row>, Vec<Row>), Error> {
-        match self.mode {
+        let settings = async {
+            match between {
+                Some(q) => self.client.batch_execute(q).await,
+                None => Ok(()),
+            }
+        };
+        // `biased`: polled in the order written, so sent in that order.
+        let (a, (), b) = match self.mode {
             Statements::Cached => {
                 let a = self.cache.prepare(self.client, first.0).await?;
                 let b = self.cache.prepare(self.client, then.0).await?;
-                // `biased`: polled in the order written, so sent in that order.
                 tokio::try_join!(
                     biased;
                     self.client.query(&a, first.1),
+                    settings,
                     self.client.query(&b, then.1)
-                )
+                )?
             }
             Statements::Unnamed => {
                 let (a, b) = (typed(first.1), typed(then.1));
                 tokio::try_join!(
                     biased;
                     self.client.query_typed(first.0, &a),
+                    settings,
                     self.client.query_typed(then.0, &b)
-                )
+                )?
             }
-        }
+        };
+        Ok((a, b))
     }
 }
 

@@ -10,6 +10,8 @@ use crate::store::pg::conn::AsSql;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use tokio_postgres::types::ToSql;
+
 use super::conn::Tx;
 
 use super::{PgError, PgStore, sql};
@@ -26,6 +28,30 @@ pub(super) const INSERT_EVENTS: &str = "INSERT INTO events (id, tenant, event_ty
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
                  $6::text[], $7::bigint[]) \
           AS u(id, tenant, event_type, payload, channels, key, created_at)";
+
+/// The API keys among the given ones that exist, locked against deletion.
+pub(super) const LIVE_KEYS: &str = "SELECT id FROM api_keys WHERE id = ANY($1) FOR KEY SHARE";
+
+/// Claims an idempotency key for an event (nothing when the key is taken).
+pub(super) const CLAIM_KEY: &str = "INSERT INTO idempotency (tenant, key, body_hash, event_id, \
+     deliveries, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+
+/// The earlier answer of a taken idempotency key.
+pub(super) const SEEN_KEY: &str =
+    "SELECT body_hash, event_id, deliveries FROM idempotency WHERE tenant = $1 AND key = $2";
+
+/// Gives back an idempotency key a refused call claimed.
+pub(super) const RELEASE_KEY: &str =
+    "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND event_id = $3";
+
+/// The multi-row insert of deliveries, one array per column.
+pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, tenant, event_id, \
+     webhook_id, event_type, state, attempts, schedule_step, next_attempt_at, created_at, \
+     updated_at) \
+     SELECT id, tenant, event_id, webhook_id, event_type, 0, 0, 0, due, created, created \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::bigint[], $7::bigint[]) \
+          AS u(id, tenant, event_id, webhook_id, event_type, due, created)";
 
 /// One waiting call: its items, the API key that authorised it, where the answer goes.
 struct Call {
@@ -182,20 +208,22 @@ impl PgStore {
 }
 
 /// The API keys among the calls' that exist, locked against deletion until the
-/// commit.
+/// commit. Sent after the switch to generic plans (`plans.rs`), which governs the
+/// rest of the transaction too: left to PostgreSQL, this lookup was planned on
+/// every call (its generic plan's guess for an array of keys never beats a custom
+/// plan's for one), and the inserts after it took generic plans anyway.
 async fn live_keys(tx: &Tx<'_>, calls: &[Call]) -> Result<HashSet<String>, StoreError> {
     let ids: Vec<&str> = calls.iter().filter_map(|c| c.key_id.as_deref()).collect();
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = tx
-        .sql()
-        .cached_query(
-            "SELECT id FROM api_keys WHERE id = ANY($1) FOR KEY SHARE",
-            &[&ids],
-        )
-        .await
-        .map_err(sql)?;
+    let params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let (_, rows) = tokio::try_join!(
+        biased;
+        tx.batch_execute(super::plans::GENERIC_PLANS),
+        tx.sql().cached_query(LIVE_KEYS, &params),
+    )
+    .map_err(sql)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -218,8 +246,7 @@ async fn claim_keys(
         let claimed = tx
             .sql()
             .cached_execute(
-                "INSERT INTO idempotency (tenant, key, body_hash, event_id, deliveries, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                CLAIM_KEY,
                 &[
                     &event.tenant,
                     key,
@@ -237,11 +264,7 @@ async fn claim_keys(
         }
         let seen = tx
             .sql()
-            .cached_query_one(
-                "SELECT body_hash, event_id, deliveries FROM idempotency \
-                 WHERE tenant = $1 AND key = $2",
-                &[&event.tenant, key],
-            )
+            .cached_query_one(SEEN_KEY, &[&event.tenant, key])
             .await
             .map_err(sql)?;
         let hash: Vec<u8> = seen.get(0);
@@ -268,10 +291,7 @@ async fn release_keys(
     for (item, seen) in items.iter().zip(outcomes) {
         if let (None, Some(key)) = (seen, &item.event.idempotency_key) {
             tx.sql()
-                .cached_execute(
-                    "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND event_id = $3",
-                    &[&item.event.tenant, key, &item.event.id],
-                )
+                .cached_execute(RELEASE_KEY, &[&item.event.tenant, key, &item.event.id])
                 .await
                 .map_err(sql)?;
         }
@@ -324,12 +344,7 @@ async fn insert_events(tx: &Tx<'_>, items: &[&IngestItem]) -> Result<(), StoreEr
     let created: Vec<i64> = deliveries.iter().map(|d| d.created_at).collect();
     tx.sql()
         .cached_execute(
-            "INSERT INTO deliveries (id, tenant, event_id, webhook_id, event_type, state, \
-         attempts, schedule_step, next_attempt_at, created_at, updated_at) \
-         SELECT id, tenant, event_id, webhook_id, event_type, 0, 0, 0, due, created, created \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                     $6::bigint[], $7::bigint[]) \
-              AS u(id, tenant, event_id, webhook_id, event_type, due, created)",
+            INSERT_DELIVERIES,
             &[&ids, &tenants, &events, &webhooks, &types, &due, &created],
         )
         .await

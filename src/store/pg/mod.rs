@@ -34,6 +34,7 @@ mod line;
 mod listen;
 mod migrate;
 mod notify;
+mod plans;
 mod portal;
 mod purge;
 mod seeds;
@@ -57,6 +58,7 @@ pub use batch::{ClaimLimits, Claimed, Claims, Left};
 pub use conn::Statements;
 pub use jobs::RETENTION_JOB;
 pub use migrate::{MIGRATIONS, SCHEMA, migrate};
+pub use plans::{GENERIC_PLANNED, GENERIC_PLANS};
 pub use purge::PURGE_CHUNK_EVENTS;
 pub use tls::{Policy, RootCert, SslMode, UrlTls, load_ca, split_url};
 
@@ -428,13 +430,3 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
-
-/// The settings of a claim's or an outcome's transaction: lazily durable (a claim or
-/// outcome lost in a crash is only made again), and every cached statement planned
-/// for the call's own values. A statement prepared once goes to a generic plan after
-/// five calls when PostgreSQL guesses it no worse, and for the claim's statements
-/// (`LIMIT $n`, arrays of ids, a due time that selects few rows) that guess is wrong:
-/// measured, the 10-subscription run lost a fifth of its rate and PostgreSQL spent a
-/// third more CPU per event. Planning stays cheap next to a round trip.
-pub(crate) const CLAIM_SETTINGS: &str =
-    "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan";

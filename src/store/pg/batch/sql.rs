@@ -6,7 +6,10 @@
 
 use std::collections::HashMap;
 
+use tokio_postgres::types::ToSql;
+
 use crate::store::pg::conn::{AsSql, Tx};
+use crate::store::pg::plans::{CUSTOM_PLANS, GENERIC_PLANS};
 
 use super::bucket::Bucket;
 use super::{Claimed, Left};
@@ -51,6 +54,50 @@ macro_rules! window_count {
     };
 }
 
+/// [`scan_first`]'s statement: `$1` now, `$2` full tenants, `$3` the window's
+/// bound, `$4` the most webhooks looked at beyond it.
+pub(in crate::store::pg) const FIRST_LOOK: &str = concat!(
+    "WITH RECURSIVE x AS (",
+    window!(),
+    "), ",
+    window_groups!(),
+    ", \
+     cut AS (SELECT count(*) >= $3 AS cut FROM x), \
+     w(id) AS ( \
+         (SELECT webhook_id FROM deliveries \
+          WHERE next_attempt_at IS NOT NULL AND (SELECT cut FROM cut) \
+          ORDER BY webhook_id, next_attempt_at LIMIT 1) \
+         UNION ALL \
+         SELECT (SELECT d.webhook_id FROM deliveries d \
+                 WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
+                 ORDER BY d.webhook_id, d.next_attempt_at LIMIT 1) \
+         FROM w WHERE w.id IS NOT NULL), \
+     r AS ( \
+         SELECT w.id AS webhook_id, f.tenant, 1::bigint AS n, \
+             f.next_attempt_at AS at, f.id AS first FROM w, \
+         LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
+                  WHERE webhook_id = w.id AND next_attempt_at <= $1 \
+                    AND (lease_until IS NULL OR lease_until <= $1) \
+                  ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
+         WHERE w.id IS NOT NULL AND f.tenant <> ALL($2) \
+           AND NOT EXISTS (SELECT 1 FROM s WHERE s.webhook_id = w.id) \
+         ORDER BY f.next_attempt_at, f.id LIMIT $4) \
+     SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
+     UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r ",
+    window_count!()
+);
+
+/// [`scan_window`]'s statement: `$1` now, `$2` full tenants, `$3` the window's
+/// bound.
+pub(in crate::store::pg) const WINDOW_LOOK: &str = concat!(
+    "WITH x AS (",
+    window!(),
+    "), ",
+    window_groups!(),
+    " SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s ",
+    window_count!()
+);
+
 /// The first look, in one statement: the due index read oldest first, at most
 /// `scan` rows, grouped by webhook, full tenants' rows left out after the read (so
 /// they count toward the bound: filtered inside it, a claim for a node whose only
@@ -68,39 +115,7 @@ pub(super) async fn scan_first(
 ) -> Result<FirstLook, StoreError> {
     let rows = tx
         .sql()
-        .cached_query(
-            concat!(
-                "WITH RECURSIVE x AS (",
-                window!(),
-                "), ",
-                window_groups!(),
-                ", \
-             cut AS (SELECT count(*) >= $3 AS cut FROM x), \
-             w(id) AS ( \
-                 (SELECT webhook_id FROM deliveries \
-                  WHERE next_attempt_at IS NOT NULL AND (SELECT cut FROM cut) \
-                  ORDER BY webhook_id, next_attempt_at LIMIT 1) \
-                 UNION ALL \
-                 SELECT (SELECT d.webhook_id FROM deliveries d \
-                         WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
-                         ORDER BY d.webhook_id, d.next_attempt_at LIMIT 1) \
-                 FROM w WHERE w.id IS NOT NULL), \
-             r AS ( \
-                 SELECT w.id AS webhook_id, f.tenant, 1::bigint AS n, \
-                     f.next_attempt_at AS at, f.id AS first FROM w, \
-                 LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
-                          WHERE webhook_id = w.id AND next_attempt_at <= $1 \
-                            AND (lease_until IS NULL OR lease_until <= $1) \
-                          ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
-                 WHERE w.id IS NOT NULL AND f.tenant <> ALL($2) \
-                   AND NOT EXISTS (SELECT 1 FROM s WHERE s.webhook_id = w.id) \
-                 ORDER BY f.next_attempt_at, f.id LIMIT $4) \
-             SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s \
-             UNION ALL SELECT webhook_id, tenant, n, 1, at, first FROM r ",
-                window_count!()
-            ),
-            &[&now, &full, &scan, &limit],
-        )
+        .cached_query(FIRST_LOOK, &[&now, &full, &scan, &limit])
         .await
         .map_err(sql)?;
     let (found, others, cut) = first_look(&rows, scan);
@@ -125,17 +140,7 @@ pub(super) async fn scan_window(
 ) -> Result<FirstLook, StoreError> {
     let rows = tx
         .sql()
-        .cached_query(
-            concat!(
-                "WITH x AS (",
-                window!(),
-                "), ",
-                window_groups!(),
-                " SELECT webhook_id, tenant, n, 0 AS pass, at, first FROM s ",
-                window_count!()
-            ),
-            &[&now, &full, &scan],
-        )
+        .cached_query(WINDOW_LOOK, &[&now, &full, &scan])
         .await
         .map_err(sql)?;
     let (found, _, cut) = first_look(&rows, scan);
@@ -230,14 +235,15 @@ fn candidate(r: &tokio_postgres::Row) -> Candidate {
     }
 }
 
+/// The earliest due time after `$1` of any unfinished delivery.
+pub(in crate::store::pg) const NEXT_DUE: &str =
+    "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1";
+
 /// The earliest due time after `now` of any unfinished delivery (the loop's timer).
 pub(super) async fn next_due_after(tx: &Tx<'_>, now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
     let row = tx
         .sql()
-        .cached_query_one(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1",
-            &[&now],
-        )
+        .cached_query_one(NEXT_DUE, &[&now])
         .await
         .map_err(sql)?;
     Ok(row.get(0))
@@ -264,6 +270,28 @@ pub(super) struct Info {
     pub(super) bucket: Option<Bucket>,
 }
 
+/// Locks the webhooks `$1` that no other transaction holds, in id order, and
+/// answers their settings.
+pub(in crate::store::pg) const LOCK_WEBHOOKS: &str = "SELECT id, enabled AND deleted_at IS NULL, \
+     ordering, rate_limit_per_second FROM webhooks WHERE id = ANY($1) ORDER BY id \
+     FOR UPDATE SKIP LOCKED";
+
+/// Per webhook of `$1`: whether its row exists, its live leases (`$3` now) over
+/// every node and of them node `$2`'s, a FIFO webhook's first unfinished delivery,
+/// and a rate-limited webhook's bucket.
+pub(in crate::store::pg) const WEBHOOK_INFO: &str = "SELECT c.id, w.id IS NOT NULL, l.held, \
+         l.mine, h.id, h.next_attempt_at, b.tokens, b.updated_at \
+     FROM unnest($1::text[]) AS c(id) \
+     LEFT JOIN webhooks w ON w.id = c.id \
+     LEFT JOIN rate_buckets b ON b.webhook_id = c.id AND w.rate_limit_per_second IS NOT NULL \
+     CROSS JOIN LATERAL (SELECT count(*) AS held, \
+             count(*) FILTER (WHERE lease_id = $2::text::uuid) AS mine \
+         FROM deliveries WHERE webhook_id = c.id AND lease_id IS NOT NULL \
+           AND lease_until > $3) l \
+     LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
+         WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL AND w.ordering = 1 \
+         ORDER BY line_seq NULLS FIRST, id LIMIT 1) h ON true";
+
 /// Locks the candidate webhooks that no other transaction holds, then reads what
 /// the decision needs of each (`Info`), in one round trip. The read is a statement
 /// of its own that runs after the locks are taken: its snapshot then sees every
@@ -275,34 +303,21 @@ pub(super) async fn lock_and_read(
     node: &str,
     now: UnixMs,
 ) -> Result<(HashMap<String, Locked>, HashMap<String, Info>), StoreError> {
-    let (locked, info) = tx
-        .sql()
-        .cached_query_in_order(
-            (
-                "SELECT id, enabled AND deleted_at IS NULL, ordering, rate_limit_per_second \
-                     FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
-                &[&ids],
-            ),
-            (
-                "SELECT c.id, w.id IS NOT NULL, l.held, l.mine, h.id, h.next_attempt_at, \
-                         b.tokens, b.updated_at \
-                     FROM unnest($1::text[]) AS c(id) \
-                     LEFT JOIN webhooks w ON w.id = c.id \
-                     LEFT JOIN rate_buckets b \
-                         ON b.webhook_id = c.id AND w.rate_limit_per_second IS NOT NULL \
-                     CROSS JOIN LATERAL (SELECT count(*) AS held, \
-                             count(*) FILTER (WHERE lease_id = $2::text::uuid) AS mine \
-                         FROM deliveries WHERE webhook_id = c.id AND lease_id IS NOT NULL \
-                           AND lease_until > $3) l \
-                     LEFT JOIN LATERAL (SELECT id, next_attempt_at FROM deliveries \
-                         WHERE webhook_id = c.id AND next_attempt_at IS NOT NULL \
-                           AND w.ordering = 1 \
-                         ORDER BY line_seq NULLS FIRST, id LIMIT 1) h ON true",
-                &[&ids, &node, &now],
-            ),
-        )
-        .await
-        .map_err(sql)?;
+    // Both planned once per connection, then the claim's picks for their values
+    // again (`plans.rs`), all in the order sent (`biased`).
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let info_params: [&(dyn ToSql + Sync); 3] = [&ids, &node, &now];
+    let (_, (locked, info), _) = tokio::try_join!(
+        biased;
+        tx.batch_execute(GENERIC_PLANS),
+        tx.sql().cached_query_in_order(
+            (LOCK_WEBHOOKS, &lock_params),
+            None,
+            (WEBHOOK_INFO, &info_params)
+        ),
+        tx.batch_execute(CUSTOM_PLANS),
+    )
+    .map_err(sql)?;
     let locked = locked
         .iter()
         .map(|r| {
