@@ -20,6 +20,11 @@ pub(super) const LOCK_ROWS: &str = "SELECT id FROM deliveries WHERE id = ANY($2)
     ORDER BY id FOR UPDATE";
 
 /// Records the attempts and the rows' new states, fenced by the node's lease.
+/// "Still unfinished" is written `(next_attempt_at IS NULL) IS FALSE`, the same
+/// test as `next_attempt_at IS NOT NULL` in a form that does not name the partial
+/// indexes' predicate: with it, the generic plan built on empty tables found each
+/// row through `deliveries_line_order` (a walk of that whole index per row on a
+/// large table) instead of the primary key (`plans.rs`, `tests/it/pg_plans.rs`).
 pub(super) const COMPLETE: &str = "WITH w AS ( \
             SELECT * FROM unnest($2::text[], $3::smallint[], $4::bigint[], \
                 $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], \
@@ -31,7 +36,7 @@ pub(super) const COMPLETE: &str = "WITH w AS ( \
                 last_status = w.status, last_error = w.error, updated_at = w.at, \
                 lease_id = NULL, lease_until = NULL \
             FROM w WHERE d.id = w.id AND d.lease_id = $1::text::uuid \
-              AND d.next_attempt_at IS NOT NULL \
+              AND (d.next_attempt_at IS NULL) IS FALSE \
             RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, \
                 d.state, d.attempts, d.schedule_step, d.next_attempt_at, \
                 d.last_status, d.last_error, d.created_at, d.updated_at, \
@@ -46,7 +51,7 @@ pub(super) const COMPLETE: &str = "WITH w AS ( \
             updated_at FROM done";
 
 /// Gives back the leases of a completion's rows that were finished meanwhile.
-const GIVE_BACK: &str = "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
+pub(super) const GIVE_BACK: &str = "UPDATE deliveries SET lease_id = NULL, lease_until = NULL \
      WHERE id = ANY($2) AND lease_id = $1::text::uuid";
 
 impl PgStore {
@@ -125,13 +130,11 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
         // Lazily durable, as on redb: an outcome lost in a crash only means the
-        // attempt is made again (the row is still due under an expired lease).
-        // Then the rows in id order, the one lock order of every multi-row
-        // delivery write (a webhook's cancel takes them the same way), planned once
-        // per connection; and the write itself, planned for its values: its generic
-        // plan, built on an empty table, found the rows through
-        // `deliveries_line_order` (`plans.rs`). One round trip, which the server
-        // runs in the order sent (`biased`).
+        // attempt is made again (the row is still due under an expired lease);
+        // and planned once per connection (`plans.rs`). Then the rows in id order,
+        // the one lock order of every multi-row delivery write (a webhook's cancel
+        // takes them the same way), and the write itself. One round trip, which
+        // the server runs in the order sent (`biased`).
         let node = self.node_id();
         let lock_params: [&(dyn ToSql + Sync); 2] = [&node, &ids];
         let write_params: [&(dyn ToSql + Sync); 10] = [
@@ -142,7 +145,6 @@ impl PgStore {
             tx.batch_execute(super::plans::LAZY_GENERIC),
             tx.sql().cached_query_in_order(
                 (LOCK_ROWS, &lock_params),
-                Some(super::plans::CUSTOM_PLANS),
                 (COMPLETE, &write_params)
             ),
         )

@@ -142,45 +142,34 @@ impl Sql<'_> {
 
     /// The rows of two hot-path statements, pipelined (one round trip) and run by
     /// the server in the order given: the second sees what the first did, such as
-    /// the locks it took. `between`, settings sent between them (simple protocol),
-    /// governs the second (`plans.rs`). Statements not yet prepared on this
-    /// connection are prepared first, one by one, since a statement waiting for its
-    /// prepare would otherwise be sent behind one given after it.
+    /// the locks it took. Statements not yet prepared on this connection are
+    /// prepared first, one by one, since a statement waiting for its prepare would
+    /// otherwise be sent behind one given after it.
     pub(crate) async fn cached_query_in_order(
         self,
         first: (&str, Params<'_>),
-        between: Option<&str>,
         then: (&str, Params<'_>),
     ) -> Result<(Vec<Row>, Vec<Row>), Error> {
-        let settings = async {
-            match between {
-                Some(q) => self.client.batch_execute(q).await,
-                None => Ok(()),
-            }
-        };
-        // `biased`: polled in the order written, so sent in that order.
-        let (a, (), b) = match self.mode {
+        match self.mode {
             Statements::Cached => {
                 let a = self.cache.prepare(self.client, first.0).await?;
                 let b = self.cache.prepare(self.client, then.0).await?;
+                // `biased`: polled in the order written, so sent in that order.
                 tokio::try_join!(
                     biased;
                     self.client.query(&a, first.1),
-                    settings,
                     self.client.query(&b, then.1)
-                )?
+                )
             }
             Statements::Unnamed => {
                 let (a, b) = (typed(first.1), typed(then.1));
                 tokio::try_join!(
                     biased;
                     self.client.query_typed(first.0, &a),
-                    settings,
                     self.client.query_typed(then.0, &b)
-                )?
+                )
             }
-        };
-        Ok((a, b))
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //!
 //! - **Generic** ([`GENERIC_PLANS`]): statements whose best plan does not depend
 //!   on their values: the claim's first look and next due time (walks of the due
-//!   index), the webhooks' locks and lease counts, the completion's row locks,
-//!   ingest's lookups and inserts. Planned once per connection. Only index scans
+//!   index), the webhooks' locks and lease counts, the completion (its row locks,
+//!   its write and the leases it gives back), ingest's lookups and inserts. Planned once per connection. Only index scans
 //!   joined by nested loops are allowed, so that a plan built while the tables are
 //!   empty is the plan of a large table: `tests/it/pg_plans.rs` checks that for
 //!   every statement in [`GENERIC_PLANNED`]. Planning them on each call was most
@@ -14,11 +14,12 @@
 //! - **Custom** ([`CUSTOM_PLANS`]): the claim's picks and lease (`LIMIT $n`, id
 //!   arrays, how many rows a due time selects: their generic plans, built at a
 //!   connection's first claims on a small table, read the wrong index until the
-//!   table was analyzed, BENCHMARKS.md session 12), the claim's later looks, and
-//!   the completion's write. That one looks safe, but its generic plan built on an
-//!   empty table found each row through `deliveries_line_order` instead of the
-//!   primary key (the partial index's predicate is one of its conditions); the
-//!   test above caught it.
+//!   table was analyzed, BENCHMARKS.md session 12) and the claim's later looks.
+//!
+//! The test is needed: the completion's write, which looks as safe as the rest,
+//! got a generic plan on empty tables that found each row through
+//! `deliveries_line_order` instead of the primary key, because one of its
+//! conditions was that partial index's predicate (see `claims::COMPLETE`).
 //!
 //! The settings are `SET LOCAL`, sent in the same round trip as the statements
 //! they govern and undone by the commit. On a connection's first call, a statement
@@ -61,6 +62,8 @@ pub const GENERIC_PLANNED: &[&str] = &[
     batch::LOCK_WEBHOOKS,
     batch::WEBHOOK_INFO,
     claims::LOCK_ROWS,
+    claims::COMPLETE,
+    claims::GIVE_BACK,
     ingest::LIVE_KEYS,
     ingest::CLAIM_KEY,
     ingest::SEEN_KEY,

@@ -312,7 +312,6 @@ pub(super) async fn lock_and_read(
         tx.batch_execute(GENERIC_PLANS),
         tx.sql().cached_query_in_order(
             (LOCK_WEBHOOKS, &lock_params),
-            None,
             (WEBHOOK_INFO, &info_params)
         ),
         tx.batch_execute(CUSTOM_PLANS),
