@@ -25,7 +25,8 @@
 //! they govern and undone by the commit. On a connection's first call, a statement
 //! not yet prepared is sent after its parse returns, so it may run under the next
 //! statement's setting once: only its speed differs. With `postgres_statements =
-//! "unnamed"` nothing is cached and every statement is planned for its values.
+//! "unnamed"` nothing is cached: each call is planned again, under the same
+//! settings (so a generic plan where they ask for one, the plan the test checks).
 
 use super::{batch, claims, ingest};
 
