@@ -445,12 +445,22 @@ pub enum Decision {
     Suppress,
 }
 
-/// Decides whether to send: at most one email per `interval_ms`. A `last_sent` in
-/// the future (the clock went back) cannot be trusted and does not suppress, so a
-/// clock step never silences notifications for the size of the step.
+/// How far ahead of an outcome's time a stored `last_sent` may be and still count
+/// as recent. Outcomes are decided in commit order, not in the order of their
+/// times: a node (or task) whose outcome came a few milliseconds earlier can find
+/// the email of a later one already sent. A minute covers that and the skew of
+/// synchronised clocks between nodes.
+const OUT_OF_ORDER_MS: i64 = 60_000;
+
+/// Decides whether to send: at most one email per `interval_ms`. A `last_sent`
+/// more than [`OUT_OF_ORDER_MS`] in the future (the clock went back) cannot be
+/// trusted and does not suppress, so a clock step never silences notifications for
+/// the size of the step.
 pub fn decide(state: &ThrottleState, now: UnixMs, interval_ms: i64) -> Decision {
     match state.last_sent {
-        Some(last) if (0..interval_ms).contains(&now.saturating_sub(last)) => Decision::Suppress,
+        Some(last) if (-OUT_OF_ORDER_MS..interval_ms).contains(&now.saturating_sub(last)) => {
+            Decision::Suppress
+        }
         _ => Decision::Send {
             suppressed: state.suppressed,
         },
@@ -535,6 +545,16 @@ mod tests {
                 1_000 + HOUR,
                 Decision::Send { suppressed: 5 },
                 sent_at(1_000 + HOUR),
+            ),
+            // Another node's later outcome was decided first: still one email.
+            (
+                sent_at(10 * HOUR + 8),
+                10 * HOUR,
+                Decision::Suppress,
+                ThrottleState {
+                    last_sent: Some(10 * HOUR + 8),
+                    suppressed: 1,
+                },
             ),
             // Clock went back: the future timestamp does not silence us.
             (
