@@ -10,7 +10,10 @@
 mod bucket;
 mod sql;
 
-pub(super) use sql::{FIRST_LOOK, LOCK_WEBHOOKS, NEXT_DUE, WEBHOOK_INFO, WINDOW_LOOK};
+pub(super) use sql::{
+    CANCEL_DUE, FIRST_LOOK, LATER_LOOK, LEASE, LOCK_WEBHOOKS, NEXT_DUE, PICK, SAVE_BUCKETS,
+    WEBHOOK_INFO, WINDOW_LOOK,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -133,8 +136,8 @@ impl PgStore {
         // A claim lost in a crash is only a lease that never was: the rows are due
         // again. So its commit does not wait for the WAL flush (`LAZY_GENERIC`).
         // The settings, the next due time and the first look go in one round trip,
-        // sent in the order written (`biased`), both planned once per connection
-        // (`plans.rs`).
+        // sent in the order written (`biased`). Every statement of the claim is
+        // planned once per connection (`plans.rs`).
         //
         // Neither bitmap nor sequential scans, in the whole transaction: every
         // claim statement is built on an index walk.

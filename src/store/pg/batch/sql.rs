@@ -6,10 +6,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::types::ToSql;
-
 use crate::store::pg::conn::{AsSql, Tx};
-use crate::store::pg::plans::{CUSTOM_PLANS, GENERIC_PLANS};
 
 use super::bucket::Bucket;
 use super::{Claimed, Left};
@@ -183,6 +180,24 @@ fn first_look(rows: &[tokio_postgres::Row], scan: i64) -> (Vec<Candidate>, i64, 
     (found, others, cut)
 }
 
+/// [`scan_webhooks`]' statement: `$1` now, `$2` webhooks already considered, `$3`
+/// full tenants, `$4` the most webhooks.
+pub(in crate::store::pg) const LATER_LOOK: &str = "WITH RECURSIVE w(id) AS ( \
+         (SELECT webhook_id FROM deliveries WHERE next_attempt_at IS NOT NULL \
+          ORDER BY webhook_id, next_attempt_at LIMIT 1) \
+         UNION ALL \
+         SELECT (SELECT d.webhook_id FROM deliveries d \
+                 WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
+                 ORDER BY d.webhook_id, d.next_attempt_at LIMIT 1) \
+         FROM w WHERE w.id IS NOT NULL) \
+     SELECT w.id, f.tenant, 1::bigint FROM w, \
+     LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
+              WHERE webhook_id = w.id AND next_attempt_at <= $1 \
+                AND (lease_until IS NULL OR lease_until <= $1) \
+              ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
+     WHERE w.id IS NOT NULL AND w.id <> ALL($2) AND f.tenant <> ALL($3) \
+     ORDER BY f.next_attempt_at, f.id LIMIT $4";
+
 /// Later passes: one look per webhook that has unfinished rows (a loose index scan
 /// over `deliveries_webhook_due`, ordered by its first two columns so that no other
 /// index of `deliveries` serves it without a sort: ordered by `webhook_id` alone,
@@ -199,24 +214,7 @@ pub(super) async fn scan_webhooks(
 ) -> Result<Vec<Candidate>, StoreError> {
     let rows = tx
         .sql()
-        .cached_query(
-            "WITH RECURSIVE w(id) AS ( \
-                 (SELECT webhook_id FROM deliveries WHERE next_attempt_at IS NOT NULL \
-                  ORDER BY webhook_id, next_attempt_at LIMIT 1) \
-                 UNION ALL \
-                 SELECT (SELECT d.webhook_id FROM deliveries d \
-                         WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > w.id \
-                         ORDER BY d.webhook_id, d.next_attempt_at LIMIT 1) \
-                 FROM w WHERE w.id IS NOT NULL) \
-             SELECT w.id, f.tenant, 1::bigint FROM w, \
-             LATERAL (SELECT tenant, next_attempt_at, id FROM deliveries \
-                      WHERE webhook_id = w.id AND next_attempt_at <= $1 \
-                        AND (lease_until IS NULL OR lease_until <= $1) \
-                      ORDER BY webhook_id, next_attempt_at, id LIMIT 1) f \
-             WHERE w.id IS NOT NULL AND w.id <> ALL($2) AND f.tenant <> ALL($3) \
-             ORDER BY f.next_attempt_at, f.id LIMIT $4",
-            &[&now, &considered, &full, &limit],
-        )
+        .cached_query(LATER_LOOK, &[&now, &considered, &full, &limit])
         .await
         .map_err(sql)?;
     Ok(candidates(&rows))
@@ -303,20 +301,14 @@ pub(super) async fn lock_and_read(
     node: &str,
     now: UnixMs,
 ) -> Result<(HashMap<String, Locked>, HashMap<String, Info>), StoreError> {
-    // Both planned once per connection, then the claim's picks for their values
-    // again (`plans.rs`), all in the order sent (`biased`).
-    let lock_params: [&(dyn ToSql + Sync); 1] = [&ids];
-    let info_params: [&(dyn ToSql + Sync); 3] = [&ids, &node, &now];
-    let (_, (locked, info), _) = tokio::try_join!(
-        biased;
-        tx.batch_execute(GENERIC_PLANS),
-        tx.sql().cached_query_in_order(
-            (LOCK_WEBHOOKS, &lock_params),
-            (WEBHOOK_INFO, &info_params)
-        ),
-        tx.batch_execute(CUSTOM_PLANS),
-    )
-    .map_err(sql)?;
+    let (locked, info) = tx
+        .sql()
+        .cached_query_in_order(
+            (LOCK_WEBHOOKS, &[&ids]),
+            (WEBHOOK_INFO, &[&ids, &node, &now]),
+        )
+        .await
+        .map_err(sql)?;
     let locked = locked
         .iter()
         .map(|r| {
@@ -355,24 +347,31 @@ pub(super) async fn lock_and_read(
     Ok((locked, info))
 }
 
+/// Cancels the unleased (`$2` now) unfinished rows of webhooks `$1`, locking them
+/// in id order.
+pub(in crate::store::pg) const CANCEL_DUE: &str = "WITH l AS (SELECT id FROM deliveries \
+         WHERE webhook_id = ANY($1) AND next_attempt_at IS NOT NULL \
+           AND (lease_until IS NULL OR lease_until <= $2) \
+         ORDER BY id FOR UPDATE) \
+     UPDATE deliveries d SET state = 4, next_attempt_at = NULL, updated_at = $2, \
+         lease_id = NULL, lease_until = NULL \
+     FROM l WHERE d.id = l.id";
+
 /// Cancels the unleased unfinished rows of webhooks that can take no delivery,
 /// locking them in id order.
 pub(super) async fn cancel_due(tx: &Tx<'_>, ids: &[String], now: UnixMs) -> Result<(), StoreError> {
     tx.sql()
-        .cached_execute(
-            "WITH l AS (SELECT id FROM deliveries \
-             WHERE webhook_id = ANY($1) AND next_attempt_at IS NOT NULL \
-               AND (lease_until IS NULL OR lease_until <= $2) \
-             ORDER BY id FOR UPDATE) \
-         UPDATE deliveries d SET state = 4, next_attempt_at = NULL, updated_at = $2, \
-             lease_id = NULL, lease_until = NULL \
-         FROM l WHERE d.id = l.id",
-            &[&ids, &now],
-        )
+        .cached_execute(CANCEL_DUE, &[&ids, &now])
         .await
         .map_err(sql)?;
     Ok(())
 }
+
+/// Stores the token buckets of webhooks `$1` (`$2` tokens as of `$3`).
+pub(in crate::store::pg) const SAVE_BUCKETS: &str = "INSERT INTO rate_buckets (webhook_id, \
+     tokens, updated_at) SELECT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) \
+     ON CONFLICT (webhook_id) DO UPDATE \
+         SET tokens = EXCLUDED.tokens, updated_at = EXCLUDED.updated_at";
 
 pub(super) async fn save_buckets(
     tx: &Tx<'_>,
@@ -385,17 +384,42 @@ pub(super) async fn save_buckets(
     let tokens: Vec<f64> = buckets.iter().map(|(_, b)| b.tokens).collect();
     let at: Vec<i64> = buckets.iter().map(|(_, b)| b.updated_at).collect();
     tx.sql()
-        .cached_execute(
-            "INSERT INTO rate_buckets (webhook_id, tokens, updated_at) \
-         SELECT * FROM unnest($1::text[], $2::float8[], $3::bigint[]) \
-         ON CONFLICT (webhook_id) DO UPDATE \
-             SET tokens = EXCLUDED.tokens, updated_at = EXCLUDED.updated_at",
-            &[&ids, &tokens, &at],
-        )
+        .cached_execute(SAVE_BUCKETS, &[&ids, &tokens, &at])
         .await
         .map_err(sql)?;
     Ok(())
 }
+
+/// The picks (`$1` now): the FIFO heads `$2` by id, and per webhook of `$3` its
+/// `$4` oldest due unleased rows, each locked, skipped when another transaction
+/// holds it.
+pub(in crate::store::pg) const PICK: &str = "WITH heads AS ( \
+         SELECT id FROM deliveries WHERE id = ANY($2::text[]) FOR UPDATE SKIP LOCKED) \
+     SELECT p.id FROM unnest($3::text[], $4::int[]) AS x(wh, n), \
+     LATERAL (SELECT id FROM deliveries \
+              WHERE webhook_id = x.wh AND next_attempt_at <= $1 \
+                AND (lease_until IS NULL OR lease_until <= $1) \
+              ORDER BY webhook_id, next_attempt_at, id LIMIT x.n \
+              FOR UPDATE SKIP LOCKED) p \
+     UNION ALL SELECT id FROM heads";
+
+/// The lease (`$1` now, `$2` the node, `$3` the picked ids, `$4` until when), the
+/// rows joined with their events. "Due" is written `(next_attempt_at <= $1) IS
+/// TRUE`, the same test in a form the planner does not match to the partial
+/// indexes' predicate: with `next_attempt_at <= $1`, the generic plan built on
+/// empty tables read `deliveries_webhook_due` with the ids as a non-leading
+/// condition (BENCHMARKS.md, session 12) instead of the primary key (`plans.rs`).
+pub(in crate::store::pg) const LEASE: &str = "WITH c AS ( \
+         UPDATE deliveries d SET lease_id = $2::text::uuid, lease_until = $4 \
+         WHERE d.id = ANY($3::text[]) AND (d.next_attempt_at <= $1) IS TRUE \
+           AND (d.lease_until IS NULL OR d.lease_until <= $1) \
+         RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, d.state, \
+             d.attempts, d.schedule_step, d.next_attempt_at, d.last_status, \
+             d.last_error, d.created_at, d.updated_at) \
+     SELECT c.*, e.id, e.tenant, e.event_type, e.payload, e.channels, \
+         e.idempotency_key, e.created_at \
+     FROM c JOIN events e ON e.id = c.event_id \
+     ORDER BY c.webhook_id, c.next_attempt_at, c.id";
 
 /// Leases the chosen rows to `node` and returns them joined with their events: the
 /// `n` oldest due unleased rows of each webhook in `webhooks`, and the FIFO heads
@@ -415,19 +439,7 @@ pub(super) async fn claim_rows(
     // never waited for), then the claim by primary key joined with the events.
     let picked = tx
         .sql()
-        .cached_query(
-            "WITH heads AS ( \
-                 SELECT id FROM deliveries WHERE id = ANY($2::text[]) \
-                 FOR UPDATE SKIP LOCKED) \
-             SELECT p.id FROM unnest($3::text[], $4::int[]) AS x(wh, n), \
-             LATERAL (SELECT id FROM deliveries \
-                      WHERE webhook_id = x.wh AND next_attempt_at <= $1 \
-                        AND (lease_until IS NULL OR lease_until <= $1) \
-                      ORDER BY webhook_id, next_attempt_at, id LIMIT x.n \
-                      FOR UPDATE SKIP LOCKED) p \
-             UNION ALL SELECT id FROM heads",
-            &[&now, &heads, &webhooks, &counts],
-        )
+        .cached_query(PICK, &[&now, &heads, &webhooks, &counts])
         .await
         .map_err(sql)?;
     let ids: Vec<String> = picked.iter().map(|r| r.get(0)).collect();
@@ -436,20 +448,7 @@ pub(super) async fn claim_rows(
     }
     let rows = tx
         .sql()
-        .cached_query(
-            "WITH c AS ( \
-                 UPDATE deliveries d SET lease_id = $2::text::uuid, lease_until = $4 \
-                 WHERE d.id = ANY($3::text[]) AND d.next_attempt_at <= $1 \
-                   AND (d.lease_until IS NULL OR d.lease_until <= $1) \
-                 RETURNING d.id, d.tenant, d.event_id, d.webhook_id, d.event_type, d.state, \
-                     d.attempts, d.schedule_step, d.next_attempt_at, d.last_status, \
-                     d.last_error, d.created_at, d.updated_at) \
-             SELECT c.*, e.id, e.tenant, e.event_type, e.payload, e.channels, \
-                 e.idempotency_key, e.created_at \
-             FROM c JOIN events e ON e.id = c.event_id \
-             ORDER BY c.webhook_id, c.next_attempt_at, c.id",
-            &[&now, &node, &ids, &until],
-        )
+        .cached_query(LEASE, &[&now, &node, &ids, &until])
         .await
         .map_err(sql)?;
     rows.iter()
