@@ -128,7 +128,14 @@ impl PgStore {
         let tx = client.transaction().await.map_err(super::sql)?;
         let mut round = Round::new(limits);
         if limits.slots == 0 {
-            out.next_due = sql::next_due_after(&tx, now).await?;
+            // Under the claim's settings even here: whichever call first plans the
+            // cached statement gives the connection its plan.
+            let (_, next_due) = tokio::try_join!(
+                biased;
+                async { tx.batch_execute(LAZY_GENERIC).await.map_err(super::sql) },
+                sql::next_due_after(&tx, now),
+            )?;
+            out.next_due = next_due;
             out.left.room = true;
             tx.commit().await.map_err(super::sql)?;
             return Ok(out);
