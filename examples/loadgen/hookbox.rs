@@ -35,13 +35,29 @@ pub struct Pg {
 
 /// With `HOOKBOX_LOADGEN_POSTGRES` (the URL of a PostgreSQL server's maintenance
 /// database, e.g. `postgres://postgres@127.0.0.1:5432/postgres`), a fresh database
-/// for this phase; None runs on redb.
+/// for this phase; None runs on redb. The databases of earlier phases that nobody
+/// uses any more are dropped first: a phase writes hundreds of megabytes, and
+/// runs that each left theirs behind filled the disk and slowed the cluster.
 pub async fn postgres() -> Option<Pg> {
     let admin = std::env::var("HOOKBOX_LOADGEN_POSTGRES").ok()?;
     let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .expect("connect to HOOKBOX_LOADGEN_POSTGRES");
     tokio::spawn(connection);
+    let old = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'loadgen\\_%'",
+            &[],
+        )
+        .await
+        .expect("list the databases of earlier phases");
+    for row in old {
+        let name: String = row.get(0);
+        // One still in use (a phase running elsewhere) refuses, and stays.
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE \"{name}\""))
+            .await;
+    }
     let name = format!("loadgen_{}_{}", std::process::id(), rand::random::<u32>());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
