@@ -434,7 +434,7 @@ fn work(c: Claimed) -> Work {
             delivery_id: c.delivery.id.clone(),
             webhook_id: c.delivery.webhook_id.clone(),
         },
-        loaded: Some((c.delivery, Arc::new(c.event))),
+        loaded: Some((c.delivery, c.event)),
     }
 }
 

@@ -21,7 +21,7 @@ fn claimed(id: &str, tenant: &str, webhook: &str) -> Claimed {
             created_at: 1,
             updated_at: 1,
         },
-        event: Event {
+        event: Arc::new(Event {
             id: format!("evt_{id}"),
             tenant: tenant.into(),
             event_type: "t".into(),
@@ -29,7 +29,7 @@ fn claimed(id: &str, tenant: &str, webhook: &str) -> Claimed {
             channels: vec![],
             idempotency_key: None,
             created_at: 1,
-        },
+        }),
         lease_until: 60_001,
     }
 }

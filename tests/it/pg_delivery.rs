@@ -375,6 +375,76 @@ async fn a_rate_limit_of_20_per_second_is_never_over_admitted_across_two_nodes()
     );
 }
 
+/// A fan-out claimed in one go: every delivery comes with its own event's record,
+/// each event read once and shared by its deliveries.
+#[tokio::test]
+async fn deliveries_of_one_event_claimed_together_share_its_record() {
+    let url = pg_cluster::shared().database().await;
+    let hooks = ["wh_f1", "wh_f2", "wh_f3"];
+    let store = with_plain_webhooks(&url, &hooks).await;
+    let items: Vec<IngestItem> = (0..2)
+        .map(|i| {
+            let event = Event {
+                id: new_id("evt"),
+                tenant: "acme".into(),
+                event_type: "invoice.paid".into(),
+                payload: format!("{{\"i\":{i}}}"),
+                channels: vec![],
+                idempotency_key: None,
+                created_at: 900,
+            };
+            let deliveries = hooks
+                .iter()
+                .map(|wh| Delivery {
+                    id: new_id("dlv"),
+                    tenant: "acme".into(),
+                    event_id: event.id.clone(),
+                    webhook_id: (*wh).into(),
+                    event_type: "invoice.paid".into(),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    schedule_step: 0,
+                    next_attempt_at: Some(1_000),
+                    last_status: None,
+                    last_error: None,
+                    created_at: 900,
+                    updated_at: 900,
+                })
+                .collect();
+            IngestItem {
+                deliveries,
+                event,
+                body_hash: [0; 32],
+            }
+        })
+        .collect();
+    let want: HashMap<String, Event> = items
+        .iter()
+        .map(|i| (i.event.id.clone(), i.event.clone()))
+        .collect();
+    store.ingest_as(items, None).await.unwrap();
+
+    // Two per webhook: each webhook's ask (its bound) fits the node's slots.
+    let claims = claim(&store, 1_000, limits(10, 2, 1_000)).await;
+    let claimed = claims.claimed;
+    assert_eq!(claimed.len(), 6, "{:?} {claimed:#?}", claims.left);
+    let mut by_event: HashMap<&str, Vec<&Claimed>> = HashMap::new();
+    for c in &claimed {
+        assert_eq!(*c.event, want[&c.delivery.event_id], "{c:#?}");
+        by_event.entry(&c.delivery.event_id).or_default().push(c);
+    }
+    assert_eq!(by_event.len(), 2);
+    for (event, cs) in by_event {
+        let webhooks: HashSet<&str> = cs.iter().map(|c| c.delivery.webhook_id.as_str()).collect();
+        assert_eq!(webhooks.len(), 3, "{event}");
+        assert!(
+            cs.iter()
+                .all(|c| std::sync::Arc::ptr_eq(&c.event, &cs[0].event)),
+            "{event}: each delivery got a copy of its own"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_and_the_late_completion_writes_nothing() {
     let url = pg_cluster::shared().database().await;

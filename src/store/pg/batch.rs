@@ -16,6 +16,7 @@ pub(super) use sql::{
 };
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::conn::Tx;
@@ -48,7 +49,8 @@ pub struct ClaimLimits {
 pub struct Claimed {
     /// The delivery as claimed (its `next_attempt_at` is the due time it had).
     pub delivery: Delivery,
-    pub event: Event,
+    /// Shared by the deliveries of one event that a claim takes together.
+    pub event: Arc<Event>,
     /// Until when this node holds it (Unix ms), unless renewed.
     pub lease_until: UnixMs,
 }
