@@ -375,6 +375,27 @@ async fn a_rate_limit_of_20_per_second_is_never_over_admitted_across_two_nodes()
     );
 }
 
+/// A webhook is asked for no more rows than the claim saw it has: its bound (ten
+/// here) must not hold the node's slots that the other webhooks' rows need.
+#[tokio::test]
+async fn a_claim_asks_each_webhook_for_what_it_has_not_for_its_bound() {
+    let url = pg_cluster::shared().database().await;
+    let hooks = ["wh_s1", "wh_s2", "wh_s3"];
+    let store = with_plain_webhooks(&url, &hooks).await;
+    let mut want = HashSet::new();
+    for wh in hooks {
+        want.extend(deliveries(&store, wh, 2, 1_000).await);
+    }
+    let claims = claim(&store, 1_000, limits(7, 10, 1_000)).await;
+    let got: HashSet<String> = claims
+        .claimed
+        .iter()
+        .map(|c| c.delivery.id.clone())
+        .collect();
+    assert_eq!(got, want, "{:?}", claims.left);
+    assert!(!claims.left.room, "{:?}", claims.left);
+}
+
 /// A fan-out claimed in one go: every delivery comes with its own event's record,
 /// each event read once and shared by its deliveries.
 #[tokio::test]

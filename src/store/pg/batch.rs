@@ -305,6 +305,10 @@ impl<'a> Round<'a> {
             let bound = self.limits.per_webhook.saturating_sub(i.held);
             let own = self.slots.min(self.room(&c.tenant));
             let mut n = bound.min(own);
+            if c.all {
+                // No more than it has: the slots stay for the next webhooks.
+                n = n.min(c.due);
+            }
             let mut head = None;
             if l.fifo {
                 // One at a time, in event order: only the first unfinished delivery,

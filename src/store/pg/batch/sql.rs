@@ -21,6 +21,9 @@ pub(super) struct Candidate {
     pub(super) tenant: String,
     /// Due unleased rows seen in this pass's window (at least 1).
     pub(super) due: u32,
+    /// `due` is all the webhook's due unleased rows (its window was not cut), so
+    /// asking for more would only hold slots that other webhooks could use.
+    pub(super) all: bool,
 }
 
 /// The first window (`$1` now, `$3` its bound): the due index read oldest first,
@@ -174,9 +177,14 @@ fn first_look(rows: &[tokio_postgres::Row], scan: i64) -> (Vec<Candidate>, i64, 
             2 => cut = r.get::<_, i64>(2) >= scan,
             pass => {
                 others += i64::from(pass == 1);
-                found.push(candidate(r));
+                found.push(candidate(r, pass == 0));
             }
         }
+    }
+    // The window's counts are whole only if it was not cut (the count row comes
+    // last: `ORDER BY pass`).
+    for c in &mut found {
+        c.all &= !cut;
     }
     (found, others, cut)
 }
@@ -222,15 +230,17 @@ pub(super) async fn scan_webhooks(
 }
 
 fn candidates(rows: &[tokio_postgres::Row]) -> Vec<Candidate> {
-    rows.iter().map(candidate).collect()
+    rows.iter().map(|r| candidate(r, false)).collect()
 }
 
-/// A candidate from a row of (webhook, tenant, due rows seen).
-fn candidate(r: &tokio_postgres::Row) -> Candidate {
+/// A candidate from a row of (webhook, tenant, due rows seen); `all` when those
+/// are every due unleased row it has.
+fn candidate(r: &tokio_postgres::Row, all: bool) -> Candidate {
     Candidate {
         webhook: r.get(0),
         tenant: r.get(1),
         due: u32::try_from(r.get::<_, i64>(2)).unwrap_or(u32::MAX).max(1),
+        all,
     }
 }
 
