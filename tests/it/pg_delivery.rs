@@ -404,40 +404,7 @@ async fn deliveries_of_one_event_claimed_together_share_its_record() {
     let hooks = ["wh_f1", "wh_f2", "wh_f3"];
     let store = with_plain_webhooks(&url, &hooks).await;
     let items: Vec<IngestItem> = (0..2)
-        .map(|i| {
-            let event = Event {
-                id: new_id("evt"),
-                tenant: "acme".into(),
-                event_type: "invoice.paid".into(),
-                payload: format!("{{\"i\":{i}}}"),
-                channels: vec![],
-                idempotency_key: None,
-                created_at: 900,
-            };
-            let deliveries = hooks
-                .iter()
-                .map(|wh| Delivery {
-                    id: new_id("dlv"),
-                    tenant: "acme".into(),
-                    event_id: event.id.clone(),
-                    webhook_id: (*wh).into(),
-                    event_type: "invoice.paid".into(),
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    schedule_step: 0,
-                    next_attempt_at: Some(1_000),
-                    last_status: None,
-                    last_error: None,
-                    created_at: 900,
-                    updated_at: 900,
-                })
-                .collect();
-            IngestItem {
-                deliveries,
-                event,
-                body_hash: [0; 32],
-            }
-        })
+        .map(|i| crate::pg_ingest::item(None, &format!("{{\"i\":{i}}}"), &hooks))
         .collect();
     let want: HashMap<String, Event> = items
         .iter()

@@ -25,7 +25,9 @@ async fn with_tenant(url: &str) -> PgStore {
     store
 }
 
-fn item(key: Option<&str>, payload: &str, webhooks: &[&str]) -> IngestItem {
+/// An event of `payload` (idempotency key `key`) with one delivery, due at 1,000,
+/// to each of `webhooks`.
+pub(crate) fn item(key: Option<&str>, payload: &str, webhooks: &[&str]) -> IngestItem {
     let event_id = hookbox::model::new_id("evt");
     IngestItem {
         deliveries: webhooks

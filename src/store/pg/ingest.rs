@@ -10,8 +10,6 @@ use crate::store::pg::conn::AsSql;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use tokio_postgres::types::ToSql;
-
 use super::conn::Tx;
 
 use super::{PgError, PgStore, sql};
@@ -152,7 +150,30 @@ impl PgStore {
     ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(sql)?;
-        let live = live_keys(&tx, calls).await?;
+        // Generic plans for the whole transaction (`plans.rs`), sent ahead of its
+        // first statement in the same round trip (`biased`), whichever that is: a
+        // batch of calls without API keys starts with the idempotency keys or the
+        // inserts, and those would otherwise get PostgreSQL's own plans.
+        let (_, (answers, work)) = tokio::try_join!(
+            biased;
+            async { tx.batch_execute(super::plans::GENERIC_PLANS).await.map_err(sql) },
+            self.store_calls(&tx, calls),
+        )?;
+        tx.commit().await.map_err(sql)?;
+        if work {
+            self.wakeups.notify_one();
+        }
+        Ok(answers)
+    }
+
+    /// The statements of `commit_calls`' transaction before its commit: each
+    /// call's outcomes, and whether deliveries were written.
+    async fn store_calls(
+        &self,
+        tx: &Tx<'_>,
+        calls: &[Call],
+    ) -> Result<(Vec<Result<Vec<IngestOutcome>, StoreError>>, bool), StoreError> {
+        let live = live_keys(tx, calls).await?;
         let mut answers = Vec::with_capacity(calls.len());
         let mut stored: Vec<&IngestItem> = Vec::new();
         for call in calls {
@@ -160,12 +181,12 @@ impl PgStore {
                 answers.push(Err(StoreError::Revoked(id.clone())));
                 continue;
             }
-            let outcomes = claim_keys(&tx, &call.items).await?;
+            let outcomes = claim_keys(tx, &call.items).await?;
             if outcomes
                 .iter()
                 .any(|o| matches!(o, Some(IngestOutcome::Conflict { .. })))
             {
-                release_keys(&tx, &call.items, &outcomes).await?;
+                release_keys(tx, &call.items, &outcomes).await?;
                 answers.push(Ok(outcomes
                     .into_iter()
                     .map(|o| match o {
@@ -195,35 +216,28 @@ impl PgStore {
             // Sent together with the inserts (tokio-postgres pipelines statements
             // of one connection polled at once), so the announcement costs no round
             // trip; PostgreSQL delivers it only if the transaction commits.
-            tokio::try_join!(insert_events(&tx, &stored), self.notify_work(&tx))?;
+            tokio::try_join!(insert_events(tx, &stored), self.notify_work(tx))?;
         } else {
-            insert_events(&tx, &stored).await?;
+            insert_events(tx, &stored).await?;
         }
-        tx.commit().await.map_err(sql)?;
-        if work {
-            self.wakeups.notify_one();
-        }
-        Ok(answers)
+        Ok((answers, work))
     }
 }
 
 /// The API keys among the calls' that exist, locked against deletion until the
-/// commit. Sent after the switch to generic plans (`plans.rs`), which governs the
-/// rest of the transaction too: left to PostgreSQL, this lookup was planned on
-/// every call (its generic plan's guess for an array of keys never beats a custom
-/// plan's for one), and the inserts after it took generic plans anyway.
+/// commit. Under generic plans (`commit_calls`): left to PostgreSQL, this lookup
+/// was planned on every call (its generic plan's guess for an array of keys never
+/// beats a custom plan's for one).
 async fn live_keys(tx: &Tx<'_>, calls: &[Call]) -> Result<HashSet<String>, StoreError> {
     let ids: Vec<&str> = calls.iter().filter_map(|c| c.key_id.as_deref()).collect();
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let params: [&(dyn ToSql + Sync); 1] = [&ids];
-    let (_, rows) = tokio::try_join!(
-        biased;
-        tx.batch_execute(super::plans::GENERIC_PLANS),
-        tx.sql().cached_query(LIVE_KEYS, &params),
-    )
-    .map_err(sql)?;
+    let rows = tx
+        .sql()
+        .cached_query(LIVE_KEYS, &[&ids])
+        .await
+        .map_err(sql)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
