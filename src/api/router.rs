@@ -223,7 +223,11 @@ async fn read_body(
         return Err(ApiError::too_large(limit));
     }
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            crate::delivery::alloc::churned(bytes.len());
+            Ok(bytes)
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
         Err(e) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {e}"

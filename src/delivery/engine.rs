@@ -104,6 +104,7 @@ impl Engine {
                 rx.recorder,
                 recorder_stop.clone(),
             ));
+            tokio::spawn(super::alloc::give_back_when_quiet(shutdown.clone()));
             let stopping = shutdown.clone();
             let flag = inner.clone();
             tokio::spawn(async move {

@@ -227,6 +227,12 @@ impl Metrics {
                 "counter",
                 token_fetches,
             ),
+            (
+                "hookbox_memory_given_back_total",
+                "Times free heap memory was returned to the system after a burst.",
+                "counter",
+                super::alloc::given_back(),
+            ),
         ];
         for (name, help, kind, v) in singles {
             let _ = writeln!(

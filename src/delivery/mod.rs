@@ -7,7 +7,7 @@
 //! `dispatch` (pure decisions, with `bucket`), `plan` (new deliveries) -> `msg` (message types) ->
 //! `worker` and the pure leaves (`signer`, `schedule`, `client`, `oauth`, `ssrf`).
 
-mod alloc;
+pub(crate) mod alloc;
 mod bucket;
 mod claimloop;
 pub mod client;

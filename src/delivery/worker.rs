@@ -47,6 +47,7 @@ pub fn body(event: &Event) -> Bytes {
     out.push_str("\",\"data\":");
     out.push_str(&event.payload);
     out.push('}');
+    super::alloc::churned(out.len());
     Bytes::from(out)
 }
 

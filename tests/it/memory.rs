@@ -122,6 +122,59 @@ impl Api {
         }
     }
 
+    /// The value of an unlabelled metric in `/metrics`.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let uri = format!("{}/metrics", self.base);
+        let resp = self.client.get(uri.parse().ok()?).await.ok()?;
+        let text = resp.into_body().collect().await.ok()?.to_bytes();
+        let text = String::from_utf8_lossy(&text).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits until `/readyz` answers 200.
+    async fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let (s, _) = self.call(Method::GET, "/readyz", "", Vec::new()).await;
+            if s == StatusCode::OK {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "hookbox did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A new tenant's API key with every tenant scope.
+    async fn tenant_key(&self) -> String {
+        let t = self
+            .expect(
+                StatusCode::CREATED,
+                "/v1/tenants",
+                ADMIN,
+                json!({"name": "mem"}),
+            )
+            .await;
+        let scopes = [
+            "webhooks:read",
+            "webhooks:write",
+            "events:write",
+            "events:read",
+        ];
+        let k = self
+            .expect(
+                StatusCode::CREATED,
+                "/v1/api-keys",
+                ADMIN,
+                json!({"tenant": t["id"], "name": "mem", "scopes": scopes}),
+            )
+            .await;
+        k["key"].as_str().expect("api key").to_owned()
+    }
+
     async fn expect(&self, want: StatusCode, path: &str, token: &str, body: Value) -> Value {
         let (status, v) = self
             .call(Method::POST, path, token, body.to_string().into_bytes())
@@ -197,42 +250,9 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
         base,
     });
     let started = Instant::now();
-    loop {
-        let (s, _) = api.call(Method::GET, "/readyz", "", Vec::new()).await;
-        if s == StatusCode::OK {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "hookbox did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.wait_ready().await;
     let idle = rss_kib(pid).expect("read VmRSS");
-
-    let t = api
-        .expect(
-            StatusCode::CREATED,
-            "/v1/tenants",
-            ADMIN,
-            json!({"name": "mem"}),
-        )
-        .await;
-    let scopes = [
-        "webhooks:read",
-        "webhooks:write",
-        "events:write",
-        "events:read",
-    ];
-    let k = api
-        .expect(
-            StatusCode::CREATED,
-            "/v1/api-keys",
-            ADMIN,
-            json!({"tenant": t["id"], "name": "mem", "scopes": scopes}),
-        )
-        .await;
-    let key = k["key"].as_str().expect("api key").to_owned();
+    let key = api.tenant_key().await;
     // Two slow receivers, one per event type: each event is one delivery.
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let (tx, mut count) = watch::channel(0usize);
@@ -304,6 +324,62 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
     assert!(
         peak < RSS_BOUND_KIB,
         "peak RSS {peak} KiB is over {RSS_BOUND_KIB} KiB"
+    );
+    drop(child);
+}
+
+/// After a burst of ingest, freed heap memory goes back to the system once the
+/// server is quiet (`delivery/alloc.rs`): 24 MiB of batch bodies below glibc's
+/// mmap threshold, then `hookbox_memory_given_back_total` counts a give-back and
+/// the process is no larger than during the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_freed_by_a_burst_of_ingest_goes_back_to_the_system_when_quiet() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (child, base) = start_hookbox(dir.path());
+    let pid = child.0.id();
+    let api = Api {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        base,
+    };
+    api.wait_ready().await;
+    let key = api.tenant_key().await;
+    assert_eq!(
+        api.metric("hookbox_memory_given_back_total").await,
+        Some(0.0),
+        "nothing is given back before a burst"
+    );
+
+    // 120 batches of 1,000 events, about 200 KB each.
+    let data = "y".repeat(150);
+    let mut peak = 0;
+    for b in 0..120 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| json!({"type": "shift.created", "data": {"b": b, "i": i, "pad": data}}))
+            .collect();
+        let body = json!({"events": events}).to_string().into_bytes();
+        assert!(body.len() < 256 * 1024, "a batch is {} bytes", body.len());
+        let (s, v) = api.call(Method::POST, "/v1/events/batch", &key, body).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "batch {b}: {v}");
+        peak = peak.max(rss_kib(pid).expect("read VmRSS"));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = api.metric("hookbox_memory_given_back_total").await;
+        if n.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no give-back within 20 s of the burst (counter {n:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = rss_kib(pid).expect("read VmRSS");
+    eprintln!("memory: {peak} KiB at the burst's peak, {after} KiB after the give-back");
+    assert!(
+        after <= peak,
+        "RSS {after} KiB after the give-back, {peak} KiB during the burst"
     );
     drop(child);
 }
