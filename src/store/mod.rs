@@ -153,6 +153,97 @@ struct Inner {
     purges: purge::PurgeTasks,
 }
 
+/// Calls `$m!(TABLE)` for every table of the layout.
+macro_rules! each_table {
+    ($m:ident) => {{
+        use tables::*;
+        $m!(TENANTS);
+        $m!(API_KEYS);
+        $m!(EVENT_TYPES);
+        $m!(WEBHOOKS);
+        $m!(TENANT_WEBHOOKS);
+        $m!(EVENTS);
+        $m!(TENANT_EVENTS);
+        $m!(IDEMPOTENCY);
+        $m!(DELIVERIES);
+        $m!(WEBHOOK_DELIVERIES);
+        $m!(EVENT_DELIVERIES);
+        $m!(DUE);
+        $m!(PENDING);
+        $m!(ATTEMPTS);
+        $m!(NOTIFY);
+        $m!(META);
+        $m!(TENANT_PURGES);
+        $m!(PORTAL_SESSIONS);
+    }};
+}
+
+/// Whether the file is of this build's format and has every table, read without
+/// writing; refuses a newer format.
+fn layout_current(db: &Database) -> Result<bool, StoreError> {
+    let txn = db.begin_read()?;
+    let found = match txn.open_table(tables::META) {
+        Ok(meta) => match meta.get(FORMAT_KEY)? {
+            Some(v) => Some(read_format(v.value())?),
+            None => None,
+        },
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(found) = found.filter(|f| *f > FORMAT) {
+        return Err(StoreError::NewerFormat {
+            found,
+            supported: FORMAT,
+        });
+    }
+    if found != Some(FORMAT) {
+        return Ok(false);
+    }
+    macro_rules! present {
+        ($t:expr) => {
+            match txn.open_table($t) {
+                Ok(_) => {}
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        };
+    }
+    each_table!(present);
+    Ok(true)
+}
+
+/// Stamps the format and creates the missing tables, in one durable commit;
+/// refuses a newer format before anything is written.
+fn create_layout(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(tables::META)?;
+        let found = match meta.get(FORMAT_KEY)? {
+            Some(v) => Some(read_format(v.value())?),
+            None => None,
+        };
+        if let Some(found) = found.filter(|f| *f > FORMAT) {
+            drop(meta);
+            let _ = txn.abort();
+            return Err(StoreError::NewerFormat {
+                found,
+                supported: FORMAT,
+            });
+        }
+        if found != Some(FORMAT) {
+            meta.insert(FORMAT_KEY, FORMAT.to_le_bytes().as_slice())?;
+        }
+    }
+    macro_rules! create {
+        ($t:expr) => {
+            txn.open_table($t)?;
+        };
+    }
+    each_table!(create);
+    txn.commit()?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the data file at `path`, creating every table, and starts
     /// the writer thread. `cipher` seals webhook records (they hold secrets).
@@ -166,47 +257,11 @@ impl Store {
             }
         };
         let db = opener().map_err(StoreError::Open)?;
-        let txn = db.begin_write()?;
-        {
-            use tables::*;
-            // Refuse a newer file before anything is written to it.
-            let mut meta = txn.open_table(META)?;
-            let found = match meta.get(FORMAT_KEY)? {
-                Some(v) => Some(read_format(v.value())?),
-                None => None,
-            };
-            if let Some(found) = found.filter(|f| *f > FORMAT) {
-                drop(meta);
-                let _ = txn.abort();
-                return Err(StoreError::NewerFormat {
-                    found,
-                    supported: FORMAT,
-                });
-            }
-            if found != Some(FORMAT) {
-                meta.insert(FORMAT_KEY, FORMAT.to_le_bytes().as_slice())?;
-            }
-            drop(meta);
-            txn.open_table(TENANTS)?;
-            txn.open_table(API_KEYS)?;
-            txn.open_table(EVENT_TYPES)?;
-            txn.open_table(WEBHOOKS)?;
-            txn.open_table(TENANT_WEBHOOKS)?;
-            txn.open_table(EVENTS)?;
-            txn.open_table(TENANT_EVENTS)?;
-            txn.open_table(IDEMPOTENCY)?;
-            txn.open_table(DELIVERIES)?;
-            txn.open_table(WEBHOOK_DELIVERIES)?;
-            txn.open_table(EVENT_DELIVERIES)?;
-            txn.open_table(DUE)?;
-            txn.open_table(PENDING)?;
-            txn.open_table(ATTEMPTS)?;
-            txn.open_table(NOTIFY)?;
-            txn.open_table(META)?;
-            txn.open_table(TENANT_PURGES)?;
-            txn.open_table(PORTAL_SESSIONS)?;
+        // A file of this format with every table needs no write: opening it then
+        // costs no commit (a durable one, about half a millisecond of each start).
+        if !layout_current(&db)? {
+            create_layout(&db)?;
         }
-        txn.commit()?;
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let healthy = Arc::new(AtomicBool::new(true));
         let stats = Arc::new(WriterStats::default());
