@@ -28,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 
 /// Churn since the last give-back that makes the next quiet tick give back.
-pub(crate) const TRIM_AFTER: u64 = 16 << 20;
+const TRIM_AFTER: u64 = 16 << 20;
 /// A tick with less churn than this is quiet.
 const QUIET: u64 = 256 << 10;
 /// How often the churn is looked at.
-pub(crate) const TICK: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_millis(500);
 
 /// Bytes carried by short-lived buffers since the process started.
 static CHURN: AtomicU64 = AtomicU64::new(0);

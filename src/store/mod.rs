@@ -183,19 +183,10 @@ macro_rules! each_table {
 fn layout_current(db: &Database) -> Result<bool, StoreError> {
     let txn = db.begin_read()?;
     let found = match txn.open_table(tables::META) {
-        Ok(meta) => match meta.get(FORMAT_KEY)? {
-            Some(v) => Some(read_format(v.value())?),
-            None => None,
-        },
+        Ok(meta) => stored_format(&meta)?,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    if let Some(found) = found.filter(|f| *f > FORMAT) {
-        return Err(StoreError::NewerFormat {
-            found,
-            supported: FORMAT,
-        });
-    }
     if found != Some(FORMAT) {
         return Ok(false);
     }
@@ -212,24 +203,37 @@ fn layout_current(db: &Database) -> Result<bool, StoreError> {
     Ok(true)
 }
 
+/// The format a file records (`None` before format 2), refusing a newer one.
+fn stored_format(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<u32>, StoreError> {
+    let found = match meta.get(FORMAT_KEY)? {
+        Some(v) => Some(read_format(v.value())?),
+        None => None,
+    };
+    match found {
+        Some(found) if found > FORMAT => Err(StoreError::NewerFormat {
+            found,
+            supported: FORMAT,
+        }),
+        _ => Ok(found),
+    }
+}
+
 /// Stamps the format and creates the missing tables, in one durable commit;
 /// refuses a newer format before anything is written.
 fn create_layout(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(tables::META)?;
-        let found = match meta.get(FORMAT_KEY)? {
-            Some(v) => Some(read_format(v.value())?),
-            None => None,
+        let found = match stored_format(&meta) {
+            Ok(found) => found,
+            Err(e) => {
+                drop(meta);
+                let _ = txn.abort();
+                return Err(e);
+            }
         };
-        if let Some(found) = found.filter(|f| *f > FORMAT) {
-            drop(meta);
-            let _ = txn.abort();
-            return Err(StoreError::NewerFormat {
-                found,
-                supported: FORMAT,
-            });
-        }
         if found != Some(FORMAT) {
             meta.insert(FORMAT_KEY, FORMAT.to_le_bytes().as_slice())?;
         }
