@@ -347,3 +347,42 @@ fn only_a_file_that_is_not_current_is_written_at_open() {
         Err(super::StoreError::NewerFormat { .. })
     ));
 }
+
+/// A tenant whose events outlived its record (a 0.1.0 file whose tenant was
+/// deleted) is marked for purging once; a start that finds none writes nothing.
+#[tokio::test]
+async fn orphaned_tenants_are_marked_once_and_a_clean_file_gets_no_write() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store =
+        Store::open(&dir.path().join("t.redb"), Cipher::new(&[5; 32]), 1 << 20).expect("open");
+    let commits = || store.writer_stats().commits.load(Relaxed);
+
+    let before = commits();
+    assert!(
+        store
+            .mark_orphaned_tenants(5)
+            .await
+            .expect("look")
+            .is_empty()
+    );
+    assert_eq!(commits(), before, "nothing to mark, nothing written");
+
+    write_as_0_1_0(&store, &new_id("evt"), &[&new_id("dlv")], &new_id("wh")).await;
+    let before = commits();
+    assert_eq!(
+        store.mark_orphaned_tenants(6).await.expect("mark"),
+        ["acme"]
+    );
+    assert_eq!(commits(), before + 1);
+    assert_eq!(store.tenants_being_purged().expect("read"), ["acme"]);
+    assert!(
+        store
+            .mark_orphaned_tenants(7)
+            .await
+            .expect("look")
+            .is_empty()
+    );
+    assert_eq!(commits(), before + 1, "marked once");
+    store.close();
+}

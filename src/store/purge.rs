@@ -129,21 +129,26 @@ impl Store {
     /// Returns the ids marked. One pass that skips from tenant to tenant; lazily
     /// durable, since a lost mark is simply found again at the next start.
     pub async fn mark_orphaned_tenants(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        // Read first: almost every start finds none, and then writes nothing.
+        let found = {
+            let txn = self.read()?;
+            orphans(
+                &txn.open_table(TENANTS)?,
+                &txn.open_table(TENANT_PURGES)?,
+                &txn.open_table(TENANT_EVENTS)?,
+                &txn.open_table(IDEMPOTENCY)?,
+            )?
+        };
+        if found.is_empty() {
+            return Ok(found);
+        }
         self.write(false, move |txn| {
-            let mut orphans = Vec::new();
-            {
-                let tenants = txn.open_table(TENANTS)?;
-                let purges = txn.open_table(TENANT_PURGES)?;
-                let mut found = distinct_tenants(&txn.open_table(TENANT_EVENTS)?)?;
-                found.extend(distinct_tenants(&txn.open_table(IDEMPOTENCY)?)?);
-                found.sort();
-                found.dedup();
-                for t in found {
-                    if tenants.get(t.as_str())?.is_none() && purges.get(t.as_str())?.is_none() {
-                        orphans.push(t);
-                    }
-                }
-            }
+            let orphans = orphans(
+                &txn.open_table(TENANTS)?,
+                &txn.open_table(TENANT_PURGES)?,
+                &txn.open_table(TENANT_EVENTS)?,
+                &txn.open_table(IDEMPOTENCY)?,
+            )?;
             let mut purges = txn.open_table(TENANT_PURGES)?;
             let at = now.max(0) as u64;
             for t in &orphans {
@@ -153,6 +158,27 @@ impl Store {
         })
         .await
     }
+}
+
+/// Tenant ids that own events or idempotency records but neither a tenant record
+/// nor a purge mark.
+fn orphans(
+    tenants: &impl ReadableTable<&'static str, &'static [u8]>,
+    purges: &impl ReadableTable<&'static str, u64>,
+    tenant_events: &impl ReadableTable<(&'static str, &'static str), ()>,
+    idempotency: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+) -> Result<Vec<String>, StoreError> {
+    let mut found = distinct_tenants(tenant_events)?;
+    found.extend(distinct_tenants(idempotency)?);
+    found.sort();
+    found.dedup();
+    let mut out = Vec::new();
+    for t in found {
+        if tenants.get(t.as_str())?.is_none() && purges.get(t.as_str())?.is_none() {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 /// The distinct first key parts of a `(tenant, _)` table, one range lookup each.
