@@ -76,11 +76,18 @@ fn due(since_last: u64, this_tick: u64) -> bool {
 /// process (the allocator is): a second engine's call returns at once.
 pub(super) async fn give_back_when_quiet(stop: CancellationToken) {
     static RUNNING: AtomicBool = AtomicBool::new(false);
+    /// Frees the place when the task ends, also when its runtime drops it unpolled.
+    struct Place;
+    impl Drop for Place {
+        fn drop(&mut self) {
+            RUNNING.store(false, Relaxed);
+        }
+    }
     if RUNNING.swap(true, Relaxed) {
         return;
     }
+    let _place = Place;
     watch_churn(stop).await;
-    RUNNING.store(false, Relaxed);
 }
 
 async fn watch_churn(stop: CancellationToken) {

@@ -158,12 +158,7 @@ impl Api {
                 json!({"name": "mem"}),
             )
             .await;
-        let scopes = [
-            "webhooks:read",
-            "webhooks:write",
-            "events:write",
-            "events:read",
-        ];
+        let scopes = hookbox::model::Scope::ALL.map(hookbox::model::Scope::as_str);
         let k = self
             .expect(
                 StatusCode::CREATED,
