@@ -294,12 +294,8 @@ fn commit_batch(
         // Unready before anyone hears of the failure, so /readyz never lags a 503.
         healthy.store(false, Ordering::SeqCst);
     }
-    for done in completions {
-        done(match &failure {
-            None => Ok(()),
-            Some(msg) => Err(StoreError::Unavailable(msg.clone())),
-        });
-    }
+    // Counted before anyone hears back, so a caller that reads the stats after its
+    // write returns sees its own commit.
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.jobs.fetch_add(jobs, Ordering::Relaxed);
     stats
@@ -308,5 +304,11 @@ fn commit_batch(
     stats
         .job_micros
         .fetch_add(ran.as_micros() as u64, Ordering::Relaxed);
+    for done in completions {
+        done(match &failure {
+            None => Ok(()),
+            Some(msg) => Err(StoreError::Unavailable(msg.clone())),
+        });
+    }
     result
 }
