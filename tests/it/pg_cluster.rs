@@ -280,14 +280,22 @@ impl Cluster {
     /// test's own admin connection uses the Unix socket.
     #[allow(dead_code)]
     pub fn private_tls(cert_pem: &str, key_pem: &str) -> Private {
-        Private(Cluster::start_with(Some((cert_pem, key_pem))))
+        Private(Cluster::start_with(Some((cert_pem, key_pem)), ""))
+    }
+
+    /// A test's own cluster with `settings` (lines of `postgresql.conf`) added: for
+    /// what takes effect only at the server's start, such as
+    /// `shared_preload_libraries`.
+    #[allow(dead_code)]
+    pub fn private_with(settings: &str) -> Private {
+        Private(Cluster::start_with(None, settings))
     }
 
     fn start() -> Cluster {
-        Cluster::start_with(None)
+        Cluster::start_with(None, "")
     }
 
-    fn start_with(tls: Option<(&str, &str)>) -> Cluster {
+    fn start_with(tls: Option<(&str, &str)>, settings: &str) -> Cluster {
         let bin = bin_dir();
         let as_postgres = unsafe { libc::geteuid() } == 0;
         let dir = tempfile::Builder::new()
@@ -329,6 +337,7 @@ impl Cluster {
         if let Some((cert, key)) = tls {
             cluster.enable_tls(cert, key);
         }
+        cluster.add_settings(settings);
         cluster.serve();
         cluster
     }
@@ -351,16 +360,8 @@ impl Cluster {
                 .expect("chown");
             assert!(status.success(), "chown of the server's TLS files");
         }
-        // Appending and rewriting keep the files' owner (the server's user).
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.data.join("postgresql.conf"))
-            .expect("open postgresql.conf");
-        std::io::Write::write_all(
-            &mut conf,
-            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
-        )
-        .expect("write postgresql.conf");
+        self.add_settings("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'");
+        // Rewriting keeps the file's owner (the server's user).
         std::fs::write(
             self.data.join("pg_hba.conf"),
             "local all all trust\n\
@@ -368,6 +369,20 @@ impl Cluster {
              hostnossl all all 127.0.0.1/32 reject\n",
         )
         .expect("write pg_hba.conf");
+    }
+
+    /// Appends `settings` to `postgresql.conf` (appending keeps the file's owner,
+    /// the server's user).
+    fn add_settings(&self, settings: &str) {
+        if settings.is_empty() {
+            return;
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(&mut conf, format!("\n{settings}\n").as_bytes())
+            .expect("write postgresql.conf");
     }
 
     /// Starts the server on the cluster's port and waits until it accepts.

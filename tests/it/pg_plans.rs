@@ -6,6 +6,7 @@
 //! tens of thousands of rows (analyzed), must be the same, and must read no table
 //! sequentially, by bitmap, or through a hash or merge join.
 
+use hookbox::store::IngestOutcome;
 use hookbox::store::pg::{self, GENERIC_PLANNED, GENERIC_PLANS};
 
 use crate::pg_cluster::{self, sql};
@@ -110,4 +111,69 @@ async fn generic_plans_walk_indexes_and_stay_the_same_as_the_tables_grow() {
         eprintln!("{q}\n{p}\n");
     }
     assert!(faults.is_empty(), "{}", faults.join("\n\n"));
+}
+
+/// An ingest by a caller without an API key (the application's own token, a test
+/// store) runs under `GENERIC_PLANS` too: on the store's one connection, each of
+/// its statements is planned once however many ingests run (PostgreSQL's own
+/// choice plans the first five executions each anew). Counted by
+/// `pg_stat_statements` on a cluster of the test's own.
+#[tokio::test]
+async fn an_ingest_without_an_api_key_plans_each_statement_once() {
+    const INGESTS: i64 = 8;
+    let cluster = pg_cluster::Cluster::private_with(
+        "shared_preload_libraries = 'pg_stat_statements'\n\
+         pg_stat_statements.track_planning = on",
+    );
+    let url = cluster.database().await;
+    let db = sql(&url).await;
+    db.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("the extension");
+    let store = pg::PgStore::open(&url, 1, pg_cluster::cipher())
+        .await
+        .expect("open");
+    store
+        .create_tenant(pg_cluster::tenant("acme"), vec![])
+        .await
+        .expect("tenant");
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .expect("reset");
+    for n in 0..INGESTS {
+        let key = format!("key-{n}");
+        let item = crate::pg_ingest::item(Some(&key), "{}", &["wh_1", "wh_2"]);
+        let answer = store.ingest_as(vec![item], None).await.expect("ingest");
+        assert!(
+            matches!(answer[0].0, IngestOutcome::Created { .. }),
+            "{:?}",
+            answer[0].0
+        );
+    }
+
+    // The statements every ingest ran, with how often each was planned.
+    let rows = db
+        .query(
+            "SELECT query, plans FROM pg_stat_statements s \
+             JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = current_database() AND s.calls = $1 \
+               AND s.query NOT LIKE 'SET %' ORDER BY query",
+            &[&INGESTS],
+        )
+        .await
+        .expect("pg_stat_statements");
+    let planned: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for table in [
+        "INSERT INTO idempotency",
+        "INSERT INTO events",
+        "INSERT INTO deliveries",
+    ] {
+        assert!(
+            planned.iter().any(|(q, _)| q.starts_with(table)),
+            "no statement `{table}` ran {INGESTS} times: {planned:#?}"
+        );
+    }
+    let again: Vec<&(String, i64)> = planned.iter().filter(|(_, p)| *p > 1).collect();
+    assert!(again.is_empty(), "planned more than once: {again:#?}");
+    store.close();
 }

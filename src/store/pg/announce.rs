@@ -143,8 +143,11 @@ impl PgStore {
     /// commit). The caller wakes this node's own loop after the commit
     /// (`self.wakeups.notify_one()`); the other nodes' listeners wake theirs. The
     /// payload is the sender's node id, so that its own listener skips it.
+    /// On the ingest's hot path, so prepared once per connection (`cached_execute`):
+    /// sent as text it was parsed, described and planned again on every ingest.
     pub(super) async fn notify_work(&self, tx: &Tx<'_>) -> Result<(), StoreError> {
-        tx.execute("SELECT pg_notify($1, $2)", &[&WORK, &self.node_id()])
+        tx.sql()
+            .cached_execute("SELECT pg_notify($1, $2)", &[&WORK, &self.node_id()])
             .await
             .map_err(sql)?;
         Ok(())
