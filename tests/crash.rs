@@ -28,19 +28,20 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+#[path = "common/api.rs"]
+mod api;
 #[allow(dead_code)]
 #[path = "common/process.rs"]
 mod process;
 
+use api::Api;
 use process::Process;
 
 const ADMIN: &str = "crash-test-admin-token";
@@ -49,8 +50,6 @@ const EVENT_TYPE: &str = "shift.created";
 const RESTART_BOUND: Duration = Duration::from_secs(10);
 /// Every acknowledged event must have been delivered within this after ingest stops.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
-/// Any single API call; a call that takes longer counts as not acknowledged.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off of a client whose call failed (hookbox is down): not synchronisation,
 /// only to avoid spinning on "connection refused" while it restarts.
 const BACKOFF: Duration = Duration::from_millis(10);
@@ -234,114 +233,14 @@ name = "{EVENT_TYPE}"
 }
 
 // ---------------------------------------------------------------------------------
-// A small HTTP client.
+// The HTTP client (tests/common/api.rs) and the webhook this test registers.
 
-#[derive(Clone)]
-struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl Api {
-    fn new(base: &str) -> Api {
-        Api {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: base.to_owned(),
-        }
-    }
-
-    /// A JSON call; `Err` when hookbox could not be reached or did not answer in time.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), String> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {token}"));
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                serde_json::to_vec(b).expect("json")
-            }
-            None => Vec::new(),
-        };
-        let req = req.body(Full::new(Bytes::from(bytes))).expect("request");
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((
-                status,
-                serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
-            ))
-        };
-        tokio::time::timeout(CALL_TIMEOUT, exchange)
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()))
-    }
-
-    /// A call that must succeed with `want`.
-    async fn expect(
-        &self,
-        want: StatusCode,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> Value {
-        let body = (!body.is_null()).then_some(body);
-        let (status, v) = self
-            .call(method.clone(), path, token, body.as_ref())
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        assert_eq!(status, want, "{method} {path}: {v}");
-        v
-    }
-
-    /// A tenant with a key holding every scope; returns the key.
-    async fn tenant(&self) -> String {
-        let t = self
-            .expect(
-                StatusCode::CREATED,
-                Method::POST,
-                "/v1/tenants",
-                ADMIN,
-                json!({"name": "crash"}),
-            )
-            .await;
-        let scopes = [
-            "webhooks:read",
-            "webhooks:write",
-            "events:write",
-            "events:read",
-        ];
-        let k = self
-            .expect(
-                StatusCode::CREATED,
-                Method::POST,
-                "/v1/api-keys",
-                ADMIN,
-                json!({"tenant": t["id"], "name": "crash", "scopes": scopes}),
-            )
-            .await;
-        k["key"].as_str().expect("api key").to_owned()
-    }
-
-    /// Registers a webhook for [`EVENT_TYPE`]; returns its id.
-    async fn webhook(&self, key: &str, body: Value) -> String {
-        let w = self
-            .expect(StatusCode::CREATED, Method::POST, "/v1/webhooks", key, body)
-            .await;
-        w["id"].as_str().expect("webhook id").to_owned()
-    }
+/// Registers a webhook for [`EVENT_TYPE`]; returns its id.
+async fn webhook(api: &Api, key: &str, body: Value) -> String {
+    let w = api
+        .expect(StatusCode::CREATED, Method::POST, "/v1/webhooks", key, body)
+        .await;
+    w["id"].as_str().expect("webhook id").to_owned()
 }
 
 // ---------------------------------------------------------------------------------
@@ -617,8 +516,9 @@ fn acknowledged_events_survive_repeated_sigkill() {
         let api = Api::new(&hb.base);
         hb.start();
         hb.wait_ready(&api).await;
-        let key = api.tenant().await;
-        api.webhook(
+        let key = api.tenant_key(ADMIN, "crash").await;
+        webhook(
+            &api,
             &key,
             json!({"url": rx.url("/hook"), "event_types": [EVENT_TYPE]}),
         )
@@ -764,20 +664,20 @@ fn sigkill_during_rotation_and_recover_loses_nothing() {
         let api = Api::new(&hb.base);
         hb.start();
         hb.wait_ready(&api).await;
-        let key = api.tenant().await;
+        let key = api.tenant_key(ADMIN, "crash").await;
         let first = new_secret(&mut rng);
-        let rotating = api
-            .webhook(
-                &key,
-                json!({"url": rx.url("/rot"), "event_types": [EVENT_TYPE], "secrets": [first]}),
-            )
-            .await;
-        let failing = api
-            .webhook(
-                &key,
-                json!({"url": rx.url("/fail"), "event_types": [EVENT_TYPE]}),
-            )
-            .await;
+        let rotating = webhook(
+            &api,
+            &key,
+            json!({"url": rx.url("/rot"), "event_types": [EVENT_TYPE], "secrets": [first]}),
+        )
+        .await;
+        let failing = webhook(
+            &api,
+            &key,
+            json!({"url": rx.url("/fail"), "event_types": [EVENT_TYPE]}),
+        )
+        .await;
         let rotations = Arc::new(Mutex::new(Rotations {
             sent: vec![first],
             acked: 0,

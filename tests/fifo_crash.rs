@@ -18,18 +18,19 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+#[path = "common/api.rs"]
+mod api;
 #[allow(dead_code)]
 #[path = "common/process.rs"]
 mod process;
 
+use api::Api;
 use process::Process;
 
 const ADMIN: &str = "fifo-crash-admin-token";
@@ -40,7 +41,6 @@ const KILLS: usize = 3;
 /// Bounds on every wait.
 const READY_BOUND: Duration = Duration::from_secs(10);
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(90);
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off of a call that failed because hookbox is down (not synchronisation).
 const BACKOFF: Duration = Duration::from_millis(10);
 
@@ -109,60 +109,6 @@ name = "shift.created"
             );
             tokio::time::sleep(BACKOFF).await;
         }
-    }
-}
-
-#[derive(Clone)]
-struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), String> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {token}"));
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                serde_json::to_vec(b).expect("json")
-            }
-            None => Vec::new(),
-        };
-        let req = req.body(Full::new(Bytes::from(bytes))).expect("request");
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((
-                status,
-                serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
-            ))
-        };
-        tokio::time::timeout(CALL_TIMEOUT, exchange)
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()))
-    }
-
-    async fn expect(&self, want: StatusCode, path: &str, token: &str, body: Value) -> Value {
-        let (s, v) = self
-            .call(Method::POST, path, token, Some(&body))
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        assert_eq!(s, want, "POST {path}: {v}");
-        v
     }
 }
 
@@ -277,31 +223,13 @@ async fn scenario() {
         probe.local_addr().expect("probe addr").port()
     };
     let mut hb = Hookbox::new(dir.path(), port);
-    let api = Api {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
     hb.start();
     hb.wait_ready(&api).await;
-    let t = api
-        .expect(
-            StatusCode::CREATED,
-            "/v1/tenants",
-            ADMIN,
-            json!({"name": "fifo"}),
-        )
-        .await;
-    let k = api
-        .expect(
-            StatusCode::CREATED,
-            "/v1/api-keys",
-            ADMIN,
-            json!({"tenant": t["id"], "name": "k", "scopes": ["webhooks:write", "events:write"]}),
-        )
-        .await;
-    let key = k["key"].as_str().expect("key").to_owned();
+    let key = api.tenant_key(ADMIN, "fifo").await;
     api.expect(
         StatusCode::CREATED,
+        Method::POST,
         "/v1/webhooks",
         &key,
         json!({"url": format!("http://{rcv_addr}/fifo"), "event_types": ["shift.created"], "ordering": "fifo"}),

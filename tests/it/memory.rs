@@ -15,9 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -88,94 +86,33 @@ async fn slow_receiver(seen: Arc<Mutex<HashSet<String>>>, tx: Arc<watch::Sender<
     format!("http://{addr}/hook")
 }
 
-struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
+#[path = "../common/api.rs"]
+mod api;
+
+use api::Api;
+
+/// The value of an unlabelled metric in `/metrics`.
+async fn metric(api: &Api, name: &str) -> Option<f64> {
+    let uri = format!("{}/metrics", api.base);
+    let resp = api.client.get(uri.parse().ok()?).await.ok()?;
+    let text = resp.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-impl Api {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Vec<u8>,
-    ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        match self.client.request(req).await {
-            Ok(resp) => {
-                let status = resp.status();
-                let body = resp.into_body().collect().await.map(|b| b.to_bytes());
-                let v = body
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or(Value::Null);
-                (status, v)
-            }
-            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+/// Waits until `/readyz` answers 200.
+async fn wait_ready(api: &Api) {
+    let started = Instant::now();
+    loop {
+        if let Ok((StatusCode::OK, _)) = api.call(Method::GET, "/readyz", "", None).await {
+            return;
         }
-    }
-
-    /// The value of an unlabelled metric in `/metrics`.
-    async fn metric(&self, name: &str) -> Option<f64> {
-        let uri = format!("{}/metrics", self.base);
-        let resp = self.client.get(uri.parse().ok()?).await.ok()?;
-        let text = resp.into_body().collect().await.ok()?.to_bytes();
-        let text = String::from_utf8_lossy(&text).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-    }
-
-    /// Waits until `/readyz` answers 200.
-    async fn wait_ready(&self) {
-        let started = Instant::now();
-        loop {
-            let (s, _) = self.call(Method::GET, "/readyz", "", Vec::new()).await;
-            if s == StatusCode::OK {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "hookbox did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A new tenant's API key with every tenant scope.
-    async fn tenant_key(&self) -> String {
-        let t = self
-            .expect(
-                StatusCode::CREATED,
-                "/v1/tenants",
-                ADMIN,
-                json!({"name": "mem"}),
-            )
-            .await;
-        let scopes = hookbox::model::Scope::ALL.map(hookbox::model::Scope::as_str);
-        let k = self
-            .expect(
-                StatusCode::CREATED,
-                "/v1/api-keys",
-                ADMIN,
-                json!({"tenant": t["id"], "name": "mem", "scopes": scopes}),
-            )
-            .await;
-        k["key"].as_str().expect("api key").to_owned()
-    }
-
-    async fn expect(&self, want: StatusCode, path: &str, token: &str, body: Value) -> Value {
-        let (status, v) = self
-            .call(Method::POST, path, token, body.to_string().into_bytes())
-            .await;
-        assert_eq!(status, want, "POST {path}: {v}");
-        v
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "hookbox did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -240,14 +177,11 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (child, base) = start_hookbox(dir.path());
     let pid = child.0.id();
-    let api = Arc::new(Api {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        base,
-    });
+    let api = Arc::new(Api::new(&base));
     let started = Instant::now();
-    api.wait_ready().await;
+    wait_ready(&api).await;
     let idle = rss_kib(pid).expect("read VmRSS");
-    let key = api.tenant_key().await;
+    let key = api.tenant_key(ADMIN, "mem").await;
     // Two slow receivers, one per event type: each event is one delivery.
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let (tx, mut count) = watch::channel(0usize);
@@ -256,6 +190,7 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
         let url = slow_receiver(seen.clone(), tx.clone()).await;
         api.expect(
             StatusCode::CREATED,
+            Method::POST,
             "/v1/webhooks",
             &key,
             json!({"url": url, "event_types": [ty]}),
@@ -292,7 +227,10 @@ async fn slow_receivers_with_1200_pending_900kb_events_keep_rss_bounded() {
         let api = api.clone();
         let key = key.clone();
         posts.push(tokio::spawn(async move {
-            let (s, v) = api.call(Method::POST, "/v1/events", &key, body).await;
+            let (s, v) = api
+                .call_raw(Method::POST, "/v1/events", &key, Some(body))
+                .await
+                .unwrap_or_else(|e| panic!("ingest {i}: {e}"));
             drop(permit);
             assert_eq!(s, StatusCode::ACCEPTED, "ingest {i}: {v}");
         }));
@@ -332,14 +270,11 @@ async fn memory_freed_by_a_burst_of_ingest_goes_back_to_the_system_when_quiet() 
     let dir = tempfile::tempdir().expect("temp dir");
     let (child, base) = start_hookbox(dir.path());
     let pid = child.0.id();
-    let api = Api {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        base,
-    };
-    api.wait_ready().await;
-    let key = api.tenant_key().await;
+    let api = Api::new(&base);
+    wait_ready(&api).await;
+    let key = api.tenant_key(ADMIN, "mem").await;
     assert_eq!(
-        api.metric("hookbox_memory_given_back_total").await,
+        metric(&api, "hookbox_memory_given_back_total").await,
         Some(0.0),
         "nothing is given back before a burst"
     );
@@ -353,14 +288,17 @@ async fn memory_freed_by_a_burst_of_ingest_goes_back_to_the_system_when_quiet() 
             .collect();
         let body = json!({"events": events}).to_string().into_bytes();
         assert!(body.len() < 256 * 1024, "a batch is {} bytes", body.len());
-        let (s, v) = api.call(Method::POST, "/v1/events/batch", &key, body).await;
+        let (s, v) = api
+            .call_raw(Method::POST, "/v1/events/batch", &key, Some(body))
+            .await
+            .unwrap_or_else(|e| panic!("batch {b}: {e}"));
         assert_eq!(s, StatusCode::ACCEPTED, "batch {b}: {v}");
         peak = peak.max(rss_kib(pid).expect("read VmRSS"));
     }
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let n = api.metric("hookbox_memory_given_back_total").await;
+        let n = metric(&api, "hookbox_memory_given_back_total").await;
         if n.is_some_and(|n| n >= 1.0) {
             break;
         }
