@@ -4,7 +4,9 @@
 //! be the plan of a large table, and walk indexes only. Checked on a real cluster:
 //! each statement's generic plan on empty tables, then again on tables holding
 //! tens of thousands of rows (analyzed), must be the same, and must read no table
-//! sequentially, by bitmap, or through a hash or merge join.
+//! sequentially, by bitmap, or through a hash or merge join. And an ingest's
+//! statements are in fact planned once each per connection (counted by
+//! `pg_stat_statements`).
 
 use hookbox::store::IngestOutcome;
 use hookbox::store::pg::{self, GENERIC_PLANNED, GENERIC_PLANS};
