@@ -22,6 +22,10 @@ pub(super) const CHANGES: &str = "hookbox_changes";
 /// The channel of "there may be new work" (ingest, and later recover and retries).
 pub(super) const WORK: &str = "hookbox_work";
 
+/// Sends a notification: `$1` the channel, `$2` the payload. One text for every
+/// notification, prepared once per connection (`cached_execute`).
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
 /// The longest payload sent as is; PostgreSQL refuses 8,000 bytes and more.
 const MAX_PAYLOAD: usize = 7_000;
 
@@ -130,12 +134,10 @@ impl PgStore {
         if changes.is_empty() {
             return Ok(());
         }
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&CHANGES, &payload(self.node_id(), changes)],
-        )
-        .await
-        .map_err(sql)?;
+        tx.sql()
+            .cached_execute(NOTIFY, &[&CHANGES, &payload(self.node_id(), changes)])
+            .await
+            .map_err(sql)?;
         Ok(())
     }
 
@@ -143,11 +145,11 @@ impl PgStore {
     /// commit). The caller wakes this node's own loop after the commit
     /// (`self.wakeups.notify_one()`); the other nodes' listeners wake theirs. The
     /// payload is the sender's node id, so that its own listener skips it.
-    /// On the ingest's hot path, so prepared once per connection (`cached_execute`):
-    /// sent as text it was parsed, described and planned again on every ingest.
+    /// On the ingest's hot path: sent as text, it was parsed, described and planned
+    /// again on every ingest.
     pub(super) async fn notify_work(&self, tx: &Tx<'_>) -> Result<(), StoreError> {
         tx.sql()
-            .cached_execute("SELECT pg_notify($1, $2)", &[&WORK, &self.node_id()])
+            .cached_execute(NOTIFY, &[&WORK, &self.node_id()])
             .await
             .map_err(sql)?;
         Ok(())

@@ -176,9 +176,7 @@ impl PgStore {
             .await
             .map_err(sql)?;
         if n > 0 {
-            tx.execute("SELECT pg_notify('hookbox_work', '')", &[])
-                .await
-                .map_err(sql)?;
+            self.notify_work(&tx).await?;
         }
         tx.commit().await.map_err(sql)?;
         if n > 0 {
